@@ -1,0 +1,188 @@
+//! Where the cgroup filesystems are mounted, and which version is in charge.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// The mounted cgroup hierarchies. On a v1 (or hybrid) host every controller
+/// has its own mount point; on a v2 host there is one unified root.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    version: Version,
+    /// v2: the unified mount; v1: the parent of the controller mounts.
+    root: PathBuf,
+    /// v1 only: controller name (`memory`, `cpu`, `name=systemd`) -> mount.
+    /// Co-mounted controllers (`cpu,cpuacct`) appear under each name.
+    v1: BTreeMap<String, PathBuf>,
+}
+
+impl Hierarchy {
+    /// Reads `/proc/self/mountinfo`. A host whose `/sys/fs/cgroup` (or any
+    /// cgroup2 mount, when no v1 controller is mounted) is cgroup2 is v2; a
+    /// hybrid host (v1 controllers plus an empty `unified` cgroup2) is v1,
+    /// because the controllers that limit anything live in v1 there.
+    pub fn detect() -> Result<Self> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::Detect(format!("read /proc/self/mountinfo: {e}")))?;
+        Self::from_mountinfo(&text)
+    }
+
+    pub fn from_mountinfo(text: &str) -> Result<Self> {
+        let mut v1 = BTreeMap::new();
+        let mut v2_root = None;
+        for line in text.lines() {
+            // mountinfo: id parent major:minor root mountpoint opts ... - fstype source superopts
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let mount_point = left.split_whitespace().nth(4).map(unescape);
+            let mut right = right.split_whitespace();
+            let (Some(fstype), Some(_source), Some(super_opts)) = (right.next(), right.next(), right.next()) else {
+                continue;
+            };
+            let Some(mount_point) = mount_point else { continue };
+            match fstype {
+                "cgroup2" => {
+                    if v2_root.is_none() || mount_point == Path::new("/sys/fs/cgroup") {
+                        v2_root = Some(mount_point);
+                    }
+                }
+                "cgroup" => {
+                    for opt in super_opts.split(',') {
+                        if is_v1_controller(opt) {
+                            v1.entry(opt.to_string()).or_insert_with(|| mount_point.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !v1.is_empty() {
+            let root = v1.values().next().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap_or_default();
+            return Ok(Self { version: Version::V1, root, v1 });
+        }
+        match v2_root {
+            Some(root) => Ok(Self { version: Version::V2, root, v1 }),
+            None => Err(Error::Detect("no cgroup or cgroup2 filesystem is mounted".into())),
+        }
+    }
+
+    /// A v2 hierarchy rooted at `root` (tests use a temp dir).
+    pub fn v2(root: impl Into<PathBuf>) -> Self {
+        Self { version: Version::V2, root: root.into(), v1: BTreeMap::new() }
+    }
+
+    /// A v1 hierarchy with one directory per controller under `root`.
+    pub fn v1(root: impl Into<PathBuf>, controllers: &[&str]) -> Self {
+        let root = root.into();
+        let v1 = controllers.iter().map(|c| (c.to_string(), root.join(c.trim_start_matches("name=")))).collect();
+        Self { version: Version::V1, root, v1 }
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Mount point of a v1 controller, if mounted.
+    pub fn v1_controller(&self, name: &str) -> Option<PathBuf> {
+        self.v1.get(name).cloned()
+    }
+
+    /// Distinct v1 mount points (co-mounted controllers once).
+    pub fn v1_mounts(&self) -> impl Iterator<Item = &Path> {
+        let mut seen: Vec<&Path> = Vec::new();
+        for p in self.v1.values() {
+            if !seen.contains(&p.as_path()) {
+                seen.push(p);
+            }
+        }
+        seen.into_iter()
+    }
+}
+
+fn is_v1_controller(opt: &str) -> bool {
+    matches!(
+        opt,
+        "cpu" | "cpuacct" | "cpuset" | "memory" | "devices" | "freezer" | "blkio" | "pids" | "hugetlb"
+            | "net_cls" | "net_prio" | "perf_event" | "rdma" | "misc"
+    ) || opt.starts_with("name=")
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> PathBuf {
+    let mut out = String::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let n = u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?');
+            out.push(n as char);
+            i += 4;
+        } else {
+            out.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+    PathBuf::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 1 0:22 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+26 25 0:23 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+27 25 0:24 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+28 25 0:25 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+29 25 0:26 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+30 25 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn hybrid_host_is_v1_with_each_controller() {
+        let h = Hierarchy::from_mountinfo(HYBRID).unwrap();
+        assert_eq!(h.version(), Version::V1);
+        assert_eq!(h.v1_controller("memory").unwrap(), Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(h.v1_controller("name=systemd").unwrap(), Path::new("/sys/fs/cgroup/systemd"));
+        assert!(h.v1_controller("pids").is_none());
+        assert_eq!(h.v1_mounts().count(), 4);
+    }
+
+    #[test]
+    fn comounted_controllers_share_one_mount() {
+        let text = "26 25 0:23 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let h = Hierarchy::from_mountinfo(text).unwrap();
+        assert_eq!(h.v1_controller("cpu"), h.v1_controller("cpuacct"));
+        assert_eq!(h.v1_mounts().count(), 1);
+    }
+
+    #[test]
+    fn unified_host_is_v2() {
+        let text = "25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let h = Hierarchy::from_mountinfo(text).unwrap();
+        assert_eq!(h.version(), Version::V2);
+        assert_eq!(h.root(), Path::new("/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn no_cgroup_mount_is_an_error() {
+        assert!(Hierarchy::from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n").is_err());
+    }
+
+    #[test]
+    fn escaped_mount_points() {
+        assert_eq!(unescape("/a\\040b"), PathBuf::from("/a b"));
+    }
+}
