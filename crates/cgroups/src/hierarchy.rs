@@ -99,6 +99,19 @@ impl Hierarchy {
         self.v1.get(name).cloned()
     }
 
+    /// v1 only: each mount point with the controllers mounted on it, e.g.
+    /// (`/sys/fs/cgroup/cpu,cpuacct`, [`cpu`, `cpuacct`]).
+    pub fn v1_mount_groups(&self) -> Vec<(PathBuf, Vec<String>)> {
+        let mut groups: Vec<(PathBuf, Vec<String>)> = Vec::new();
+        for (name, mount) in &self.v1 {
+            match groups.iter_mut().find(|(m, _)| m == mount) {
+                Some((_, names)) => names.push(name.clone()),
+                None => groups.push((mount.clone(), vec![name.clone()])),
+            }
+        }
+        groups
+    }
+
     /// Distinct v1 mount points (co-mounted controllers once).
     pub fn v1_mounts(&self) -> impl Iterator<Item = &Path> {
         let mut seen: Vec<&Path> = Vec::new();

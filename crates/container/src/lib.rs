@@ -1,0 +1,20 @@
+//! Turning an OCI runtime spec into an isolated Linux process.
+//!
+//! Everything here runs in `berth-shim init`, a fresh exec of the shim that
+//! is single-threaded and never builds an async runtime, so `fork` is safe.
+//! The shim drives it over a [`sync::Channel`]; see that module for the
+//! conversation. Synchronous and tokio-free by design.
+
+pub mod capabilities;
+pub mod error;
+pub mod init;
+mod mount_options;
+pub mod namespaces;
+pub mod paths;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod sync;
+mod tty;
+
+pub use error::{Error, ErrorKind, Result};

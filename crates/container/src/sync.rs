@@ -1,0 +1,147 @@
+//! The conversation between the shim and the container init it spawned, over
+//! a `SOCK_SEQPACKET` socketpair (message boundaries kept, fds passable).
+//!
+//! ```text
+//! shim                               init (stage 1)        init (stage 2 = container pid 1)
+//!  spawn `berth-shim init` ──────────▶
+//!  put pid in cgroup
+//!  Bootstrap ─────────────────────────▶ setns/unshare, fork ─▶
+//!            ◀──────────────────────── Pid(stage 2), exit
+//!            ◀─────────────────────────────────────────────── Console(fd)  (tty only)
+//!            ◀─────────────────────────────────────────────── Ready  (or Error)
+//!  Start ─────────────────────────────────────────────────────▶ drop privileges, execve
+//!  EOF (socket is close-on-exec) ◀───────────────────────────── exec succeeded
+//! ```
+//! An `Error` can arrive at any step instead; the init then exits. Exec
+//! processes follow the same path but stage 2 execs without waiting for Start.
+
+use std::{
+    io::{IoSlice, IoSliceMut},
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+    path::PathBuf,
+};
+
+use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use oci_spec::runtime::Process;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Name of the environment variable that carries the init's end of the socket.
+pub const SYNC_FD_ENV: &str = "_BERTH_SYNC_FD";
+
+/// Largest message: a spec's process with a long environment fits easily.
+const MAX_MESSAGE: usize = 1 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShimMessage {
+    Bootstrap(Bootstrap),
+    Start,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// Bundle directory holding `config.json`; `root.path` is relative to it.
+    pub bundle: PathBuf,
+    /// Allocate a pty inside the container and send its master back.
+    pub terminal: bool,
+    /// Set for an exec into a running container: join the namespaces of
+    /// `pid` and run `process` instead of the spec's.
+    pub exec: Option<ExecTarget>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecTarget {
+    pub pid: i32,
+    pub process: Box<Process>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum InitMessage {
+    /// Host pid of the process that will exec the user's command.
+    Pid(i32),
+    /// The pty master travels as SCM_RIGHTS alongside this message.
+    Console,
+    /// Namespaces and rootfs are ready; waiting for Start.
+    Ready,
+    Error { kind: ErrorKind, message: String },
+    /// Non-fatal things the shim should log (e.g. a clamped oom_score_adj).
+    Warning(String),
+}
+
+/// One end of the socketpair.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// Returns (shim end, init end). Both are close-on-exec; the shim clears
+    /// the flag on the init end in the child just before exec.
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .map_err(Error::sys("socketpair"))?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    /// # Safety
+    /// `fd` must be an open socket this process owns and nobody else closes.
+    pub unsafe fn from_raw_fd(fd: RawFd) -> Channel {
+        Channel { fd: OwnedFd::from_raw_fd(fd) }
+    }
+
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<()> {
+        self.send_with_fd(msg, None)
+    }
+
+    pub fn send_with_fd<T: Serialize>(&self, msg: &T, fd: Option<BorrowedFd<'_>>) -> Result<()> {
+        let bytes = serde_json::to_vec(msg).map_err(|e| Error::Sync(e.to_string()))?;
+        let iov = [IoSlice::new(&bytes)];
+        let fds;
+        let cmsgs: Vec<ControlMessage> = match fd {
+            Some(fd) => {
+                fds = [fd.as_raw_fd()];
+                vec![ControlMessage::ScmRights(&fds)]
+            }
+            None => Vec::new(),
+        };
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None).map_err(Error::sys("send to peer"))?;
+        Ok(())
+    }
+
+    /// Receives one message; `Ok(None)` on EOF (peer closed or exec'd).
+    pub fn recv<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<(T, Option<OwnedFd>)>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let (len, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(msg) => {
+                    let mut fd = None;
+                    for c in msg.cmsgs().map_err(Error::sys("read control message"))? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            // SAFETY: the kernel just installed these fds in our table.
+                            fd = fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::Sync(format!("receive from peer: {e}"))),
+            }
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let msg = serde_json::from_slice(&buf[..len]).map_err(|e| Error::Sync(format!("bad message: {e}")))?;
+        Ok(Some((msg, fd)))
+    }
+}
