@@ -1,0 +1,5 @@
+//! Pure functions from intent to OCI runtime spec. No I/O: everything here
+//! is unit-testable and the same on every host.
+
+pub mod seccomp;
+pub mod spec;

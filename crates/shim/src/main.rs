@@ -1,1 +1,72 @@
-fn main(){}
+//! `berth-shim`: one per container. Its role comes from argv before any
+//! thread exists, so the `init` role is a single-threaded process in which
+//! forking is safe (DESIGN.md, "Rules that keep it correct").
+//!
+//! ```text
+//! berth-shim start --id ID --socket PATH [--bundle DIR] [--cgroup PATH]
+//!     daemonizes `serve`, prints the ttrpc address, exits
+//! berth-shim serve ...        (internal) the Task API server
+//! berth-shim init             (internal) container init, driven over a socket
+//! ```
+
+mod args;
+mod cri_log;
+mod error;
+mod io;
+mod logger;
+mod metrics;
+mod reaper;
+mod rootfs_mount;
+mod serve;
+mod spawn;
+mod start;
+mod state;
+mod task;
+mod timestamp;
+
+use std::process::ExitCode;
+
+use berth_container::sync::{Channel, SYNC_FD_ENV};
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    match argv.get(1).map(String::as_str) {
+        Some("init") => run_init(),
+        Some("start") => report(start::run(&argv[2..])),
+        Some("serve") => report(serve::run(&argv[2..])),
+        Some("--version") | Some("version") => {
+            println!("berth-shim {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("usage: berth-shim start --id ID --socket PATH [--bundle DIR] [--cgroup PATH]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_init() -> ExitCode {
+    let fd = std::env::var(SYNC_FD_ENV).ok().and_then(|v| v.parse().ok());
+    let Some(fd) = fd else {
+        eprintln!("berth-shim init is started by berth-shim itself ({SYNC_FD_ENV} missing)");
+        return ExitCode::from(2);
+    };
+    // SAFETY: the shim passed this fd to us and nothing else uses it.
+    let channel = unsafe { Channel::from_raw_fd(fd) };
+    berth_container::init::run(channel)
+}
+
+fn report(result: anyhow_free::Result) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth-shim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The binary's top-level error: a message for stderr.
+mod anyhow_free {
+    pub type Result = std::result::Result<(), String>;
+}

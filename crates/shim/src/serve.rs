@@ -1,0 +1,54 @@
+//! `berth-shim serve`: the long-lived supervisor. Subreaper, out of its
+//! parent's cgroup, serving the Task API on the socket `start` made (fd 3)
+//! until its container is deleted.
+
+use std::{sync::Arc, time::Duration};
+
+use berth_cgroups::{Cgroup, Hierarchy};
+use containerd_shim_protos::create_task;
+
+use crate::{args, logger, reaper::Reaper, task::{ShutdownSignal, TaskService}};
+
+const LISTENER_FD: i32 = 3;
+
+pub fn run(argv: &[String]) -> Result<(), String> {
+    let a = args::parse(argv)?;
+    logger::init(&a.id);
+    // Orphans of the container are reparented to us, not to the host init.
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+    leave_parent_cgroup(&a.cgroup);
+    let reaper = Reaper::start().map_err(|e| format!("start reaper: {e}"))?;
+    let shutdown = Arc::new(ShutdownSignal::default());
+    let service = Arc::new(TaskService::new(a.id.clone(), reaper, shutdown.clone()));
+    // Wait and blocking Start calls each hold a handler thread; allow
+    // plenty so one client's waits cannot starve its other calls.
+    let mut server = ttrpc::Server::new()
+        .add_listener(LISTENER_FD)
+        .map_err(|e| format!("listener: {e}"))?
+        .register_service(create_task(service))
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(64);
+    server.start().map_err(|e| format!("start ttrpc server: {e}"))?;
+    log::info!("serving on {}", a.socket.display());
+    shutdown.wait();
+    // Let the reply to the Delete/Shutdown that got us here reach the client.
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = std::fs::remove_file(&a.socket);
+    log::info!("shim exiting");
+    std::process::exit(0)
+}
+
+/// Moves the shim into its own cgroup so that stopping the process (or
+/// pod) that started it does not kill it. Failing here is logged, not
+/// fatal: the container still works, it just shares the parent's fate.
+fn leave_parent_cgroup(path: &str) {
+    let result = Hierarchy::detect().and_then(|h| {
+        let cg = Cgroup::new(h, path)?;
+        cg.create(None)?;
+        cg.add_process(0)
+    });
+    if let Err(e) = result {
+        log::warn!("could not move to cgroup {path}: {e}");
+    }
+}

@@ -1,0 +1,146 @@
+//! Starting `berth-shim init` and holding the conversation with it (the
+//! protocol is drawn in `berth_container::sync`).
+
+use std::{
+    os::unix::process::CommandExt,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use berth_cgroups::Cgroup;
+use berth_container::sync::{Bootstrap, Channel, InitMessage, ShimMessage, SYNC_FD_ENV};
+
+use crate::{
+    error::{Result, ShimError},
+    io::{ChildStdio, ProcessIo},
+    reaper::Reaper,
+};
+
+/// How long the init may take to report each step (mounts on a loaded
+/// host can be slow; a hung init must still not hang the RPC forever).
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A container process whose init has reported; for a new container it
+/// waits for Start on `channel`.
+pub struct Spawned {
+    pub pid: i32,
+    pub channel: Channel,
+}
+
+/// Spawns the init, puts it in the cgroup, and drives it until the
+/// container process is Ready (create) or has exec'd (exec).
+pub fn spawn_init(bootstrap: Bootstrap, stdio: ChildStdio, io: &ProcessIo, cgroup: Option<&Cgroup>, reaper: &Reaper) -> Result<Spawned> {
+    let is_exec = bootstrap.exec.is_some();
+    let (shim_end, init_end) = Channel::pair()?;
+    set_recv_timeout(&shim_end, STEP_TIMEOUT);
+    let init_fd = init_end.as_raw_fd();
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("init")
+        .env_clear()
+        .env(SYNC_FD_ENV, init_fd.to_string())
+        .stdin(Stdio::from(stdio.stdin))
+        .stdout(Stdio::from(stdio.stdout))
+        .stderr(Stdio::from(stdio.stderr));
+    // SAFETY: runs between fork and exec; fcntl is async-signal-safe and
+    // touches only the fd we pass on.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(init_fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(ShimError::internal("spawn berth-shim init"))?;
+    // Our copy of the init's end must go, or we would never see EOF.
+    drop(init_end);
+    let stage1 = child.id() as i32;
+    // The reaper owns waiting: never call child.wait().
+    drop(child);
+    let kill_stage1 = || {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(stage1, libc::SIGKILL) };
+    };
+    if let Some(cg) = cgroup {
+        if let Err(e) = cg.add_process(stage1) {
+            kill_stage1();
+            return Err(e.into());
+        }
+    }
+    if let Err(e) = shim_end.send(&ShimMessage::Bootstrap(bootstrap)) {
+        kill_stage1();
+        return Err(e.into());
+    }
+    let mut pid = None;
+    let fail = |pid: Option<i32>, err: ShimError| -> ShimError {
+        if let Some(p) = pid {
+            // SAFETY: as above.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+            reaper.wait(p, Some(Duration::from_secs(5)));
+            reaper.forget(p);
+        }
+        err
+    };
+    loop {
+        let msg = shim_end.recv::<InitMessage>().map_err(|e| fail(pid, ShimError::DeadlineExceeded(format!("container init: {e}"))))?;
+        match msg {
+            Some((InitMessage::Pid(p), _)) => {
+                reaper.watch(p);
+                pid = Some(p);
+            }
+            Some((InitMessage::Console, Some(fd))) => {
+                io.attach_console(fd).map_err(|e| fail(pid, e))?;
+            }
+            Some((InitMessage::Console, None)) => return Err(fail(pid, ShimError::Internal("init sent Console without a pty fd".into()))),
+            Some((InitMessage::Warning(w), _)) => log::warn!("{w}"),
+            Some((InitMessage::Ready, _)) if !is_exec => break,
+            Some((InitMessage::Ready, _)) => {}
+            Some((InitMessage::Error { kind, message }, _)) => return Err(fail(pid, ShimError::from_init(kind, message))),
+            None => {
+                // For an exec, EOF after the pid means the execve succeeded
+                // (the socket is close-on-exec).
+                if is_exec && pid.is_some() {
+                    break;
+                }
+                let why = match pid.and_then(|p| reaper.wait(p, Some(Duration::from_secs(1)))) {
+                    Some(exit) => format!("container init exited with status {} before it was ready", exit.status),
+                    None => "container init closed the channel before it was ready".to_string(),
+                };
+                return Err(fail(pid, ShimError::Internal(why)));
+            }
+        }
+    }
+    let pid = pid.ok_or_else(|| ShimError::Internal("init never reported the container pid".into()))?;
+    Ok(Spawned { pid, channel: shim_end })
+}
+
+/// Sends Start and waits for the exec: EOF means it happened; an Error
+/// message means it failed (and the process is gone).
+pub fn start(spawned: &Spawned, reaper: &Reaper) -> Result<()> {
+    spawned.channel.send(&ShimMessage::Start)?;
+    loop {
+        match spawned.channel.recv::<InitMessage>()? {
+            None => return Ok(()),
+            Some((InitMessage::Warning(w), _)) => log::warn!("{w}"),
+            Some((InitMessage::Error { kind, message }, _)) => {
+                reaper.wait(spawned.pid, Some(Duration::from_secs(5)));
+                return Err(ShimError::from_init(kind, message));
+            }
+            Some((other, _)) => log::debug!("ignoring {other:?} after Start"),
+        }
+    }
+}
+
+fn set_recv_timeout(channel: &Channel, timeout: Duration) {
+    let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: 0 };
+    // SAFETY: SO_RCVTIMEO with a valid timeval on a socket we own.
+    unsafe {
+        libc::setsockopt(
+            channel.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! `berth-shim start`: make the socket, hand it to a detached `serve`
+//! process, print the address, exit. The caller waits only for this.
+
+use std::{
+    fs::OpenOptions,
+    os::{fd::AsRawFd, unix::net::{UnixListener, UnixStream}, unix::process::CommandExt},
+    process::{Command, Stdio},
+};
+
+use crate::args;
+
+pub fn run(argv: &[String]) -> Result<(), String> {
+    let a = args::parse(argv)?;
+    let address = format!("unix://{}", a.socket.display());
+    // Idempotent: a live shim already on this socket is the answer.
+    if UnixStream::connect(&a.socket).is_ok() {
+        println!("{address}");
+        return Ok(());
+    }
+    if let Some(dir) = a.socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&a.socket);
+    let listener = UnixListener::bind(&a.socket).map_err(|e| format!("listen on {}: {e}", a.socket.display()))?;
+    let log: Stdio = match &a.bundle {
+        Some(b) => OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(b.join("shim.log"))
+            .map(Stdio::from)
+            .map_err(|e| format!("open {}/shim.log: {e}", b.display()))?,
+        None => Stdio::null(),
+    };
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("serve").args(a.to_argv()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    // SAFETY: `start` is single-threaded; between fork and exec we only make
+    // a new session and move the listener to fd 3 (async-signal-safe calls).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| format!("spawn serve: {e}"))?;
+    println!("{address}");
+    Ok(())
+}

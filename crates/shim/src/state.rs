@@ -1,0 +1,91 @@
+//! What the shim knows about its container and the processes in it. The
+//! kernel (through the reaper) is the truth on whether a process lives.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use berth_cgroups::Cgroup;
+use oci_spec::runtime::Process;
+
+use crate::{
+    io::{ProcessIo, StdioConfig},
+    reaper::Exit,
+    spawn::Spawned,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+/// The init or an exec'd process.
+pub struct Proc {
+    pub io: ProcessIo,
+    state: Mutex<ProcState>,
+}
+
+#[derive(Default)]
+pub struct ProcState {
+    /// 0 until the process exists (an exec before its Start).
+    pub pid: i32,
+    pub started: bool,
+    pub exit: Option<Exit>,
+    /// Init only: the channel on which Start is sent.
+    pub pending_start: Option<Spawned>,
+}
+
+impl Proc {
+    pub fn new(io: ProcessIo, state: ProcState) -> Arc<Proc> {
+        Arc::new(Proc { io, state: Mutex::new(state) })
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, ProcState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Status, refreshing the exit from the reaper.
+    pub fn status(&self, reaper: &crate::reaper::Reaper) -> (Status, i32, Option<Exit>) {
+        let mut s = self.state();
+        if s.exit.is_none() && s.pid > 0 {
+            s.exit = reaper.exit_of(s.pid);
+        }
+        let status = match (&s.exit, s.started) {
+            (Some(_), _) => Status::Stopped,
+            (None, true) => Status::Running,
+            (None, false) => Status::Created,
+        };
+        (status, s.pid, s.exit)
+    }
+}
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// Where the shim mounted `CreateTaskRequest.rootfs`, to undo on Delete.
+    pub rootfs_mount: Option<PathBuf>,
+    pub cgroup: Option<Cgroup>,
+    pub init: Arc<Proc>,
+    pub execs: HashMap<String, Arc<Proc>>,
+    /// Execs added but not started: nothing exists for them yet.
+    pub pending_execs: HashMap<String, PendingExec>,
+}
+
+pub struct PendingExec {
+    pub stdio: StdioConfig,
+    pub process: Box<Process>,
+}
+
+impl Container {
+    pub fn process(&self, exec_id: &str) -> Option<Arc<Proc>> {
+        if exec_id.is_empty() {
+            Some(self.init.clone())
+        } else {
+            self.execs.get(exec_id).cloned()
+        }
+    }
+}

@@ -1,0 +1,114 @@
+use std::path::{Path, PathBuf};
+
+use berth_cgroups::{Cgroup, Hierarchy};
+use berth_container::sync::Bootstrap;
+use containerd_shim_protos::api::{CreateTaskRequest, CreateTaskResponse};
+use oci_spec::runtime::Spec;
+
+use super::TaskService;
+use crate::{
+    error::{Result, ShimError},
+    io::{ProcessIo, StdioConfig},
+    rootfs_mount::{mount_rootfs, unmount_rootfs},
+    spawn::spawn_init,
+    state::{Container, Proc, ProcState},
+};
+
+impl TaskService {
+    /// Create: mount the rootfs, make the cgroup, spawn the init and wait
+    /// until the container is ready to Start. Anything made on the way is
+    /// undone if a later step fails.
+    pub(super) fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+        if req.id.is_empty() {
+            return Err(ShimError::InvalidArgument("id is empty".into()));
+        }
+        if !self.id.is_empty() && req.id != self.id {
+            return Err(ShimError::InvalidArgument(format!("this shim serves container {:?}, not {:?}", self.id, req.id)));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(ShimError::InvalidArgument("checkpoint/restore is not supported".into()));
+        }
+        let mut guard = self.lock();
+        if let Some(existing) = guard.as_ref() {
+            return Err(ShimError::AlreadyExists(format!("container {:?} already exists", existing.id)));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = load_spec(&bundle)?;
+        let mut undo = Undo::default();
+        let result = (|| -> Result<Container> {
+            undo.rootfs = mount_rootfs(&bundle, &req.rootfs)?;
+            let cgroup = create_cgroup(&spec, &req.id)?;
+            undo.cgroup = cgroup.clone();
+            let stdio = StdioConfig { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
+            let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
+            let bootstrap = Bootstrap { bundle: bundle.clone(), terminal: req.terminal, exec: None };
+            let spawned = spawn_init(bootstrap, child_stdio, &io, cgroup.as_ref(), &self.reaper)?;
+            let pid = spawned.pid;
+            let init = Proc::new(io, ProcState { pid, pending_start: Some(spawned), ..Default::default() });
+            Ok(Container { id: req.id.clone(), bundle: bundle.clone(), rootfs_mount: undo.rootfs.take(), cgroup: undo.cgroup.take(), init, execs: Default::default(), pending_execs: Default::default() })
+        })();
+        match result {
+            Ok(container) => {
+                let pid = container.init.state().pid;
+                log::info!("created container {} pid={pid}", container.id);
+                *guard = Some(container);
+                let mut resp = CreateTaskResponse::new();
+                resp.pid = pid as u32;
+                Ok(resp)
+            }
+            Err(e) => {
+                undo.run();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What Create made so far, removed again when a later step fails.
+#[derive(Default)]
+struct Undo {
+    rootfs: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+}
+
+impl Undo {
+    fn run(self) {
+        if let Some(cg) = self.cgroup {
+            let _ = cg.kill_all();
+            if let Err(e) = cg.delete() {
+                log::warn!("cleanup cgroup {}: {e}", cg.path().display());
+            }
+        }
+        if let Some(target) = self.rootfs {
+            if let Err(e) = unmount_rootfs(&target) {
+                log::warn!("cleanup rootfs: {e}");
+            }
+        }
+    }
+}
+
+fn load_spec(bundle: &Path) -> Result<Spec> {
+    if !bundle.is_absolute() {
+        return Err(ShimError::InvalidArgument(format!("bundle {bundle:?} is not an absolute path")));
+    }
+    let path = bundle.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| ShimError::InvalidArgument(format!("read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| ShimError::InvalidArgument(format!("parse {}: {e}", path.display())))
+}
+
+/// The container's cgroup: `linux.cgroupsPath` (cgroupfs form), or
+/// `berth/<id>` when the spec names none.
+fn create_cgroup(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
+    let linux = spec.linux().as_ref();
+    let path = linux
+        .and_then(|l| l.cgroups_path().clone())
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("berth").join(id));
+    let hierarchy = Hierarchy::detect()?;
+    let cgroup = Cgroup::new(hierarchy, &path)?;
+    if let Err(e) = cgroup.create(linux.and_then(|l| l.resources().as_ref())) {
+        let _ = cgroup.delete();
+        return Err(e.into());
+    }
+    Ok(Some(cgroup))
+}

@@ -1,0 +1,106 @@
+use std::time::{Duration, Instant};
+
+use containerd_shim_protos::api::{DeleteRequest, DeleteResponse};
+
+use super::{timestamp, TaskService};
+use crate::{
+    error::{Result, ShimError},
+    rootfs_mount::unmount_rootfs,
+    state::{Container, Status},
+};
+
+impl TaskService {
+    /// Deletes an exec record, or the container: after it no process,
+    /// cgroup, mount or socket of the container remains, and the shim exits.
+    pub(super) fn delete_process(&self, req: &DeleteRequest) -> Result<DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(req);
+        }
+        let mut guard = self.lock();
+        let c = match guard.as_ref() {
+            Some(c) if c.id == req.id => c,
+            _ => return Err(ShimError::NotFound(format!("container {:?} not found in this shim", req.id))),
+        };
+        let (status, pid, _) = c.init.status(&self.reaper);
+        if status == Status::Running {
+            return Err(ShimError::FailedPrecondition(format!("container {} is running; stop it before Delete", c.id)));
+        }
+        if status == Status::Created {
+            // The init is parked waiting for Start: end it.
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let exit = self.reaper.wait(pid, Some(Duration::from_secs(5)));
+        let container = guard.take().expect("checked above");
+        drop(guard);
+        teardown(&container)?;
+        self.reaper.forget(pid);
+        log::info!("deleted container {}", container.id);
+        self.shutdown.request();
+        let mut resp = DeleteResponse::new();
+        resp.pid = pid as u32;
+        if let Some(exit) = exit {
+            resp.exit_status = exit.status;
+            resp.exited_at = Some(timestamp(exit.at)).into();
+        }
+        Ok(resp)
+    }
+
+    fn delete_exec(&self, req: &DeleteRequest) -> Result<DeleteResponse> {
+        self.with_container(&req.id, |c| {
+            let mut resp = DeleteResponse::new();
+            if c.pending_execs.remove(&req.exec_id).is_some() {
+                return Ok(resp);
+            }
+            let p = c.execs.get(&req.exec_id).ok_or_else(|| ShimError::NotFound(format!("exec {:?} not found", req.exec_id)))?;
+            let (status, pid, exit) = p.status(&self.reaper);
+            if status != Status::Stopped {
+                return Err(ShimError::FailedPrecondition(format!("exec {:?} is still running", req.exec_id)));
+            }
+            p.io.close();
+            self.reaper.forget(pid);
+            c.execs.remove(&req.exec_id);
+            resp.pid = pid as u32;
+            if let Some(exit) = exit {
+                resp.exit_status = exit.status;
+                resp.exited_at = Some(timestamp(exit.at)).into();
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// Kills whatever is left in the cgroup, removes it, unmounts the rootfs
+/// and closes stdio. Every step runs even if one before it failed; the
+/// first error is returned.
+fn teardown(c: &Container) -> Result<()> {
+    let mut first_error = None;
+    if let Some(cg) = &c.cgroup {
+        if cg.exists() {
+            if let Err(e) = cg.kill_all() {
+                first_error.get_or_insert(ShimError::from(e));
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while cg.procs().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Err(e) = cg.delete() {
+                first_error.get_or_insert(ShimError::from(e));
+            }
+        }
+    }
+    if let Some(target) = &c.rootfs_mount {
+        if let Err(e) = unmount_rootfs(target) {
+            first_error.get_or_insert(e);
+        }
+    }
+    c.init.io.wait_drained(Duration::from_secs(1));
+    c.init.io.close();
+    for p in c.execs.values() {
+        p.io.close();
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,38 @@
+use containerd_shim_protos::api::ExecProcessRequest;
+use oci_spec::runtime::Process;
+use protobuf::well_known_types::empty::Empty;
+
+use super::TaskService;
+use crate::{
+    error::{Result, ShimError},
+    io::StdioConfig,
+    state::{PendingExec, Status},
+};
+
+impl TaskService {
+    /// Records an exec; nothing runs until its Start. The spec is an OCI
+    /// Process as JSON, as containerd sends it.
+    pub(super) fn add_exec(&self, req: ExecProcessRequest) -> Result<Empty> {
+        if req.exec_id.is_empty() {
+            return Err(ShimError::InvalidArgument("exec_id is empty".into()));
+        }
+        let spec = req.spec.as_ref().ok_or_else(|| ShimError::InvalidArgument("exec spec is missing".into()))?;
+        let process: Process =
+            serde_json::from_slice(&spec.value).map_err(|e| ShimError::InvalidArgument(format!("exec spec is not an OCI process: {e}")))?;
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(ShimError::InvalidArgument("exec spec has no args".into()));
+        }
+        self.with_container(&req.id, |c| {
+            if c.execs.contains_key(&req.exec_id) || c.pending_execs.contains_key(&req.exec_id) {
+                return Err(ShimError::AlreadyExists(format!("exec {:?} already exists", req.exec_id)));
+            }
+            let (status, _, _) = c.init.status(&self.reaper);
+            if status != Status::Running {
+                return Err(ShimError::FailedPrecondition(format!("container {} is {status:?}; exec needs it Running", c.id)));
+            }
+            let stdio = StdioConfig { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
+            c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: Box::new(process) });
+            Ok(Empty::new())
+        })
+    }
+}

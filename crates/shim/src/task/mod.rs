@@ -1,0 +1,150 @@
+//! The containerd shim v2 Task service. One file per verb; this file only
+//! routes each RPC to it and turns errors into ttrpc statuses.
+
+mod close_io;
+mod connect;
+mod create;
+mod delete;
+mod exec;
+mod kill;
+mod pids;
+mod resize_pty;
+mod shutdown;
+mod start;
+mod state;
+mod stats;
+mod update;
+mod wait;
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use containerd_shim_protos::{api, protobuf::well_known_types::empty::Empty, Task};
+use ttrpc::TtrpcContext;
+
+use crate::{
+    error::{Result, ShimError},
+    reaper::Reaper,
+    state::Container,
+};
+
+/// Set once the shim should exit (its container deleted, or Shutdown).
+#[derive(Default)]
+pub struct ShutdownSignal {
+    requested: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl ShutdownSignal {
+    pub fn request(&self) {
+        *self.requested.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let mut r = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+        while !*r {
+            r = self.cv.wait(r).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+pub struct TaskService {
+    pub id: String,
+    pub reaper: Reaper,
+    container: Mutex<Option<Container>>,
+    pub shutdown: Arc<ShutdownSignal>,
+}
+
+impl TaskService {
+    pub fn new(id: String, reaper: Reaper, shutdown: Arc<ShutdownSignal>) -> Self {
+        Self { id, reaper, container: Mutex::new(None), shutdown }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Container>> {
+        self.container.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the container, checking the id the caller named.
+    fn with_container<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock();
+        match guard.as_mut() {
+            Some(c) if c.id == id => f(c),
+            _ => Err(ShimError::NotFound(format!("container {id:?} not found in this shim"))),
+        }
+    }
+}
+
+/// Logs a failed call once, at the boundary, and converts the error.
+fn reply<T>(verb: &str, id: &str, result: Result<T>) -> ttrpc::Result<T> {
+    result.map_err(|e| {
+        log::warn!("{verb} {id}: {e}");
+        e.into()
+    })
+}
+
+impl Task for TaskService {
+    fn state(&self, _: &TtrpcContext, req: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
+        reply("state", &req.id, self.state_of(&req))
+    }
+
+    fn create(&self, _: &TtrpcContext, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
+        reply("create", &req.id.clone(), self.create_task(req))
+    }
+
+    fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
+        reply("start", &req.id, self.start_process(&req))
+    }
+
+    fn delete(&self, _: &TtrpcContext, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
+        reply("delete", &req.id, self.delete_process(&req))
+    }
+
+    fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
+        reply("pids", &req.id, self.list_pids(&req))
+    }
+
+    fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
+        reply("kill", &req.id, self.kill_process(&req))
+    }
+
+    fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
+        reply("exec", &req.id.clone(), self.add_exec(req))
+    }
+
+    fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> ttrpc::Result<Empty> {
+        reply("resize_pty", &req.id, self.resize(&req))
+    }
+
+    fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
+        reply("close_io", &req.id, self.close_stdin(&req))
+    }
+
+    fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        reply("update", &req.id, self.update_task(&req))
+    }
+
+    fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {
+        reply("wait", &req.id, self.wait_process(&req))
+    }
+
+    fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
+        reply("stats", &req.id, self.stats_of(&req))
+    }
+
+    fn connect(&self, _: &TtrpcContext, req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
+        reply("connect", &req.id, self.connect_info(&req))
+    }
+
+    fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
+        reply("shutdown", &req.id, self.shutdown_shim(&req))
+    }
+}
+
+/// A protobuf Timestamp for an instant.
+fn timestamp(t: std::time::SystemTime) -> protobuf::well_known_types::timestamp::Timestamp {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut ts = protobuf::well_known_types::timestamp::Timestamp::new();
+    ts.seconds = d.as_secs() as i64;
+    ts.nanos = d.subsec_nanos() as i32;
+    ts
+}
