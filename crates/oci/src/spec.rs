@@ -59,7 +59,6 @@ pub fn default_spec(rootfs: &str, args: &[&str]) -> Spec {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps
             },
-            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64 }],
             "noNewPrivileges": false
         },
         "hostname": "berth",

@@ -38,7 +38,9 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     // a new session and move the listener to fd 3 (async-signal-safe calls).
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setsid() < 0 || libc::dup2(fd, 3) < 0 {
+            // dup2 onto itself would keep close-on-exec: clear it instead.
+            let moved = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if libc::setsid() < 0 || moved < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
