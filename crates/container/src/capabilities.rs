@@ -31,13 +31,36 @@ impl CapSets {
                 })
                 .collect()
         };
-        Ok(Self {
+        let sets = Self {
             bounding: convert(c.bounding())?,
             effective: convert(c.effective())?,
             permitted: convert(c.permitted())?,
             inheritable: convert(c.inheritable())?,
             ambient: convert(c.ambient())?,
-        })
+        };
+        sets.validate()?;
+        Ok(sets)
+    }
+
+    /// The kernel's rules for capset(2), checked up front so that a
+    /// contradictory spec fails Create with a message, not Start with EPERM.
+    fn validate(&self) -> Result<()> {
+        let outside = |set: &CapsHashSet, of: &CapsHashSet| -> Vec<String> {
+            let mut v: Vec<String> = set.difference(of).map(|c| c.to_string()).collect();
+            v.sort();
+            v
+        };
+        for (name, set, within, within_name) in [
+            ("effective", &self.effective, &self.permitted, "permitted"),
+            ("inheritable", &self.inheritable, &self.bounding, "bounding"),
+            ("permitted", &self.permitted, &self.bounding, "bounding"),
+        ] {
+            let extra = outside(set, within);
+            if !extra.is_empty() {
+                return Err(Error::Capabilities(format!("{name} set has {} not in the {within_name} set", extra.join(", "))));
+            }
+        }
+        Ok(())
     }
 
     /// Drops from the bounding set every capability the spec leaves out.

@@ -51,6 +51,8 @@ impl Error {
             | Error::Rootfs { .. }
             | Error::Exec { .. }
             | Error::User(_)
+            | Error::Capabilities(_)
+            | Error::Seccomp(_)
             | Error::Namespace { .. } => ErrorKind::InvalidArgument,
             Error::Mount { source, .. } if matches!(source, nix::Error::ENOENT | nix::Error::ENOTDIR) => {
                 ErrorKind::InvalidArgument

@@ -1,0 +1,53 @@
+//! Exec into a running container shares its namespaces and filesystem.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn exec_sees_the_same_pid_namespace_hostname_and_mounts() {
+    let shim = Shim::start("exec");
+    let mut spec = spec(&shim.id, &["sleep", "1000"]);
+    spec.set_hostname(Some("exec-host".into()));
+    let pid = shim.run(&spec);
+    let out = shim.dir.path().join("exec.out");
+    let script = "readlink /proc/1/ns/pid; readlink /proc/self/ns/pid; hostname; \
+                  cat /proc/1/cmdline | tr '\\0' ' '; echo; \
+                  if cmp -s /proc/1/mountinfo /proc/self/mountinfo; then echo same-mounts; fi";
+    shim.exec("e1", &["sh", "-c", script], &out).unwrap();
+    let exec_pid = shim.start_task("e1").unwrap();
+    assert_ne!(exec_pid, pid);
+    assert_eq!(shim.wait("e1"), 0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines[0], lines[1], "exec is in another pid namespace: {text}");
+    assert_eq!(lines[2], "exec-host");
+    assert_eq!(lines[3].trim(), "sleep 1000", "pid 1 in the exec's view is the container init");
+    assert_eq!(lines[4], "same-mounts");
+    // Exec exit codes come back too, and the exec record can be deleted.
+    shim.exec("e2", &["sh", "-c", "exit 7"], &out).unwrap();
+    shim.start_task("e2").unwrap();
+    assert_eq!(shim.wait("e2"), 7);
+    let req = containerd_shim_protos::api::DeleteRequest { id: shim.id.clone(), exec_id: "e2".into(), ..Default::default() };
+    assert_eq!(shim.client.delete(Shim::ctx(), &req).unwrap().exit_status, 7);
+    shim.delete_and_assert_clean(pid);
+}
+
+#[test]
+fn exec_errors_are_precise() {
+    let shim = Shim::start("execbad");
+    let pid = shim.run(&spec(&shim.id, &["sleep", "1000"]));
+    let out = shim.dir.path().join("exec.out");
+    shim.exec("dup", &["true"], &out).unwrap();
+    let (c, msg) = code(&shim.exec("dup", &["true"], &out).unwrap_err());
+    assert_eq!(c, ttrpc::Code::ALREADY_EXISTS, "{msg}");
+    shim.exec("nope", &["/bin/nope"], &out).unwrap();
+    let (c, msg) = code(&shim.start_task("nope").unwrap_err());
+    assert_eq!((c, msg.as_str()), (ttrpc::Code::INVALID_ARGUMENT, "exec \"/bin/nope\": no such file or directory"));
+    let (c, _) = code(&shim.start_task("never-added").unwrap_err());
+    assert_eq!(c, ttrpc::Code::NOT_FOUND);
+    // The container is unharmed.
+    assert_eq!(shim.state("").status.enum_value().unwrap(), containerd_shim_protos::api::Status::RUNNING);
+    shim.delete_and_assert_clean(pid);
+}
