@@ -1,0 +1,98 @@
+//! The shim outlives whoever started it, leaves its cgroup, and cleans up.
+
+mod common;
+
+use std::{process::Command, time::Duration};
+
+use common::*;
+use containerd_shim_protos::{api, ttrpc, TaskClient};
+
+#[test]
+fn killing_the_shims_parent_leaves_container_and_shim_serving() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let socket = dir.path().join("s.sock");
+    let id = format!("orphan-{}", std::process::id());
+    // A parent that outlives `start` and gets SIGKILLed afterwards, like a
+    // berthd crashing.
+    let script = format!(
+        "{} start --id {id} --socket {} --bundle {} >/dev/null; exec sleep 1000",
+        env!("CARGO_BIN_EXE_berth-shim"),
+        socket.display(),
+        bundle.display()
+    );
+    let mut parent = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    wait_until("the shim listens", || std::os::unix::net::UnixStream::connect(&socket).is_ok());
+    let client = TaskClient::new(ttrpc::Client::connect(&format!("unix://{}", socket.display())).unwrap());
+    let shim_pid = client.connect(Shim::ctx(), &api::ConnectRequest { id: id.clone(), ..Default::default() }).unwrap().shim_pid as i32;
+
+    let spec = spec(&id, &["sleep", "1000"]);
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let create = api::CreateTaskRequest { id: id.clone(), bundle: bundle.display().to_string(), ..Default::default() };
+    let pid = client.create(Shim::ctx(), &create).unwrap().pid;
+    client.start(Shim::ctx(), &api::StartRequest { id: id.clone(), ..Default::default() }).unwrap();
+
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+
+    assert!(alive(shim_pid) && alive(pid as i32));
+    let state = client.state(Shim::ctx(), &api::StateRequest { id: id.clone(), ..Default::default() }).unwrap();
+    assert_eq!(state.status.enum_value().unwrap(), api::Status::RUNNING);
+    // The shim moved itself out of its parent's cgroup.
+    let cgroups = std::fs::read_to_string(format!("/proc/{shim_pid}/cgroup")).unwrap();
+    assert!(cgroups.lines().any(|l| l.contains(":memory:/berth-shims")), "{cgroups}");
+    // And it is a session leader of its own, not in the parent's group.
+    let stat = std::fs::read_to_string(format!("/proc/{shim_pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    assert_eq!(fields[3], shim_pid.to_string(), "shim is not its own session leader");
+
+    client.kill(Shim::ctx(), &api::KillRequest { id: id.clone(), signal: 9, ..Default::default() }).unwrap();
+    assert_eq!(client.wait(Shim::ctx(), &api::WaitRequest { id: id.clone(), ..Default::default() }).unwrap().exit_status, 137);
+    client.delete(Shim::ctx(), &api::DeleteRequest { id: id.clone(), ..Default::default() }).unwrap();
+    wait_until("the shim exits after Delete", || !alive(shim_pid));
+    assert!(!socket.exists());
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth-test").join(&id).exists());
+}
+
+#[test]
+fn delete_of_a_created_container_and_idempotent_kill() {
+    let shim = Shim::start("created");
+    let pid = shim.create(&spec(&shim.id, &["sleep", "1000"])).unwrap();
+    assert!(alive(pid as i32));
+    assert_eq!(shim.state("").status.enum_value().unwrap(), api::Status::CREATED);
+    let (c, _) = code(&shim.client.delete(Shim::ctx(), &api::DeleteRequest { id: "other".into(), ..Default::default() }).unwrap_err());
+    assert_eq!(c, ttrpc::Code::NOT_FOUND);
+    shim.delete_and_assert_clean(pid);
+}
+
+#[test]
+fn running_container_refuses_delete_and_stopped_one_refuses_kill() {
+    let mut shim = Shim::start("refuse");
+    // As pid 1 of its namespace, the init gets only signals it handles.
+    let pid = shim.run(&spec(&shim.id, &["sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"]));
+    let (c, msg) = code(&shim.delete().unwrap_err());
+    assert_eq!(c, ttrpc::Code::FAILED_PRECONDITION, "{msg}");
+    shim.kill("", 15, false).unwrap();
+    assert_eq!(shim.wait(""), 143);
+    let (c, _) = code(&shim.kill("", 15, false).unwrap_err());
+    assert_eq!(c, ttrpc::Code::NOT_FOUND);
+    let (c, _) = code(&shim.start_task("").unwrap_err());
+    assert_eq!(c, ttrpc::Code::FAILED_PRECONDITION);
+    shim.delete_and_assert_clean(pid);
+}
+
+#[test]
+fn concurrent_waits_all_return() {
+    let shim = Shim::start("waits");
+    let pid = shim.run(&spec(&shim.id, &["sleep", "0.3"]));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| shim.wait(""))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 0);
+        }
+    });
+    shim.delete_and_assert_clean(pid);
+}
