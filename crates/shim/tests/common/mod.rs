@@ -29,26 +29,36 @@ pub fn require_root() {
     assert!(Path::new(BUSYBOX).exists(), "{BUSYBOX} missing: install busybox-static (hack/setup.sh)");
 }
 
-/// A rootfs with busybox and its applets as symlinks, built once per test
-/// binary and shared read-only (tests that write use an overlay or tmpfs).
+/// A rootfs with busybox and its applets as symlinks, built once under
+/// the target dir and shared read-only by every test (tests that write use
+/// an overlay, a tmpfs or a bind mount).
 pub fn busybox_rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("berth-test-rootfs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "var"] {
-            fs::create_dir_all(root.join(d)).unwrap();
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-rootfs");
+        if root.join("bin/sh").exists() {
+            return root;
         }
-        fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
+        // Build beside it and rename: concurrent test processes race here.
+        let staging = root.with_extension(format!("tmp{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "var"] {
+            fs::create_dir_all(staging.join(d)).unwrap();
+        }
+        fs::copy(BUSYBOX, staging.join("bin/busybox")).unwrap();
         let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             if applet != "busybox" {
-                let _ = symlink("busybox", root.join("bin").join(applet));
+                let _ = symlink("busybox", staging.join("bin").join(applet));
             }
         }
-        fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
-        fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
-        fs::set_permissions(root.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+        fs::write(staging.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
+        fs::write(staging.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+        fs::set_permissions(staging.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+        if fs::rename(&staging, &root).is_err() {
+            // Another process won the race; its rootfs is as good as ours.
+            let _ = fs::remove_dir_all(&staging);
+        }
         root
     })
 }
