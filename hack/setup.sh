@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config   # cc and linker for crates with C parts
   libseccomp-dev               # seccomp filters (libseccomp crate)
+  protobuf-compiler            # protoc, for the CRI bindings (k8s-cri)
   busybox-static               # the test and benchmark container images
   iproute2                     # ip netns, for tests and debugging
 )

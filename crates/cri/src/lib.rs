@@ -1,0 +1,17 @@
+//! The CRI v1 services berthd serves to the kubelet and crictl.
+//!
+//! What works today: Version, Status and RuntimeConfig. Every other RPC
+//! answers `Unimplemented` with the name of the RPC, so a client learns
+//! exactly what is missing instead of getting a wrong answer. Pods,
+//! containers and images come with the next issues (see the README).
+
+pub mod image;
+pub mod runtime;
+
+pub use image::ImageServer;
+pub use runtime::{RuntimeInfo, RuntimeServer};
+
+/// The error for an RPC berth does not serve yet.
+pub(crate) fn not_yet(rpc: &str) -> tonic::Status {
+    tonic::Status::unimplemented(format!("{rpc} is not implemented by berthd yet"))
+}

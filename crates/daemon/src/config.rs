@@ -1,0 +1,84 @@
+//! `/etc/berth/config.toml`. Every key has a built-in default, so berthd
+//! runs with no file at all; unknown keys are an error (a typo must not be
+//! silently ignored on a production node).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// CRI endpoint (unix socket path).
+    pub socket: PathBuf,
+    /// Persistent state: images, snapshots, container records.
+    pub root: PathBuf,
+    /// Volatile state: shim sockets, bundles. Lost on reboot by design.
+    pub state: PathBuf,
+    /// `cgroupfs` or `systemd`; the kubelet must be configured the same.
+    pub cgroup_driver: CgroupDriver,
+    /// tracing filter, e.g. `info` or `berth_cri=debug,info`.
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/berth/berth.sock"),
+            root: PathBuf::from("/var/lib/berth"),
+            state: PathBuf::from("/run/berth"),
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`. A missing file at the default path means defaults; a
+    /// missing file the operator named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Config::default()),
+            Err(e) => Err(anyhow::anyhow!("read {}: {e}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults_and_keys_override() {
+        assert_eq!(toml::from_str::<Config>("").unwrap(), Config::default());
+        let c: Config = toml::from_str("socket = \"/tmp/b.sock\"\ncgroup_driver = \"systemd\"\n").unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/b.sock"));
+        assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
+        assert_eq!(c.root, Config::default().root);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let e = toml::from_str::<Config>("sockt = \"/x\"").unwrap_err().to_string();
+        assert!(e.contains("sockt"), "{e}");
+        assert!(toml::from_str::<Config>("cgroup_driver = \"cgroupv3\"").is_err());
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_missing_named_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        assert_eq!(Config::load(&missing, false).unwrap(), Config::default());
+        assert!(Config::load(&missing, true).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! berthd: the CRI server a kubelet points at
+//! (`--container-runtime-endpoint unix:///run/berth/berth.sock`).
+
+mod config;
+mod server;
+
+use std::{os::unix::fs::PermissionsExt, path::PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use config::{CgroupDriver, Config, DEFAULT_CONFIG_PATH};
+use tokio::{net::UnixListener, signal::unix::{signal, SignalKind}};
+
+#[derive(Parser, Debug)]
+#[command(name = "berthd", version, about = "Kubernetes container runtime (CRI v1)")]
+struct Cli {
+    /// Config file; every key has a default, the file is optional.
+    #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Overrides `socket` from the config file.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Overrides `log_level` from the config file.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let explicit = cli.config != PathBuf::from(DEFAULT_CONFIG_PATH);
+    let mut config = Config::load(&cli.config, explicit)?;
+    if let Some(socket) = cli.socket {
+        config.socket = socket;
+    }
+    if let Some(level) = cli.log_level {
+        config.log_level = level;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log_level).context("log_level")?)
+        .init();
+
+    let listener = bind(&config.socket)?;
+    let runtime = berth_cri::RuntimeServer::new(berth_cri::RuntimeInfo {
+        systemd_cgroup: config.cgroup_driver == CgroupDriver::Systemd,
+        verbose_config: toml::to_string(&config).unwrap_or_default(),
+    });
+    tracing::info!(socket = %config.socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
+    let result = server::serve(listener, runtime, shutdown_signal()).await;
+    let _ = std::fs::remove_file(&config.socket);
+    tracing::info!("berthd stopped");
+    result
+}
+
+/// Binds the CRI socket, replacing a stale one, readable by root only.
+fn bind(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("{} is in use: is another berthd running?", path.display());
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// SIGTERM or SIGINT: stop serving. Containers are supervised by their
+/// shims and keep running.
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop berthd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,37 @@
+//! Serving the CRI on a unix socket. Takes a bound listener and a shutdown
+//! future, so tests run it on a temp socket and stop it at will.
+
+use std::{future::Future, time::Duration};
+
+use berth_cri::{ImageServer, RuntimeServer};
+use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// How long in-flight RPCs may finish after shutdown was asked for. Clients
+/// such as the kubelet keep their connection open for ever, so a graceful
+/// stop must not wait for them to hang up.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+pub async fn serve(listener: UnixListener, runtime: RuntimeServer, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(runtime))
+        .add_service(ImageServiceServer::new(ImageServer))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return Ok(result?),
+        () = shutdown => {}
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(GRACE, server).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            tracing::warn!("connections still open after {GRACE:?}; closing them");
+            Ok(())
+        }
+    }
+}

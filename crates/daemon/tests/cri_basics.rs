@@ -1,0 +1,112 @@
+//! berthd with built-in defaults (but a temp socket) answers the CRI.
+
+use std::{path::Path, process::{Child, Command}, time::{Duration, Instant}};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::{image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient, *};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+struct Berthd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    socket: std::path::PathBuf,
+}
+
+impl Berthd {
+    /// berthd with every default but the socket, which a config file of
+    /// one line moves to a temp dir.
+    fn start() -> Berthd {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Berthd::config_with_socket(dir.path());
+        let child = Command::new(env!("CARGO_BIN_EXE_berthd")).arg("--config").arg(&config).spawn().unwrap();
+        Berthd { child, socket: dir.path().join("b.sock"), _dir: dir }
+    }
+
+    fn config_with_socket(dir: &Path) -> std::path::PathBuf {
+        let config = dir.join("config.toml");
+        std::fs::write(&config, format!("socket = \"{}\"\n", dir.join("b.sock").display())).unwrap();
+        config
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn channel(socket: &Path) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = socket.to_path_buf();
+        let result = Endpoint::try_from("http://berth.invalid")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await;
+        match result {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("berthd never came up: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn version_status_and_runtime_config() {
+    // A named config file that does not exist is an error...
+    let out = Command::new(env!("CARGO_BIN_EXE_berthd")).args(["--config", "/nonexistent-berth-config.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent-berth-config.toml"));
+    // ...while a file that sets one key keeps every other default.
+    let mut berthd = Berthd::start();
+    let socket = berthd.socket.clone();
+    let mut rt = RuntimeServiceClient::new(channel(&socket).await);
+
+    let v = rt.version(VersionRequest::default()).await.unwrap().into_inner();
+    assert_eq!((v.runtime_name.as_str(), v.runtime_api_version.as_str()), ("berth", "v1"));
+
+    let s = rt.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let conditions = s.status.unwrap().conditions;
+    let ready = conditions.iter().find(|c| c.r#type == "RuntimeReady").unwrap();
+    assert!(!ready.status && !ready.reason.is_empty(), "not ready yet, and says why");
+    assert!(s.info["config"].contains("cgroup_driver = \"cgroupfs\""), "{}", s.info["config"]);
+
+    let c = rt.runtime_config(RuntimeConfigRequest::default()).await.unwrap().into_inner();
+    assert_eq!(c.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
+
+    // What is missing says so, by name.
+    let err = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(err.message().contains("ListPodSandbox"), "{}", err.message());
+    let mut img = ImageServiceClient::new(channel(&socket).await);
+    assert_eq!(img.list_images(ListImagesRequest::default()).await.unwrap_err().code(), tonic::Code::Unimplemented);
+
+    // SIGTERM: a clean exit that removes the socket, although our
+    // connections are still open (as the kubelet's would be).
+    nix_kill(berthd.child.id(), 15);
+    let status = berthd.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists());
+}
+
+#[tokio::test]
+async fn a_second_berthd_on_a_live_socket_refuses_to_start() {
+    let first = Berthd::start();
+    let _ = RuntimeServiceClient::new(channel(&first.socket).await).version(VersionRequest::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, format!("socket = \"{}\"\n", first.socket.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berthd")).arg("--config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is in use"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The first one still serves.
+    let _ = RuntimeServiceClient::new(channel(&first.socket).await).version(VersionRequest::default()).await.unwrap();
+}
+
+fn nix_kill(pid: u32, sig: i32) {
+    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+}
