@@ -1,0 +1,28 @@
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("layer entry {path:?} escapes the layer: {reason}")]
+    Escape { path: PathBuf, reason: String },
+    #[error("layer entry {path:?}: {source}")]
+    Entry { path: PathBuf, source: std::io::Error },
+    #[error("read layer: {0}")]
+    Read(std::io::Error),
+    #[error("blob {expected}: content has digest {actual}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("blob {expected}: expected {expected_size} bytes, got {actual_size}")]
+    SizeMismatch { expected: String, expected_size: u64, actual_size: u64 },
+    #[error("invalid digest {0:?}: berth stores sha256:<64 hex> digests")]
+    InvalidDigest(String),
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}
