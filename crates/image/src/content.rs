@@ -41,20 +41,34 @@ impl ContentStore {
         Ok(fs::metadata(path).map(|m| m.len()).unwrap_or(0))
     }
 
-    /// Appends `rest` (the bytes after [`Self::ingest_offset`]) to the
-    /// partial blob, hashing as it goes, and commits the blob if size and
-    /// digest match. On a mismatch the partial data is dropped and nothing
-    /// is stored.
-    pub fn ingest(&self, digest: &str, expected_size: Option<u64>, mut rest: impl Read) -> Result<PathBuf> {
+    /// Starts (or resumes) writing `digest`. Feed the bytes after
+    /// [`Self::ingest_offset`] to [`Ingest::write`], then [`Ingest::commit`].
+    pub fn begin(&self, digest: &str, expected_size: Option<u64>) -> Result<Ingest> {
         let hex = hex_of(digest)?;
-        let target = self.blobs.join(&hex);
+        let partial = self.ingest.join(hex);
+        let mut hasher = Sha256::new();
+        let size = hash_existing(&partial, &mut hasher)?;
+        let file = OpenOptions::new().create(true).append(true).open(&partial).map_err(Error::io("open", &partial))?;
+        Ok(Ingest {
+            digest: digest.into(),
+            expected_size,
+            partial,
+            target: self.blobs.join(hex),
+            blobs: self.blobs.clone(),
+            file,
+            hasher,
+            size,
+        })
+    }
+
+    /// Streams `rest` (the bytes after [`Self::ingest_offset`]) in and
+    /// commits: [`Self::begin`] + write + commit for a `Read`.
+    pub fn ingest(&self, digest: &str, expected_size: Option<u64>, mut rest: impl Read) -> Result<PathBuf> {
+        let target = self.blob_path(digest)?;
         if target.exists() {
             return Ok(target);
         }
-        let partial = self.ingest.join(&hex);
-        let mut hasher = Sha256::new();
-        let mut size = hash_existing(&partial, &mut hasher)?;
-        let mut out = OpenOptions::new().create(true).append(true).open(&partial).map_err(Error::io("open", &partial))?;
+        let mut ingest = self.begin(digest, expected_size)?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = match rest.read(&mut buf) {
@@ -64,26 +78,9 @@ impl ContentStore {
                 // Keep what we have: the next attempt resumes from here.
                 Err(e) => return Err(Error::Read(e)),
             };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(Error::io("write", &partial))?;
-            size += n as u64;
-            if expected_size.is_some_and(|want| size > want) {
-                break;
-            }
+            ingest.write(&buf[..n])?;
         }
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if let Some(want) = expected_size.filter(|w| *w != size) {
-            let _ = fs::remove_file(&partial);
-            return Err(Error::SizeMismatch { expected: digest.into(), expected_size: want, actual_size: size });
-        }
-        if actual != digest {
-            let _ = fs::remove_file(&partial);
-            return Err(Error::DigestMismatch { expected: digest.into(), actual });
-        }
-        out.sync_all().map_err(Error::io("fsync", &partial))?;
-        fs::rename(&partial, &target).map_err(Error::io("commit", &target))?;
-        File::open(&self.blobs).and_then(|d| d.sync_all()).map_err(Error::io("fsync", &self.blobs))?;
-        Ok(target)
+        ingest.commit()
     }
 
     /// Removes a blob (and any partial download of it). Missing is fine.
@@ -97,6 +94,49 @@ impl ContentStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A blob being written: hashed as it grows, committed only if complete
+/// and correct. Dropped without commit, its bytes stay for a resume.
+pub struct Ingest {
+    digest: String,
+    expected_size: Option<u64>,
+    partial: PathBuf,
+    target: PathBuf,
+    blobs: PathBuf,
+    file: File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Ingest {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(want) = self.expected_size.filter(|w| self.size + bytes.len() as u64 > *w) {
+            let _ = fs::remove_file(&self.partial);
+            return Err(Error::SizeMismatch { expected: self.digest.clone(), expected_size: want, actual_size: self.size + bytes.len() as u64 });
+        }
+        self.hasher.update(bytes);
+        self.file.write_all(bytes).map_err(Error::io("write", &self.partial))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Verifies size and digest; on success the blob is in the store.
+    pub fn commit(self) -> Result<PathBuf> {
+        let actual = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        if let Some(want) = self.expected_size.filter(|w| *w != self.size) {
+            let _ = fs::remove_file(&self.partial);
+            return Err(Error::SizeMismatch { expected: self.digest, expected_size: want, actual_size: self.size });
+        }
+        if actual != self.digest {
+            let _ = fs::remove_file(&self.partial);
+            return Err(Error::DigestMismatch { expected: self.digest, actual });
+        }
+        self.file.sync_all().map_err(Error::io("fsync", &self.partial))?;
+        fs::rename(&self.partial, &self.target).map_err(Error::io("commit", &self.target))?;
+        File::open(&self.blobs).and_then(|d| d.sync_all()).map_err(Error::io("fsync", &self.blobs))?;
+        Ok(self.target)
     }
 }
 
@@ -171,6 +211,8 @@ mod tests {
         assert!(!s.has(&wrong) && s.ingest_offset(&wrong).unwrap() == 0, "nothing kept of a bad blob");
         let e = s.ingest(&digest_of(b"abc"), Some(99), &b"abc"[..]).unwrap_err();
         assert!(matches!(e, Error::SizeMismatch { actual_size: 3, .. }), "{e}");
+        let e = s.ingest(&digest_of(b"abc"), Some(2), &b"abc"[..]).unwrap_err();
+        assert!(matches!(e, Error::SizeMismatch { expected_size: 2, .. }), "a blob longer than announced stops early: {e}");
     }
 
     #[test]

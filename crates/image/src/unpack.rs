@@ -21,7 +21,7 @@ use std::{
 
 use nix::{
     sys::stat::{makedev, mknod, Mode, SFlag},
-    unistd::{fchownat, FchownatFlags, Gid, Uid},
+    unistd::{fchownat, Gid, Uid},
 };
 use tar::EntryType;
 
@@ -158,7 +158,7 @@ fn make_node<R: Read>(entry: &mut tar::Entry<'_, R>, kind: EntryType, target: &P
     remove_any(target);
     mknod(target, flag, Mode::from_bits_truncate(mode), makedev(major.into(), minor.into()))?;
     let (uid, gid) = (h.uid()? as u32, h.gid()? as u32);
-    fchownat(nix::fcntl::AT_FDCWD, target, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), FchownatFlags::NoFollowSymlink)?;
+    fchownat(nix::fcntl::AT_FDCWD, target, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
     // mknod applied the umask; set exactly what the layer says.
     fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     Ok(())
@@ -180,7 +180,7 @@ fn copy_up_link_target<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path, lowers: 
     fs::copy(&source, &here).map_err(Error::io("copy up", &source))?;
     let meta = fs::symlink_metadata(&source).map_err(Error::io("stat", &source))?;
     use std::os::unix::fs::MetadataExt;
-    fchownat(nix::fcntl::AT_FDCWD, &here, Some(Uid::from_raw(meta.uid())), Some(Gid::from_raw(meta.gid())), FchownatFlags::NoFollowSymlink)
+    fchownat(nix::fcntl::AT_FDCWD, &here, Some(Uid::from_raw(meta.uid())), Some(Gid::from_raw(meta.gid())), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| Error::Io { op: "chown", path: here.clone(), source: e.into() })?;
     Ok(())
 }

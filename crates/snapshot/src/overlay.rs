@@ -1,8 +1,4 @@
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::Mutex,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Mutex};
 
 use berth_store::{load_record, save_record, Versioned};
 use serde::{Deserialize, Serialize};
@@ -221,7 +217,7 @@ fn sha256_hex(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
+    use std::{fs, path::Path};
 
     use nix::mount::{mount, umount, MsFlags};
 
