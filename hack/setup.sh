@@ -9,6 +9,7 @@ packages=(
   protobuf-compiler            # protoc, for the CRI bindings (k8s-cri)
   busybox-static               # the test and benchmark container images
   iproute2                     # ip netns, for tests and debugging
+  docker-registry umoci skopeo # a local registry and the tools that build test images
 )
 
 missing=()

@@ -16,6 +16,14 @@ pub enum Error {
     SizeMismatch { expected: String, expected_size: u64, actual_size: u64 },
     #[error("invalid digest {0:?}: berth stores sha256:<64 hex> digests")]
     InvalidDigest(String),
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    #[error("pull {reference}: {message}")]
+    Registry { reference: String, message: String },
+    #[error("bad image: {0}")]
+    BadImage(String),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
 }

@@ -6,6 +6,7 @@
 
 pub mod content;
 mod error;
+pub mod pull;
 pub mod unpack;
 
 pub use error::{Error, Result};

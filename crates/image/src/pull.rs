@@ -1,0 +1,219 @@
+//! Pulling an image from a registry into the content store and unpacking
+//! its layers into committed snapshots keyed by chain ID.
+//!
+//! Layers download concurrently (bounded); each streams through a writer
+//! task that hashes as it writes; unpacking runs on the blocking pool.
+
+use std::{sync::Arc, time::Duration};
+
+use berth_snapshot::Overlay;
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::{
+    client::{ClientConfig, ClientProtocol},
+    manifest::OciDescriptor,
+    secrets::RegistryAuth,
+    Client, Reference,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    content::ContentStore,
+    error::{Error, Result},
+    unpack::apply_layer,
+};
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Registries reached over plain http (`host:port`).
+    pub insecure_registries: Vec<String>,
+    /// A pull that receives nothing for this long fails instead of hanging.
+    pub stall_timeout: Duration,
+    /// Layers downloaded at once.
+    pub max_concurrent_layers: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        Self { insecure_registries: Vec::new(), stall_timeout: Duration::from_secs(60), max_concurrent_layers: 4 }
+    }
+}
+
+/// What a pull produced: the image as the index will record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// Normalised reference, e.g. `docker.io/library/busybox:latest`.
+    pub reference: String,
+    pub manifest_digest: String,
+    /// The image id, as in every CRI answer.
+    pub config_digest: String,
+    /// Chain ID of each layer, bottom first; the last is the rootfs parent.
+    pub chain_ids: Vec<String>,
+    /// Compressed size of config + layers.
+    pub size: u64,
+}
+
+/// Parses a reference the way the kubelet means it: `busybox` is
+/// `docker.io/library/busybox:latest`.
+pub fn parse_reference(image: &str) -> Result<Reference> {
+    image.parse::<Reference>().map_err(|e| Error::InvalidReference { reference: image.into(), reason: e.to_string() })
+}
+
+pub async fn pull(image: &str, auth: RegistryAuth, opts: &PullOptions, content: Arc<ContentStore>, snapshots: Arc<Overlay>) -> Result<Pulled> {
+    let reference = parse_reference(image)?;
+    let config = ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(opts.insecure_registries.clone()),
+        read_timeout: Some(opts.stall_timeout),
+        connect_timeout: Some(opts.stall_timeout.min(Duration::from_secs(30))),
+        platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
+        ..Default::default()
+    };
+    let client = Client::new(config);
+    let registry_error = |e: oci_client::errors::OciDistributionError| Error::Registry { reference: reference.whole(), message: e.to_string() };
+    let (manifest, manifest_digest, config_json, _) =
+        client.pull_manifest_and_config_and_list_digest(&reference, &auth).await.map_err(registry_error)?;
+
+    // The config is content like any other: verify and store it.
+    let config_digest = manifest.config.digest.clone();
+    let bytes = config_json.into_bytes();
+    let store = content.clone();
+    let digest = config_digest.clone();
+    let size = bytes.len() as u64;
+    blocking(move || store.ingest(&digest, Some(size), &bytes[..]).map(drop)).await?;
+
+    let layers: Vec<OciDescriptor> = manifest.layers.clone();
+    futures_util::stream::iter(layers.iter().cloned().map(|layer| download(&client, &reference, layer, content.clone())))
+        .buffer_unordered(opts.max_concurrent_layers.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+
+    let config_path = content.blob_path(&config_digest)?;
+    let diff_ids = blocking(move || {
+        let text = std::fs::read(&config_path).map_err(Error::io("read", &config_path))?;
+        let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::BadImage(format!("config: {e}")))?;
+        let ids = value["rootfs"]["diff_ids"]
+            .as_array()
+            .ok_or_else(|| Error::BadImage("config has no rootfs.diff_ids".into()))?
+            .iter()
+            .map(|v| v.as_str().map(String::from).ok_or_else(|| Error::BadImage("diff_id is not a string".into())))
+            .collect::<Result<Vec<String>>>()?;
+        Ok(ids)
+    })
+    .await?;
+    if diff_ids.len() != layers.len() {
+        return Err(Error::BadImage(format!("{} layers but {} diff_ids", layers.len(), diff_ids.len())));
+    }
+    let chain_ids = chain_ids(&diff_ids);
+    for (i, layer) in layers.iter().enumerate() {
+        let (content, snapshots, chain, parent, digest) =
+            (content.clone(), snapshots.clone(), chain_ids[i].clone(), i.checked_sub(1).map(|p| chain_ids[p].clone()), layer.digest.clone());
+        blocking(move || unpack_layer(&content, &snapshots, &digest, &chain, parent.as_deref())).await?;
+    }
+    let size = layers.iter().map(|l| l.size.max(0) as u64).sum::<u64>() + manifest.config.size.max(0) as u64;
+    Ok(Pulled { reference: reference.whole(), manifest_digest, config_digest, chain_ids, size })
+}
+
+/// Streams one layer into the content store unless it is already there,
+/// resuming a partial download from an earlier attempt.
+async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, content: Arc<ContentStore>) -> Result<()> {
+    if content.has(&layer.digest) {
+        return Ok(());
+    }
+    let offset = content.ingest_offset(&layer.digest)?;
+    let response = client
+        .pull_blob_stream_partial(reference, &layer, offset, None)
+        .await
+        .map_err(|e| Error::Registry { reference: reference.whole(), message: format!("layer {}: {e}", layer.digest) })?;
+    let (mut stream, restart) = match response {
+        oci_client::client::BlobResponse::Full(s) => (s.stream, offset > 0),
+        oci_client::client::BlobResponse::Partial(s) => (s.stream, false),
+    };
+    if restart {
+        // The registry ignored the Range request: start over.
+        content.delete(&layer.digest)?;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let store = content.clone();
+    let (digest, size) = (layer.digest.clone(), layer.size.max(0) as u64);
+    let writer = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut ingest = store.begin(&digest, Some(size))?;
+        while let Some(chunk) = rx.blocking_recv() {
+            ingest.write(&chunk)?;
+        }
+        ingest.commit().map(drop)
+    });
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::Registry { reference: reference.whole(), message: format!("layer {}: {e}", layer.digest) })?;
+        if tx.send(chunk.to_vec()).await.is_err() {
+            break; // the writer failed; its error is reported below
+        }
+    }
+    drop(tx);
+    writer.await.map_err(|e| Error::BadImage(format!("writer task: {e}")))?
+}
+
+fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain: &str, parent: Option<&str>) -> Result<()> {
+    if snapshots.exists(chain) {
+        return Ok(());
+    }
+    let key = format!("extract-{}-{}", std::process::id(), &chain[chain.len().saturating_sub(12)..]);
+    snapshots.prepare(&key, parent).map_err(|e| Error::Snapshot(e.to_string()))?;
+    let result = (|| {
+        let info = snapshots.stat(&key).map_err(|e| Error::Snapshot(e.to_string()))?;
+        let mut lowers = Vec::new();
+        let mut next = parent.map(String::from);
+        while let Some(p) = next {
+            let pinfo = snapshots.stat(&p).map_err(|e| Error::Snapshot(e.to_string()))?;
+            lowers.push(snapshots.fs_dir(&pinfo));
+            next = pinfo.parent;
+        }
+        let blob = content.blob_path(digest)?;
+        let file = std::fs::File::open(&blob).map_err(Error::io("open", &blob))?;
+        apply_layer(file, &snapshots.fs_dir(&info), &lowers)?;
+        snapshots.commit(chain, &key).map_err(|e| Error::Snapshot(e.to_string()))
+    })();
+    if result.is_err() {
+        // No half layer survives a failed unpack.
+        let _ = snapshots.remove(&key);
+    }
+    result.map(drop)
+}
+
+/// OCI chain IDs: the first is the first diff_id; each next one is
+/// sha256("<previous chain id> <diff_id>").
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => format!("sha256:{}", hex::encode(Sha256::digest(format!("{prev} {d}").as_bytes()))),
+        };
+        out.push(next);
+    }
+    out
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::BadImage(format!("blocking task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalise_like_the_kubelet_means_them() {
+        assert_eq!(parse_reference("busybox").unwrap().whole(), "docker.io/library/busybox:latest");
+        assert_eq!(parse_reference("127.0.0.1:5000/app:1.0").unwrap().whole(), "127.0.0.1:5000/app:1.0");
+        let d = format!("quay.io/x/y@sha256:{}", "a".repeat(64));
+        assert_eq!(parse_reference(&d).unwrap().digest(), Some(format!("sha256:{}", "a".repeat(64)).as_str()));
+        let e = parse_reference("UPPER/Case::bad").unwrap_err().to_string();
+        assert!(e.contains("UPPER/Case::bad"), "{e}");
+    }
+
+    #[test]
+    fn chain_ids_follow_the_oci_definition() {
+        let ids = chain_ids(&["sha256:a".into(), "sha256:b".into()]);
+        assert_eq!(ids[0], "sha256:a");
+        assert_eq!(ids[1], format!("sha256:{}", hex::encode(Sha256::digest(b"sha256:a sha256:b"))));
+    }
+}
