@@ -2,86 +2,16 @@
 //! image the test builds itself with umoci and pushes with skopeo.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use berth_image::{content::ContentStore, pull::{pull, PullOptions}, Error};
 use berth_snapshot::Overlay;
+use berth_testkit::{build_and_push, Registry};
 use oci_client::secrets::RegistryAuth;
-
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry").arg("serve").arg(&config).spawn().expect("docker-registry (hack/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Registry { child, port, _dir: dir }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Two layers: busybox, then one that deletes /etc/group and adds /etc/motd.
-fn build_and_push(registry: &Registry, work: &Path, name: &str) {
-    let layout = work.join("oci");
-    let image = format!("{}:img", layout.display());
-    let bundle = work.join("bundle");
-    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
-    run(Command::new("umoci").args(["new", "--image", &image]));
-    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    for d in ["bin", "etc", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
-    std::fs::remove_dir_all(&bundle).unwrap();
-    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
-    std::fs::remove_file(bundle.join("rootfs/etc/group")).unwrap();
-    std::fs::write(bundle.join("rootfs/etc/motd"), "layer two\n").unwrap();
-    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
-    run(Command::new("umoci").args(["config", "--image", &image, "--config.cmd", "/bin/sh"]));
-    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
-}
 
 fn stores(dir: &Path) -> (Arc<ContentStore>, Arc<Overlay>) {
     let paths = berth_store::Paths::new(dir.join("root"), dir.join("state"));
@@ -93,7 +23,7 @@ async fn pull_unpacks_layers_and_the_merged_view_is_right() {
     assert!(nix::unistd::geteuid().is_root(), "run as root (README)");
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    build_and_push(&registry, work.path(), "test/busybox:1.0");
+    build_and_push(&registry, work.path(), "test/busybox:1.0", None);
     let (content, snapshots) = stores(work.path());
     let opts = PullOptions { insecure_registries: vec![registry.host()], ..Default::default() };
     let reference = format!("{}/test/busybox:1.0", registry.host());

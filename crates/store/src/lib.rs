@@ -4,6 +4,7 @@
 //! <root>  (persistent, default /var/lib/berth)
 //!   sandboxes/<id>/sandbox.json     versioned record + hostname, hosts, resolv.conf
 //!   containers/<id>/container.json  versioned record
+//!   images/<hex>.json               image records (names, digests, layers)
 //!   content/blobs/sha256/<hex>      content-addressed blobs
 //!   content/ingest/<ref>            partial downloads, resumed by the next pull
 //!   snapshots/overlayfs/            snapshot metadata + <id>/{fs,work}

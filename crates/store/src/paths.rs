@@ -53,6 +53,11 @@ impl Paths {
         self.root.join("content/ingest")
     }
 
+    /// Image records (`<config digest hex>.json`): the image index.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots/overlayfs")
     }

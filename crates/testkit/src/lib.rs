@@ -1,0 +1,88 @@
+//! Real parts for tests: Debian's docker-registry on 127.0.0.1 and images
+//! built from busybox-static with umoci and pushed with skopeo.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+/// A registry on a free loopback port, storing in a temp dir, stopped on drop.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry").arg("serve").arg(&config).spawn().expect("docker-registry (hack/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Registry { child, port, _dir: dir }
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Builds a two-layer image in `work` (busybox with /etc/group; then a
+/// layer that deletes /etc/group and adds /etc/motd), with `Cmd /bin/sh`
+/// and `User` as given, and pushes it to `registry` as `name` (`repo:tag`).
+pub fn build_and_push(registry: &Registry, work: &Path, name: &str, user: Option<&str>) {
+    let layout = work.join("oci");
+    let image = format!("{}:img", layout.display());
+    let bundle = work.join("bundle");
+    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    std::fs::remove_dir_all(&bundle).unwrap();
+    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+    std::fs::remove_file(bundle.join("rootfs/etc/group")).unwrap();
+    std::fs::write(bundle.join("rootfs/etc/motd"), "layer two\n").unwrap();
+    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    let mut config = Command::new("umoci");
+    config.args(["config", "--image", &image, "--config.cmd", "/bin/sh"]);
+    if let Some(u) = user {
+        config.args(["--config.user", u]);
+    }
+    run(&mut config);
+    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
+}
