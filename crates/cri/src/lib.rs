@@ -1,9 +1,9 @@
 //! The CRI v1 services berthd serves to the kubelet and crictl.
 //!
-//! What works today: Version, Status and RuntimeConfig. Every other RPC
-//! answers `Unimplemented` with the name of the RPC, so a client learns
-//! exactly what is missing instead of getting a wrong answer. Pods,
-//! containers and images come with the next issues (see the README).
+//! What works today: the ImageService, and Version, Status and
+//! RuntimeConfig of the RuntimeService. Every other RPC answers
+//! `Unimplemented` with the name of the RPC, so a client learns exactly
+//! what is missing instead of getting a wrong answer.
 
 pub mod image;
 pub mod runtime;

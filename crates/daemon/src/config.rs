@@ -21,6 +21,24 @@ pub struct Config {
     pub cgroup_driver: CgroupDriver,
     /// tracing filter, e.g. `info` or `berth_cri=debug,info`.
     pub log_level: String,
+    pub registry: RegistryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Registries (`host:port`) reached over plain http.
+    pub insecure: Vec<String>,
+    /// A pull that receives nothing for this many seconds fails.
+    pub stall_timeout_secs: u64,
+    /// Layers downloaded at once per pull.
+    pub max_concurrent_downloads: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { insecure: Vec::new(), stall_timeout_secs: 60, max_concurrent_downloads: 4 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +56,7 @@ impl Default for Config {
             state: PathBuf::from("/run/berth"),
             cgroup_driver: CgroupDriver::Cgroupfs,
             log_level: "info".into(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -61,7 +80,9 @@ mod tests {
     #[test]
     fn empty_file_means_defaults_and_keys_override() {
         assert_eq!(toml::from_str::<Config>("").unwrap(), Config::default());
-        let c: Config = toml::from_str("socket = \"/tmp/b.sock\"\ncgroup_driver = \"systemd\"\n").unwrap();
+        let c: Config = toml::from_str("socket = \"/tmp/b.sock\"\ncgroup_driver = \"systemd\"\n[registry]\ninsecure = [\"127.0.0.1:5000\"]\n").unwrap();
+        assert_eq!(c.registry.insecure, ["127.0.0.1:5000"]);
+        assert_eq!(c.registry.max_concurrent_downloads, 4);
         assert_eq!(c.socket, PathBuf::from("/tmp/b.sock"));
         assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.root, Config::default().root);

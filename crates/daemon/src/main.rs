@@ -45,8 +45,15 @@ async fn main() -> anyhow::Result<()> {
         systemd_cgroup: config.cgroup_driver == CgroupDriver::Systemd,
         verbose_config: toml::to_string(&config).unwrap_or_default(),
     });
-    tracing::info!(socket = %config.socket.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
-    let result = server::serve(listener, runtime, shutdown_signal()).await;
+    let paths = berth_store::Paths::new(&config.root, &config.state);
+    let pull_options = berth_image::pull::PullOptions {
+        insecure_registries: config.registry.insecure.clone(),
+        stall_timeout: std::time::Duration::from_secs(config.registry.stall_timeout_secs.max(1)),
+        max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
+    };
+    let images = berth_cri::ImageServer::open(paths, pull_options).context("open image stores")?;
+    tracing::info!(socket = %config.socket.display(), root = %config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
+    let result = server::serve(listener, runtime, images, shutdown_signal()).await;
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("berthd stopped");
     result

@@ -13,11 +13,11 @@ use tokio_stream::wrappers::UnixListenerStream;
 /// stop must not wait for them to hang up.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: UnixListener, runtime: RuntimeServer, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(listener: UnixListener, runtime: RuntimeServer, images: ImageServer, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime))
-        .add_service(ImageServiceServer::new(ImageServer))
+        .add_service(ImageServiceServer::new(images))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -83,6 +83,18 @@ impl ContentStore {
         ingest.commit()
     }
 
+    /// Digests of every stored blob.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.blobs).map_err(Error::io("read", &self.blobs))? {
+            let name = e.map_err(Error::io("read", &self.blobs))?.file_name();
+            if let Some(hex) = name.to_str().filter(|h| h.len() == 64) {
+                out.push(format!("sha256:{hex}"));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a blob (and any partial download of it). Missing is fine.
     pub fn delete(&self, digest: &str) -> Result<()> {
         let hex = hex_of(digest)?;

@@ -6,6 +6,7 @@
 
 pub mod content;
 mod error;
+pub mod index;
 pub mod pull;
 pub mod unpack;
 

@@ -48,6 +48,10 @@ pub struct Pulled {
     pub config_digest: String,
     /// Chain ID of each layer, bottom first; the last is the rootfs parent.
     pub chain_ids: Vec<String>,
+    /// Config and layer blob digests.
+    pub blobs: Vec<String>,
+    /// `User` from the image config (`""`, `1000`, `1000:1000`, `nobody`).
+    pub user: String,
     /// Compressed size of config + layers.
     pub size: u64,
 }
@@ -58,7 +62,33 @@ pub fn parse_reference(image: &str) -> Result<Reference> {
     image.parse::<Reference>().map_err(|e| Error::InvalidReference { reference: image.into(), reason: e.to_string() })
 }
 
+/// One lock per blob digest, so two pulls that share a layer never write
+/// the same partial file at once (the second waits, then finds it stored).
+#[derive(Default)]
+pub struct BlobLocks {
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl BlobLocks {
+    fn get(&self, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(digest.to_string()).or_default().clone()
+    }
+}
+
 pub async fn pull(image: &str, auth: RegistryAuth, opts: &PullOptions, content: Arc<ContentStore>, snapshots: Arc<Overlay>) -> Result<Pulled> {
+    pull_with_locks(image, auth, opts, content, snapshots, &BlobLocks::default()).await
+}
+
+pub async fn pull_with_locks(
+    image: &str,
+    auth: RegistryAuth,
+    opts: &PullOptions,
+    content: Arc<ContentStore>,
+    snapshots: Arc<Overlay>,
+    locks: &BlobLocks,
+) -> Result<Pulled> {
     let reference = parse_reference(image)?;
     let config = ClientConfig {
         protocol: ClientProtocol::HttpsExcept(opts.insecure_registries.clone()),
@@ -81,13 +111,17 @@ pub async fn pull(image: &str, auth: RegistryAuth, opts: &PullOptions, content: 
     blocking(move || store.ingest(&digest, Some(size), &bytes[..]).map(drop)).await?;
 
     let layers: Vec<OciDescriptor> = manifest.layers.clone();
-    futures_util::stream::iter(layers.iter().cloned().map(|layer| download(&client, &reference, layer, content.clone())))
+    futures_util::stream::iter(layers.iter().cloned().map(|layer| async {
+        let lock = locks.get(&layer.digest);
+        let _held = lock.lock().await;
+        download(&client, &reference, layer, content.clone()).await
+    }))
         .buffer_unordered(opts.max_concurrent_layers.max(1))
         .try_collect::<Vec<()>>()
         .await?;
 
     let config_path = content.blob_path(&config_digest)?;
-    let diff_ids = blocking(move || {
+    let (diff_ids, user) = blocking(move || {
         let text = std::fs::read(&config_path).map_err(Error::io("read", &config_path))?;
         let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::BadImage(format!("config: {e}")))?;
         let ids = value["rootfs"]["diff_ids"]
@@ -96,7 +130,8 @@ pub async fn pull(image: &str, auth: RegistryAuth, opts: &PullOptions, content: 
             .iter()
             .map(|v| v.as_str().map(String::from).ok_or_else(|| Error::BadImage("diff_id is not a string".into())))
             .collect::<Result<Vec<String>>>()?;
-        Ok(ids)
+        let user = value["config"]["User"].as_str().unwrap_or("").to_string();
+        Ok((ids, user))
     })
     .await?;
     if diff_ids.len() != layers.len() {
@@ -109,7 +144,9 @@ pub async fn pull(image: &str, auth: RegistryAuth, opts: &PullOptions, content: 
         blocking(move || unpack_layer(&content, &snapshots, &digest, &chain, parent.as_deref())).await?;
     }
     let size = layers.iter().map(|l| l.size.max(0) as u64).sum::<u64>() + manifest.config.size.max(0) as u64;
-    Ok(Pulled { reference: reference.whole(), manifest_digest, config_digest, chain_ids, size })
+    let mut blobs = vec![config_digest.clone()];
+    blobs.extend(layers.iter().map(|l| l.digest.clone()));
+    Ok(Pulled { reference: reference.whole(), manifest_digest, config_digest, chain_ids, blobs, user, size })
 }
 
 /// Streams one layer into the content store unless it is already there,
@@ -155,7 +192,9 @@ fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain
     if snapshots.exists(chain) {
         return Ok(());
     }
-    let key = format!("extract-{}-{}", std::process::id(), &chain[chain.len().saturating_sub(12)..]);
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let key = format!("extract-{}-{n}-{}", std::process::id(), &chain[chain.len().saturating_sub(12)..]);
     snapshots.prepare(&key, parent).map_err(|e| Error::Snapshot(e.to_string()))?;
     let result = (|| {
         let info = snapshots.stat(&key).map_err(|e| Error::Snapshot(e.to_string()))?;
@@ -169,13 +208,22 @@ fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain
         let blob = content.blob_path(digest)?;
         let file = std::fs::File::open(&blob).map_err(Error::io("open", &blob))?;
         apply_layer(file, &snapshots.fs_dir(&info), &lowers)?;
-        snapshots.commit(chain, &key).map_err(|e| Error::Snapshot(e.to_string()))
+        match snapshots.commit(chain, &key) {
+            // A concurrent pull of an image with this layer committed it
+            // first: ours is redundant.
+            Err(berth_snapshot::Error::AlreadyExists(_)) => Err(Error::Snapshot("already committed".into())),
+            other => other.map(drop).map_err(|e| Error::Snapshot(e.to_string())),
+        }
     })();
+    if snapshots.exists(chain) && result.is_err() {
+        let _ = snapshots.remove(&key);
+        return Ok(());
+    }
     if result.is_err() {
         // No half layer survives a failed unpack.
         let _ = snapshots.remove(&key);
     }
-    result.map(drop)
+    result
 }
 
 /// OCI chain IDs: the first is the first diff_id; each next one is

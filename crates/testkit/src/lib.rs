@@ -28,7 +28,15 @@ impl Registry {
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry").arg("serve").arg(&config).spawn().expect("docker-registry (hack/setup.sh installs it)");
+        // Its log (404s on blob probes are normal) stays out of test output.
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (hack/setup.sh installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "registry did not come up");

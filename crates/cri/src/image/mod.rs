@@ -1,32 +1,101 @@
-//! ImageService. Nothing is served yet: every RPC names itself as missing.
+//! ImageService: one file per RPC; this file routes and holds the stores.
 
+mod gc;
+mod image_fs_info;
+mod image_status;
+mod list_images;
+mod pull_image;
+mod remove_image;
+
+use std::sync::Arc;
+
+use berth_image::{content::ContentStore, index::ImageIndex, pull::{BlobLocks, PullOptions}};
+use berth_snapshot::Overlay;
 use k8s_cri::v1::{self, image_service_server::ImageService};
 use tonic::{Request, Response, Status};
 
-use crate::not_yet;
+/// The image stores, shared by the ImageService and (later) container
+/// creation.
+pub struct ImageServer {
+    pub(crate) paths: berth_store::Paths,
+    pub(crate) index: Arc<ImageIndex>,
+    pub(crate) content: Arc<ContentStore>,
+    pub(crate) snapshots: Arc<Overlay>,
+    pub(crate) pull_options: PullOptions,
+    pub(crate) blob_locks: BlobLocks,
+    /// Serialises RemoveImage's garbage collection with itself.
+    pub(crate) gc_lock: tokio::sync::Mutex<()>,
+}
 
-#[derive(Default)]
-pub struct ImageServer;
+impl ImageServer {
+    /// Opens (or creates) the stores under `paths`; the index is reloaded
+    /// from its records, so images survive a restart of berthd.
+    pub fn open(paths: berth_store::Paths, pull_options: PullOptions) -> Result<Self, berth_image::Error> {
+        Ok(Self {
+            index: Arc::new(ImageIndex::open(&paths)?),
+            content: Arc::new(ContentStore::new(&paths)?),
+            snapshots: Arc::new(Overlay::new(paths.snapshots()).map_err(|e| berth_image::Error::Snapshot(e.to_string()))?),
+            paths,
+            pull_options,
+            blob_locks: BlobLocks::default(),
+            gc_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl ImageService for ImageServer {
-    async fn list_images(&self, _: Request<v1::ListImagesRequest>) -> Result<Response<v1::ListImagesResponse>, Status> {
-        Err(not_yet("ListImages"))
+    async fn list_images(&self, req: Request<v1::ListImagesRequest>) -> Result<Response<v1::ListImagesResponse>, Status> {
+        Ok(Response::new(self.list(req.into_inner())))
     }
 
-    async fn image_status(&self, _: Request<v1::ImageStatusRequest>) -> Result<Response<v1::ImageStatusResponse>, Status> {
-        Err(not_yet("ImageStatus"))
+    async fn image_status(&self, req: Request<v1::ImageStatusRequest>) -> Result<Response<v1::ImageStatusResponse>, Status> {
+        Ok(Response::new(self.status(req.into_inner())))
     }
 
-    async fn pull_image(&self, _: Request<v1::PullImageRequest>) -> Result<Response<v1::PullImageResponse>, Status> {
-        Err(not_yet("PullImage"))
+    async fn pull_image(&self, req: Request<v1::PullImageRequest>) -> Result<Response<v1::PullImageResponse>, Status> {
+        self.pull(req.into_inner()).await.map(Response::new)
     }
 
-    async fn remove_image(&self, _: Request<v1::RemoveImageRequest>) -> Result<Response<v1::RemoveImageResponse>, Status> {
-        Err(not_yet("RemoveImage"))
+    async fn remove_image(&self, req: Request<v1::RemoveImageRequest>) -> Result<Response<v1::RemoveImageResponse>, Status> {
+        self.remove(req.into_inner()).await.map(Response::new)
     }
 
-    async fn image_fs_info(&self, _: Request<v1::ImageFsInfoRequest>) -> Result<Response<v1::ImageFsInfoResponse>, Status> {
-        Err(not_yet("ImageFsInfo"))
+    async fn image_fs_info(&self, req: Request<v1::ImageFsInfoRequest>) -> Result<Response<v1::ImageFsInfoResponse>, Status> {
+        self.fs_info(req.into_inner()).await.map(Response::new)
+    }
+}
+
+/// The CRI `Image` message for a record.
+pub(crate) fn to_cri(r: &berth_image::index::ImageRecord) -> v1::Image {
+    v1::Image {
+        id: r.id.clone(),
+        repo_tags: r.repo_tags.clone(),
+        repo_digests: r.repo_digests.clone(),
+        size: r.size,
+        uid: r.uid.map(|value| v1::Int64Value { value }),
+        username: r.username.clone(),
+        spec: Some(v1::ImageSpec { image: r.id.clone(), ..Default::default() }),
+        pinned: r.pinned,
+    }
+}
+
+/// The one place image errors become gRPC statuses.
+pub(crate) fn status_of(e: berth_image::Error) -> Status {
+    use berth_image::Error as E;
+    match &e {
+        E::InvalidReference { .. } | E::InvalidDigest(_) => Status::invalid_argument(e.to_string()),
+        E::Registry { message, .. } => {
+            let m = message.to_lowercase();
+            if m.contains("401") || m.contains("unauthorized") || m.contains("authentication") {
+                Status::unauthenticated(e.to_string())
+            } else if m.contains("404") || m.contains("not found") || m.contains("unknown") {
+                Status::not_found(e.to_string())
+            } else {
+                Status::unavailable(e.to_string())
+            }
+        }
+        E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::Escape { .. } | E::BadImage(_) => Status::failed_precondition(e.to_string()),
+        _ => Status::internal(e.to_string()),
     }
 }

@@ -1,0 +1,79 @@
+use berth_image::pull::pull_with_locks;
+use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
+use oci_client::secrets::RegistryAuth;
+use tonic::Status;
+
+use super::{status_of, ImageServer};
+
+impl ImageServer {
+    /// Pulls and records the image; answers with its id (config digest).
+    pub(super) async fn pull(&self, req: PullImageRequest) -> Result<PullImageResponse, Status> {
+        let image = req.image.map(|i| i.image).unwrap_or_default();
+        if image.is_empty() {
+            return Err(Status::invalid_argument("image.image is empty"));
+        }
+        let auth = registry_auth(req.auth.as_ref())?;
+        let started = std::time::Instant::now();
+        let pulled = pull_with_locks(&image, auth, &self.pull_options, self.content.clone(), self.snapshots.clone(), &self.blob_locks)
+            .await
+            .map_err(status_of)?;
+        let record = self.index.add(&pulled).map_err(status_of)?;
+        tracing::info!(image = %pulled.reference, digest = %record.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");
+        Ok(PullImageResponse { image_ref: record.id })
+    }
+}
+
+/// CRI credentials: username/password (or `auth`, base64 of "user:pass")
+/// for Basic, a registry or identity token for Bearer, none for anonymous.
+fn registry_auth(auth: Option<&AuthConfig>) -> Result<RegistryAuth, Status> {
+    let Some(a) = auth else { return Ok(RegistryAuth::Anonymous) };
+    if !a.registry_token.is_empty() {
+        return Ok(RegistryAuth::Bearer(a.registry_token.clone()));
+    }
+    if !a.identity_token.is_empty() {
+        return Ok(RegistryAuth::Bearer(a.identity_token.clone()));
+    }
+    if !a.username.is_empty() {
+        return Ok(RegistryAuth::Basic(a.username.clone(), a.password.clone()));
+    }
+    if !a.auth.is_empty() {
+        let decoded = decode_base64(&a.auth).ok_or_else(|| Status::invalid_argument("auth.auth is not base64"))?;
+        let (user, pass) = decoded.split_once(':').ok_or_else(|| Status::invalid_argument("auth.auth is not base64 of user:password"))?;
+        return Ok(RegistryAuth::Basic(user.into(), pass.into()));
+    }
+    Ok(RegistryAuth::Anonymous)
+}
+
+/// Standard base64 (with or without padding), as Docker writes `auth`.
+fn decode_base64(s: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.trim_end_matches('=').bytes() {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_map_to_registry_auth() {
+        assert!(matches!(registry_auth(None).unwrap(), RegistryAuth::Anonymous));
+        let basic = AuthConfig { auth: "dXNlcjpwYXNz".into(), ..Default::default() };
+        assert!(matches!(registry_auth(Some(&basic)).unwrap(), RegistryAuth::Basic(u, p) if u == "user" && p == "pass"));
+        let token = AuthConfig { registry_token: "t0k".into(), ..Default::default() };
+        assert!(matches!(registry_auth(Some(&token)).unwrap(), RegistryAuth::Bearer(t) if t == "t0k"));
+        assert!(registry_auth(Some(&AuthConfig { auth: "!!".into(), ..Default::default() })).is_err());
+    }
+}

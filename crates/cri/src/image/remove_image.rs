@@ -1,0 +1,22 @@
+use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
+use tonic::Status;
+
+use super::{status_of, ImageServer};
+
+impl ImageServer {
+    /// Removes the image with all its tags, then whatever layers and blobs
+    /// no other image uses. An unknown image is success, as the CRI says.
+    pub(super) async fn remove(&self, req: RemoveImageRequest) -> Result<RemoveImageResponse, Status> {
+        let name = req.image.map(|i| i.image).unwrap_or_default();
+        let Some(record) = self.index.resolve(&name) else { return Ok(RemoveImageResponse {}) };
+        let _gc = self.gc_lock.lock().await;
+        self.index.remove(&record.id).map_err(status_of)?;
+        let (index, content, snapshots) = (self.index.clone(), self.content.clone(), self.snapshots.clone());
+        let collected = tokio::task::spawn_blocking(move || super::gc::collect(&index, &content, &snapshots))
+            .await
+            .map_err(|e| Status::internal(format!("gc task: {e}")))?
+            .map_err(status_of)?;
+        tracing::info!(image = %name, digest = %record.id, layers = collected.0, blobs = collected.1, "removed image");
+        Ok(RemoveImageResponse {})
+    }
+}

@@ -1,0 +1,82 @@
+//! A real berthd on temp dirs and a tonic client on its socket.
+
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub struct Berthd {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Berthd {
+    /// berthd with every default but its directories (socket, root and
+    /// state in a temp dir) and `extra` config lines.
+    pub fn start(extra: &str) -> Berthd {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{extra}\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let socket = dir.path().join("b.sock");
+        let child = spawn(&config);
+        Berthd { child, dir, socket, config }
+    }
+
+    /// Kills berthd (SIGKILL, like a crash) and starts it again on the same
+    /// config and directories.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.config);
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+}
+
+fn spawn(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_berthd")).arg("--config").arg(config).spawn().unwrap()
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects to berthd's socket, waiting for it to come up.
+pub async fn channel(socket: &Path) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = socket.to_path_buf();
+        let result = Endpoint::try_from("http://berth.invalid")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await;
+        match result {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("berthd never came up: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The CRI ImageService against a local registry, across a berthd crash.
+
+mod common;
+
+use common::{channel, Berthd};
+use k8s_cri::v1::{image_service_client::ImageServiceClient, *};
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec { image: image.into(), ..Default::default() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_status_list_survive_a_restart_and_remove_collects_everything() {
+    assert!(nix_is_root(), "run as root (README)");
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push(&registry, work.path(), "apps/busybox:1.0", Some("1000:1000"));
+    let mut berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let name = format!("{}/apps/busybox:1.0", registry.host());
+
+    let id = img.pull_image(PullImageRequest { image: spec(&name), ..Default::default() }).await.unwrap().into_inner().image_ref;
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+
+    // The same id whichever way the image is named.
+    for by in [name.as_str(), id.as_str(), &id[7..]] {
+        let s = img.image_status(ImageStatusRequest { image: spec(by), verbose: true }).await.unwrap().into_inner();
+        let image = s.image.unwrap_or_else(|| panic!("no image for {by}"));
+        assert_eq!(image.id, id);
+        assert_eq!(image.repo_tags, [name.clone()]);
+        assert!(image.repo_digests[0].starts_with(&format!("{}/apps/busybox@sha256:", registry.host())));
+        assert_eq!(image.uid.map(|u| u.value), Some(1000));
+        assert!(image.size > 500_000, "size {}", image.size);
+        assert!(s.info["info"].contains("chainIDs"));
+    }
+
+    // Crash berthd; the image is still there after the restart.
+    berthd.restart();
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let list = img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images;
+    assert_eq!(list.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), [id.clone()]);
+    let fs = img.image_fs_info(ImageFsInfoRequest::default()).await.unwrap().into_inner();
+    assert!(fs.image_filesystems.iter().any(|f| f.used_bytes.as_ref().unwrap().value > 500_000));
+
+    // Bad input.
+    let err = img.pull_image(PullImageRequest { image: spec("Not A Ref!"), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("Not A Ref!"), "{}", err.message());
+    let err = img.pull_image(PullImageRequest { image: spec(&format!("{}/apps/none:1", registry.host())), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
+    assert!(img.image_status(ImageStatusRequest { image: spec("nothing:here"), verbose: false }).await.unwrap().into_inner().image.is_none());
+
+    // Remove by tag: the image, its layers and blobs go; twice is fine.
+    img.remove_image(RemoveImageRequest { image: spec(&name) }).await.unwrap();
+    img.remove_image(RemoveImageRequest { image: spec(&name) }).await.unwrap();
+    assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty());
+    let root = berthd.root();
+    let count = |p: &str| std::fs::read_dir(root.join(p)).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(count("content/blobs/sha256"), 0, "blobs left");
+    assert_eq!(count("snapshots/overlayfs/metadata"), 0, "layers left");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
