@@ -33,11 +33,14 @@ pub struct RegistryConfig {
     pub stall_timeout_secs: u64,
     /// Layers downloaded at once per pull.
     pub max_concurrent_downloads: usize,
+    /// Mirrors per registry, tried in order before it:
+    /// `mirrors = { "docker.io" = ["mirror.local:5000"] }`.
+    pub mirrors: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { insecure: Vec::new(), stall_timeout_secs: 60, max_concurrent_downloads: 4 }
+        Self { insecure: Vec::new(), stall_timeout_secs: 60, max_concurrent_downloads: 4, mirrors: Default::default() }
     }
 }
 

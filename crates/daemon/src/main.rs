@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         insecure_registries: config.registry.insecure.clone(),
         stall_timeout: std::time::Duration::from_secs(config.registry.stall_timeout_secs.max(1)),
         max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
+        mirrors: config.registry.mirrors.clone(),
     };
     let images = berth_cri::ImageServer::open(paths, pull_options).context("open image stores")?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");

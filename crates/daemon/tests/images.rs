@@ -65,3 +65,19 @@ fn nix_is_root() -> bool {
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_serves_docker_io() {
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push(&registry, work.path(), "library/busybox:latest", None);
+    let berthd = Berthd::start(&format!(
+        "[registry]\ninsecure = [\"{0}\"]\nmirrors = {{ \"docker.io\" = [\"{0}\"] }}\n",
+        registry.host()
+    ));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let id = img.pull_image(PullImageRequest { image: spec("busybox"), ..Default::default() }).await.unwrap().into_inner().image_ref;
+    let image = img.image_status(ImageStatusRequest { image: spec("busybox"), verbose: false }).await.unwrap().into_inner().image.unwrap();
+    assert_eq!(image.id, id);
+    assert_eq!(image.repo_tags, ["docker.io/library/busybox:latest"], "named after the origin, not the mirror");
+}

@@ -30,11 +30,14 @@ pub struct PullOptions {
     pub stall_timeout: Duration,
     /// Layers downloaded at once.
     pub max_concurrent_layers: usize,
+    /// Mirrors (`host:port`) per registry (`docker.io`), tried in order
+    /// before the registry itself.
+    pub mirrors: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
-        Self { insecure_registries: Vec::new(), stall_timeout: Duration::from_secs(60), max_concurrent_layers: 4 }
+        Self { insecure_registries: Vec::new(), stall_timeout: Duration::from_secs(60), max_concurrent_layers: 4, mirrors: Default::default() }
     }
 }
 
@@ -89,7 +92,28 @@ pub async fn pull_with_locks(
     snapshots: Arc<Overlay>,
     locks: &BlobLocks,
 ) -> Result<Pulled> {
-    let reference = parse_reference(image)?;
+    let origin = parse_reference(image)?;
+    let mirrors = opts.mirrors.get(origin.registry()).cloned().unwrap_or_default();
+    for mirror in &mirrors {
+        let mut via = origin.clone();
+        via.set_mirror_registry(mirror.clone());
+        match pull_from(via, auth.clone(), opts, content.clone(), snapshots.clone(), locks).await {
+            Ok(pulled) => return Ok(pulled),
+            // A mirror is an optimisation: on any failure, go on.
+            Err(e) => tracing::warn!(mirror = %mirror, image = %origin.whole(), error = %e, "mirror failed; trying the next source"),
+        }
+    }
+    pull_from(origin, auth, opts, content, snapshots, locks).await
+}
+
+async fn pull_from(
+    reference: Reference,
+    auth: RegistryAuth,
+    opts: &PullOptions,
+    content: Arc<ContentStore>,
+    snapshots: Arc<Overlay>,
+    locks: &BlobLocks,
+) -> Result<Pulled> {
     let config = ClientConfig {
         protocol: ClientProtocol::HttpsExcept(opts.insecure_registries.clone()),
         read_timeout: Some(opts.stall_timeout),
