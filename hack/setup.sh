@@ -10,6 +10,7 @@ packages=(
   busybox-static               # the test and benchmark container images
   iproute2                     # ip netns, for tests and debugging
   docker-registry umoci skopeo # a local registry and the tools that build test images
+  apache2-utils                # htpasswd, for the registry-auth tests
 )
 
 missing=()

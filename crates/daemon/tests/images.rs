@@ -81,3 +81,21 @@ async fn a_mirror_serves_docker_io() {
     assert_eq!(image.id, id);
     assert_eq!(image.repo_tags, ["docker.io/library/busybox:latest"], "named after the origin, not the mirror");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_behind_basic_auth_wants_the_right_password() {
+    let registry = berth_testkit::Registry::start_with_auth(Some(("puller", "s3cret")));
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push_as(&registry, work.path(), "private/app:1", None, Some("puller:s3cret"));
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let name = format!("{}/private/app:1", registry.host());
+    let auth = |password: &str| Some(AuthConfig { username: "puller".into(), password: password.into(), ..Default::default() });
+
+    let err = img.pull_image(PullImageRequest { image: spec(&name), auth: auth("wrong"), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{}", err.message());
+    let err = img.pull_image(PullImageRequest { image: spec(&name), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "anonymous: {}", err.message());
+    let id = img.pull_image(PullImageRequest { image: spec(&name), auth: auth("s3cret"), ..Default::default() }).await.unwrap().into_inner().image_ref;
+    assert!(id.starts_with("sha256:"));
+}

@@ -19,7 +19,7 @@ pub enum Error {
     #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
     #[error("pull {reference}: {message}")]
-    Registry { reference: String, message: String },
+    Registry { reference: String, kind: RegistryErrorKind, message: String },
     #[error("bad image: {0}")]
     BadImage(String),
     #[error("snapshot: {0}")]
@@ -32,5 +32,34 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
+    }
+}
+
+/// What a registry's refusal means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryErrorKind {
+    /// 401/403, or credentials refused.
+    Unauthorized,
+    /// The repository, tag, manifest or blob does not exist.
+    NotFound,
+    /// Anything else: unreachable, 5xx, stalled, malformed answers.
+    Unavailable,
+}
+
+impl RegistryErrorKind {
+    pub(crate) fn of(e: &oci_client::errors::OciDistributionError) -> Self {
+        use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+        match e {
+            E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => Self::Unauthorized,
+            E::ImageManifestNotFoundError(_) => Self::NotFound,
+            E::ServerError { code: 401 | 403, .. } => Self::Unauthorized,
+            E::ServerError { code: 404, .. } => Self::NotFound,
+            E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
+                Some(C::Unauthorized | C::Denied) => Self::Unauthorized,
+                Some(C::ManifestUnknown | C::BlobUnknown | C::NameUnknown | C::NotFound | C::ManifestBlobUnknown) => Self::NotFound,
+                _ => Self::Unavailable,
+            },
+            _ => Self::Unavailable,
+        }
     }
 }

@@ -10,4 +10,4 @@ pub mod index;
 pub mod pull;
 pub mod unpack;
 
-pub use error::{Error, Result};
+pub use error::{Error, RegistryErrorKind, Result};

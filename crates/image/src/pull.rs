@@ -122,7 +122,11 @@ async fn pull_from(
         ..Default::default()
     };
     let client = Client::new(config);
-    let registry_error = |e: oci_client::errors::OciDistributionError| Error::Registry { reference: reference.whole(), message: e.to_string() };
+    let registry_error = |e: oci_client::errors::OciDistributionError| Error::Registry {
+        reference: reference.whole(),
+        kind: crate::RegistryErrorKind::of(&e),
+        message: e.to_string(),
+    };
     let (manifest, manifest_digest, config_json, _) =
         client.pull_manifest_and_config_and_list_digest(&reference, &auth).await.map_err(registry_error)?;
 
@@ -183,7 +187,7 @@ async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, 
     let response = client
         .pull_blob_stream_partial(reference, &layer, offset, None)
         .await
-        .map_err(|e| Error::Registry { reference: reference.whole(), message: format!("layer {}: {e}", layer.digest) })?;
+        .map_err(|e| Error::Registry { reference: reference.whole(), kind: crate::RegistryErrorKind::of(&e), message: format!("layer {}: {e}", layer.digest) })?;
     let (mut stream, restart) = match response {
         oci_client::client::BlobResponse::Full(s) => (s.stream, offset > 0),
         oci_client::client::BlobResponse::Partial(s) => (s.stream, false),
@@ -203,7 +207,11 @@ async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, 
         ingest.commit().map(drop)
     });
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Registry { reference: reference.whole(), message: format!("layer {}: {e}", layer.digest) })?;
+        let chunk = chunk.map_err(|e| Error::Registry {
+            reference: reference.whole(),
+            kind: crate::RegistryErrorKind::Unavailable,
+            message: format!("layer {}: {e}", layer.digest),
+        })?;
         if tx.send(chunk.to_vec()).await.is_err() {
             break; // the writer failed; its error is reported below
         }

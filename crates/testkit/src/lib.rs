@@ -17,13 +17,28 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_with_auth(None)
+    }
+
+    /// With `Some((user, password))`, the registry demands HTTP Basic auth
+    /// (htpasswd, bcrypt) for every request.
+    pub fn start_with_auth(credentials: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
+        let auth = match credentials {
+            Some((user, password)) => {
+                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (hack/setup.sh installs it)");
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, out.stdout).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", file.display())
+            }
+            None => String::new(),
+        };
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -67,6 +82,11 @@ pub fn run(cmd: &mut Command) {
 /// layer that deletes /etc/group and adds /etc/motd), with `Cmd /bin/sh`
 /// and `User` as given, and pushes it to `registry` as `name` (`repo:tag`).
 pub fn build_and_push(registry: &Registry, work: &Path, name: &str, user: Option<&str>) {
+    build_and_push_as(registry, work, name, user, None)
+}
+
+/// [`build_and_push`] with registry credentials (`user:password`).
+pub fn build_and_push_as(registry: &Registry, work: &Path, name: &str, user: Option<&str>, creds: Option<&str>) {
     let layout = work.join("oci");
     let image = format!("{}:img", layout.display());
     let bundle = work.join("bundle");
@@ -92,5 +112,11 @@ pub fn build_and_push(registry: &Registry, work: &Path, name: &str, user: Option
         config.args(["--config.user", u]);
     }
     run(&mut config);
-    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
+    let mut copy = Command::new("skopeo");
+    copy.args(["copy", "--dest-tls-verify=false"]);
+    if let Some(c) = creds {
+        copy.args(["--dest-creds", c]);
+    }
+    copy.args([format!("oci:{image}"), format!("docker://{}/{name}", registry.host())]);
+    run(&mut copy);
 }

@@ -85,16 +85,11 @@ pub(crate) fn status_of(e: berth_image::Error) -> Status {
     use berth_image::Error as E;
     match &e {
         E::InvalidReference { .. } | E::InvalidDigest(_) => Status::invalid_argument(e.to_string()),
-        E::Registry { message, .. } => {
-            let m = message.to_lowercase();
-            if m.contains("401") || m.contains("unauthorized") || m.contains("authentication") {
-                Status::unauthenticated(e.to_string())
-            } else if m.contains("404") || m.contains("not found") || m.contains("unknown") {
-                Status::not_found(e.to_string())
-            } else {
-                Status::unavailable(e.to_string())
-            }
-        }
+        E::Registry { kind, .. } => match kind {
+            berth_image::RegistryErrorKind::Unauthorized => Status::unauthenticated(e.to_string()),
+            berth_image::RegistryErrorKind::NotFound => Status::not_found(e.to_string()),
+            berth_image::RegistryErrorKind::Unavailable => Status::unavailable(e.to_string()),
+        },
         E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::Escape { .. } | E::BadImage(_) => Status::failed_precondition(e.to_string()),
         _ => Status::internal(e.to_string()),
     }
