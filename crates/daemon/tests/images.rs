@@ -99,3 +99,20 @@ async fn a_registry_behind_basic_auth_wants_the_right_password() {
     let id = img.pull_image(PullImageRequest { image: spec(&name), auth: auth("s3cret"), ..Default::default() }).await.unwrap().into_inner().image_ref;
     assert!(id.starts_with("sha256:"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_arch_index_resolves_to_this_nodes_platform() {
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (amd64, arm64) = berth_testkit::build_and_push_multiarch(&registry, work.path(), "multi/app:1");
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let id = img
+        .pull_image(PullImageRequest { image: spec(&format!("{}/multi/app:1", registry.host())), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    let want = if cfg!(target_arch = "aarch64") { arm64 } else { amd64 };
+    assert_eq!(id, want, "picked the wrong platform from the index");
+}

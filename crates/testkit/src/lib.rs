@@ -120,3 +120,67 @@ pub fn build_and_push_as(registry: &Registry, work: &Path, name: &str, user: Opt
     copy.args([format!("oci:{image}"), format!("docker://{}/{name}", registry.host())]);
     run(&mut copy);
 }
+
+/// Config digest of the manifest tagged `tag` in an OCI layout.
+fn config_digest_of(layout: &Path, tag: &str) -> (String, u64, String) {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no {tag} in layout"))
+        .clone();
+    let digest = entry["digest"].as_str().unwrap().to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(layout, &digest)).unwrap()).unwrap();
+    (digest, entry["size"].as_u64().unwrap(), manifest["config"]["digest"].as_str().unwrap().to_string())
+}
+
+fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
+    layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
+
+/// Pushes a multi-arch image index: the busybox image as linux/amd64 and a
+/// copy of it labelled linux/arm64. Returns the config digests
+/// (amd64, arm64), so a test can tell which one a pull picked.
+pub fn build_and_push_multiarch(registry: &Registry, work: &Path, name: &str) -> (String, String) {
+    // The first image, then a second one differing only in its config.
+    build_and_push(registry, work, &format!("{name}-single"), None);
+    let layout = work.join("oci");
+    let image = format!("{}:img", layout.display());
+    run(Command::new("umoci").args(["config", "--image", &image, "--architecture", "arm64", "--tag", "img-arm64"]));
+    let (amd_manifest, amd_size, amd_config) = config_digest_of(&layout, "img");
+    let (arm_manifest, arm_size, arm_config) = config_digest_of(&layout, "img-arm64");
+    let entry = |digest: &str, size: u64, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": { "architecture": arch, "os": "linux" }
+        })
+    };
+    let nested = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(&arm_manifest, arm_size, "arm64"), entry(&amd_manifest, amd_size, "amd64")]
+    });
+    let bytes = serde_json::to_vec(&nested).unwrap();
+    use sha2::Digest;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    std::fs::write(blob(&layout, &digest), &bytes).unwrap();
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": digest, "size": bytes.len(),
+        "annotations": { "org.opencontainers.image.ref.name": "multi" }
+    }));
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    run(Command::new("skopeo").args([
+        "copy",
+        "--multi-arch",
+        "all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{}/{name}", registry.host()),
+    ]));
+    (amd_config, arm_config)
+}
