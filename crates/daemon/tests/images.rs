@@ -116,3 +116,30 @@ async fn a_multi_arch_index_resolves_to_this_nodes_platform() {
     let want = if cfg!(target_arch = "aarch64") { arm64 } else { amd64 };
     assert_eq!(id, want, "picked the wrong platform from the index");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_that_does_not_match_its_digest_is_rejected_and_nothing_is_stored() {
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push(&registry, work.path(), "tampered/app:1", None);
+    // Corrupt the biggest layer where the registry keeps it.
+    let layout = work.path().join("oci/blobs/sha256");
+    let biggest = std::fs::read_dir(&layout).unwrap().map(|e| e.unwrap()).max_by_key(|e| e.metadata().unwrap().len()).unwrap();
+    let digest = format!("sha256:{}", biggest.file_name().to_str().unwrap());
+    let stored = registry.blob_file(&digest);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let err = img
+        .pull_image(PullImageRequest { image: spec(&format!("{}/tampered/app:1", registry.host())), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains(&digest), "{}", err.message());
+    assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty());
+    let blob = berthd.root().join("content/blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    assert!(!blob.exists(), "the bad blob was stored");
+}

@@ -60,6 +60,13 @@ impl Registry {
         Registry { child, port, _dir: dir }
     }
 
+    /// The file holding a blob's bytes in the registry's storage, for
+    /// tests that tamper with what the registry serves.
+    pub fn blob_file(&self, digest: &str) -> std::path::PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self._dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+
     /// `127.0.0.1:<port>`
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
