@@ -7,7 +7,7 @@
 use std::{sync::Arc, time::Duration};
 
 use berth_snapshot::Overlay;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_client::{
     client::{ClientConfig, ClientProtocol},
     manifest::OciDescriptor,
@@ -132,6 +132,7 @@ async fn pull_from(
 
     // The config is content like any other: verify and store it.
     let config_digest = manifest.config.digest.clone();
+    let (diff_ids, user) = parse_config(&config_json)?;
     let bytes = config_json.into_bytes();
     let store = content.clone();
     let digest = config_digest.clone();
@@ -139,37 +140,36 @@ async fn pull_from(
     blocking(move || store.ingest(&digest, Some(size), &bytes[..]).map(drop)).await?;
 
     let layers: Vec<OciDescriptor> = manifest.layers.clone();
-    futures_util::stream::iter(layers.iter().cloned().map(|layer| async {
-        let lock = locks.get(&layer.digest);
-        let _held = lock.lock().await;
-        download(&client, &reference, layer, content.clone()).await
-    }))
-        .buffer_unordered(opts.max_concurrent_layers.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
-
-    let config_path = content.blob_path(&config_digest)?;
-    let (diff_ids, user) = blocking(move || {
-        let text = std::fs::read(&config_path).map_err(Error::io("read", &config_path))?;
-        let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::BadImage(format!("config: {e}")))?;
-        let ids = value["rootfs"]["diff_ids"]
-            .as_array()
-            .ok_or_else(|| Error::BadImage("config has no rootfs.diff_ids".into()))?
-            .iter()
-            .map(|v| v.as_str().map(String::from).ok_or_else(|| Error::BadImage("diff_id is not a string".into())))
-            .collect::<Result<Vec<String>>>()?;
-        let user = value["config"]["User"].as_str().unwrap_or("").to_string();
-        Ok((ids, user))
-    })
-    .await?;
     if diff_ids.len() != layers.len() {
         return Err(Error::BadImage(format!("{} layers but {} diff_ids", layers.len(), diff_ids.len())));
     }
     let chain_ids = chain_ids(&diff_ids);
-    for (i, layer) in layers.iter().enumerate() {
+    // Downloads run `max_concurrent_layers` at once but complete in layer
+    // order, so layer i unpacks while later layers still download; unpacks
+    // run one after the other, each on its parent.
+    let mut downloads = futures_util::stream::iter(layers.iter().cloned().map(|layer| async {
+        let lock = locks.get(&layer.digest);
+        let _held = lock.lock().await;
+        download(&client, &reference, layer, content.clone()).await
+    }))
+    .buffered(opts.max_concurrent_layers.max(1));
+    let mut unpacking: Option<tokio::task::JoinHandle<Result<()>>> = None;
+    let mut i = 0;
+    while let Some(done) = downloads.next().await {
+        done?;
+        let previous = unpacking.take();
         let (content, snapshots, chain, parent, digest) =
-            (content.clone(), snapshots.clone(), chain_ids[i].clone(), i.checked_sub(1).map(|p| chain_ids[p].clone()), layer.digest.clone());
-        blocking(move || unpack_layer(&content, &snapshots, &digest, &chain, parent.as_deref())).await?;
+            (content.clone(), snapshots.clone(), chain_ids[i].clone(), i.checked_sub(1).map(|p| chain_ids[p].clone()), layers[i].digest.clone());
+        unpacking = Some(tokio::spawn(async move {
+            if let Some(p) = previous {
+                p.await.map_err(|e| Error::BadImage(format!("unpack task: {e}")))??;
+            }
+            blocking(move || unpack_layer(&content, &snapshots, &digest, &chain, parent.as_deref())).await
+        }));
+        i += 1;
+    }
+    if let Some(last) = unpacking {
+        last.await.map_err(|e| Error::BadImage(format!("unpack task: {e}")))??;
     }
     let size = layers.iter().map(|l| l.size.max(0) as u64).sum::<u64>() + manifest.config.size.max(0) as u64;
     let mut blobs = vec![config_digest.clone()];
@@ -270,6 +270,19 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
         out.push(next);
     }
     out
+}
+
+/// diff_ids and User from an image config.
+fn parse_config(json: &str) -> Result<(Vec<String>, String)> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::BadImage(format!("config: {e}")))?;
+    let ids = value["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or_else(|| Error::BadImage("config has no rootfs.diff_ids".into()))?
+        .iter()
+        .map(|v| v.as_str().map(String::from).ok_or_else(|| Error::BadImage("diff_id is not a string".into())))
+        .collect::<Result<Vec<String>>>()?;
+    let user = value["config"]["User"].as_str().unwrap_or("").to_string();
+    Ok((ids, user))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

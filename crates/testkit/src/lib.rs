@@ -191,3 +191,29 @@ pub fn build_and_push_multiarch(registry: &Registry, work: &Path, name: &str) ->
     ]));
     (amd_config, arm_config)
 }
+
+/// Pushes an image of `layers` layers, each one file of `layer_bytes`
+/// pseudo-random (incompressible) bytes, for pull benchmarks.
+pub fn build_and_push_layers(registry: &Registry, work: &Path, name: &str, layers: usize, layer_bytes: usize) {
+    let layout = work.join("oci");
+    let image = format!("{}:img", layout.display());
+    let bundle = work.join("bundle");
+    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..layers {
+        let _ = std::fs::remove_dir_all(&bundle);
+        run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+        let mut data = vec![0u8; layer_bytes];
+        for chunk in data.chunks_mut(8) {
+            // xorshift64: fast, and gzip cannot shrink it.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(bundle.join("rootfs").join(format!("layer{i}.bin")), data).unwrap();
+        run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    }
+    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
+}
