@@ -24,6 +24,46 @@ fn raw_write_mb_s(dir: &std::path::Path) -> f64 {
     1024.0 * 1024.0 * 1024.0 / 1e6 / secs
 }
 
+/// Seconds a cold `ctr images pull` (download + unpack) of `reference`
+/// takes in a private containerd on temp dirs, if containerd is installed.
+fn containerd_pull(dir: &std::path::Path, reference: &str) -> Option<f64> {
+    if Command::new("containerd").arg("--version").output().is_err() {
+        return None;
+    }
+    let base = dir.join("containerd");
+    std::fs::create_dir_all(&base).unwrap();
+    let sock = base.join("c.sock");
+    let config = base.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{1}\"\n",
+            base.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(base.join("containerd.log")).unwrap();
+    let mut child = Command::new("containerd").arg("--config").arg(&config).stdout(log.try_clone().unwrap()).stderr(log).spawn().ok()?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    let out = Command::new("ctr").arg("--address").arg(&sock).args(["-n", "bench", "images", "pull", "--plain-http", reference]).output();
+    let secs = started.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    match out {
+        Ok(o) if o.status.success() => Some(secs),
+        Ok(o) => {
+            eprintln!("ctr pull failed: {}", String::from_utf8_lossy(&o.stderr));
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let layers: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
@@ -55,5 +95,15 @@ fn main() {
         );
     }
     drop((content, snapshots));
+    if let Some(secs) = containerd_pull(work.path(), &format!("{}/bench/big:1", registry.host())) {
+        println!(
+            "containerd (ctr images pull --plain-http, its defaults): {:.0} MB in {:.2} s = {:.0} MB/s",
+            (layers * mb) as f64,
+            secs,
+            (layers * mb) as f64 / secs
+        );
+    } else {
+        println!("containerd: not installed (apt-get install containerd), no comparison");
+    }
     println!("raw sequential write (dd 1 GiB, fdatasync) on the same disk: {:.0} MB/s", raw_write_mb_s(work.path()));
 }
