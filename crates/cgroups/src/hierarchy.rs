@@ -49,11 +49,10 @@ impl Hierarchy {
             };
             let Some(mount_point) = mount_point else { continue };
             match fstype {
-                "cgroup2" => {
-                    if v2_root.is_none() || mount_point == Path::new("/sys/fs/cgroup") {
+                "cgroup2"
+                    if (v2_root.is_none() || mount_point == Path::new("/sys/fs/cgroup")) => {
                         v2_root = Some(mount_point);
                     }
-                }
                 "cgroup" => {
                     for opt in super_opts.split(',') {
                         if is_v1_controller(opt) {

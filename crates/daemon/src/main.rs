@@ -28,7 +28,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let explicit = cli.config != PathBuf::from(DEFAULT_CONFIG_PATH);
+    let explicit = cli.config.as_os_str() != DEFAULT_CONFIG_PATH;
     let mut config = Config::load(&cli.config, explicit)?;
     if let Some(socket) = cli.socket {
         config.socket = socket;

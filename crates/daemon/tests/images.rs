@@ -27,7 +27,7 @@ async fn pull_status_list_survive_a_restart_and_remove_collects_everything() {
         let s = img.image_status(ImageStatusRequest { image: spec(by), verbose: true }).await.unwrap().into_inner();
         let image = s.image.unwrap_or_else(|| panic!("no image for {by}"));
         assert_eq!(image.id, id);
-        assert_eq!(image.repo_tags, [name.clone()]);
+        assert_eq!(image.repo_tags, std::slice::from_ref(&name));
         assert!(image.repo_digests[0].starts_with(&format!("{}/apps/busybox@sha256:", registry.host())));
         assert_eq!(image.uid.map(|u| u.value), Some(1000));
         assert!(image.size > 500_000, "size {}", image.size);
@@ -38,7 +38,7 @@ async fn pull_status_list_survive_a_restart_and_remove_collects_everything() {
     berthd.restart();
     let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
     let list = img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images;
-    assert_eq!(list.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), [id.clone()]);
+    assert_eq!(list.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
     let fs = img.image_fs_info(ImageFsInfoRequest::default()).await.unwrap().into_inner();
     assert!(fs.image_filesystems.iter().any(|f| f.used_bytes.as_ref().unwrap().value > 500_000));
 

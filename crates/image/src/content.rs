@@ -98,7 +98,7 @@ impl ContentStore {
     /// Removes a blob (and any partial download of it). Missing is fine.
     pub fn delete(&self, digest: &str) -> Result<()> {
         let hex = hex_of(digest)?;
-        for p in [self.blobs.join(&hex), self.ingest.join(&hex)] {
+        for p in [self.blobs.join(hex), self.ingest.join(hex)] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -147,7 +147,7 @@ async fn pull_from(
     // Downloads run `max_concurrent_layers` at once but complete in layer
     // order, so layer i unpacks while later layers still download; unpacks
     // run one after the other, each on its parent.
-    let mut downloads = futures_util::stream::iter(layers.iter().cloned().map(|layer| async {
+    let mut downloads = futures_util::stream::iter(layers.clone().into_iter().map(|layer| async {
         let lock = locks.get(&layer.digest);
         let _held = lock.lock().await;
         download(&client, &reference, layer, content.clone()).await
