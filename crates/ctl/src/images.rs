@@ -1,0 +1,75 @@
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+use k8s_cri::v1::{
+    image_service_client::ImageServiceClient, AuthConfig, Image, ImageSpec, ListImagesRequest, PullImageRequest, RemoveImageRequest,
+};
+
+use crate::client::{connect, rpc_error};
+
+#[derive(Subcommand)]
+pub enum ImagesCommand {
+    /// List images.
+    #[command(alias = "list")]
+    Ls,
+    /// Pull an image from its registry (or a configured mirror).
+    Pull(PullArgs),
+    /// Remove images with all their tags; unused layers go too.
+    #[command(alias = "remove")]
+    Rm { images: Vec<String> },
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    pub image: String,
+    /// Registry credentials, `user:password`.
+    #[arg(long)]
+    pub creds: Option<String>,
+}
+
+pub async fn run(socket: &Path, cmd: ImagesCommand) -> anyhow::Result<()> {
+    let mut client = ImageServiceClient::new(connect(socket).await?);
+    match cmd {
+        ImagesCommand::Ls => {
+            let images = client.list_images(ListImagesRequest::default()).await.map_err(rpc_error("list images"))?.into_inner().images;
+            println!("{:<60} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
+            for image in images {
+                for line in rows(&image) {
+                    println!("{line}");
+                }
+            }
+        }
+        ImagesCommand::Pull(args) => {
+            let auth = match args.creds.as_deref() {
+                Some(c) => {
+                    let (username, password) = c.split_once(':').ok_or_else(|| anyhow::anyhow!("--creds must be user:password"))?;
+                    Some(AuthConfig { username: username.into(), password: password.into(), ..Default::default() })
+                }
+                None => None,
+            };
+            let req = PullImageRequest { image: Some(spec(&args.image)), auth, ..Default::default() };
+            let id = client.pull_image(req).await.map_err(rpc_error("pull"))?.into_inner().image_ref;
+            println!("{id}");
+        }
+        ImagesCommand::Rm { images } => {
+            anyhow::ensure!(!images.is_empty(), "name at least one image");
+            for image in images {
+                client.remove_image(RemoveImageRequest { image: Some(spec(&image)) }).await.map_err(rpc_error("remove"))?;
+                println!("removed {image}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spec(image: &str) -> ImageSpec {
+    ImageSpec { image: image.into(), ..Default::default() }
+}
+
+/// One row per tag (an untagged image gets one row with its digest).
+fn rows(image: &Image) -> Vec<String> {
+    let short_id = image.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+    let size = format!("{:.1} MB", image.size as f64 / 1e6);
+    let names: Vec<&String> = if image.repo_tags.is_empty() { image.repo_digests.iter().collect() } else { image.repo_tags.iter().collect() };
+    names.iter().map(|n| format!("{n:<60} {short_id:<20} {size:>10}")).collect()
+}
