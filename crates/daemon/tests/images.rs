@@ -143,3 +143,59 @@ async fn a_blob_that_does_not_match_its_digest_is_rejected_and_nothing_is_stored
     let blob = berthd.root().join("content/blobs/sha256").join(digest.trim_start_matches("sha256:"));
     assert!(!blob.exists(), "the bad blob was stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_stalls_fails_the_pull_quickly() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < end {
+            if let Ok((c, _)) = listener.accept() {
+                held.push(c);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    });
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{host}\"]\nstall_timeout_secs = 2\n"));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let started = std::time::Instant::now();
+    let err = img.pull_image(PullImageRequest { image: spec(&format!("{host}/slow/app:1")), ..Default::default() }).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
+    assert!(took < std::time::Duration::from_secs(8), "a stalled registry held the pull for {took:?}");
+    assert!(err.message().contains(&host), "{}", err.message());
+    drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_berthd_mid_pull_leaves_no_half_image_and_the_next_pull_completes() {
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push_layers(&registry, work.path(), "big/app:1", 6, 20_000_000);
+    let mut berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\nmax_concurrent_downloads = 1\n", registry.host()));
+    let name = format!("{}/big/app:1", registry.host());
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let pulling = {
+        let mut img = img.clone();
+        let name = name.clone();
+        tokio::spawn(async move { img.pull_image(PullImageRequest { image: spec(&name), ..Default::default() }).await })
+    };
+    // Wait until some, not all, of the image is on disk, then crash.
+    let blobs = berthd.root().join("content/blobs/sha256");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0) < 2 {
+        assert!(std::time::Instant::now() < deadline, "pull made no progress");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    berthd.restart();
+    assert!(pulling.await.unwrap().is_err(), "the pull in flight must fail with the daemon");
+    img = ImageServiceClient::new(channel(&berthd.socket).await);
+    assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty(), "half image listed");
+    let id = img.pull_image(PullImageRequest { image: spec(&name), ..Default::default() }).await.unwrap().into_inner().image_ref;
+    let status = img.image_status(ImageStatusRequest { image: spec(&name), verbose: true }).await.unwrap().into_inner();
+    assert_eq!(status.image.unwrap().id, id);
+}
