@@ -195,6 +195,12 @@ async fn killing_berthd_mid_pull_leaves_no_half_image_and_the_next_pull_complete
     assert!(pulling.await.unwrap().is_err(), "the pull in flight must fail with the daemon");
     img = ImageServiceClient::new(channel(&berthd.socket).await);
     assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty(), "half image listed");
+    // No interrupted unpack survives the restart either.
+    let meta = berthd.root().join("snapshots/overlayfs/metadata");
+    for e in std::fs::read_dir(&meta).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(!text.contains("\"extract-"), "left over: {text}");
+    }
     let id = img.pull_image(PullImageRequest { image: spec(&name), ..Default::default() }).await.unwrap().into_inner().image_ref;
     let status = img.image_status(ImageStatusRequest { image: spec(&name), verbose: true }).await.unwrap().into_inner();
     assert_eq!(status.image.unwrap().id, id);

@@ -226,7 +226,7 @@ fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain
     }
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let key = format!("extract-{}-{n}-{}", std::process::id(), &chain[chain.len().saturating_sub(12)..]);
+    let key = format!("{EXTRACT_PREFIX}{}-{n}-{}", std::process::id(), &chain[chain.len().saturating_sub(12)..]);
     snapshots.prepare(&key, parent).map_err(|e| Error::Snapshot(e.to_string()))?;
     let result = (|| {
         let info = snapshots.stat(&key).map_err(|e| Error::Snapshot(e.to_string()))?;
@@ -257,6 +257,10 @@ fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain
     }
     result
 }
+
+/// Key prefix of the active snapshots layers are unpacked into; any left
+/// at start-up belong to an unpack a crash interrupted.
+pub const EXTRACT_PREFIX: &str = "extract-";
 
 /// OCI chain IDs: the first is the first diff_id; each next one is
 /// sha256("<previous chain id> <diff_id>").

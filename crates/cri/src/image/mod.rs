@@ -30,11 +30,25 @@ pub struct ImageServer {
 impl ImageServer {
     /// Opens (or creates) the stores under `paths`; the index is reloaded
     /// from its records, so images survive a restart of berthd.
+    /// Unpacks a crash interrupted are removed here; their layers are
+    /// unpacked again by the next pull (the downloaded blobs are kept).
     pub fn open(paths: berth_store::Paths, pull_options: PullOptions) -> Result<Self, berth_image::Error> {
+        let snapshot_err = |e: berth_snapshot::Error| berth_image::Error::Snapshot(e.to_string());
+        let snapshots = Overlay::new(paths.snapshots()).map_err(snapshot_err)?;
+        for s in snapshots.list().map_err(snapshot_err)? {
+            if s.kind == berth_snapshot::Kind::Active && s.key.starts_with(berth_image::pull::EXTRACT_PREFIX) {
+                tracing::info!(snapshot = %s.key, "removing an unpack interrupted by a restart");
+                snapshots.remove(&s.key).map_err(snapshot_err)?;
+            }
+        }
+        let orphans = snapshots.collect_orphans().map_err(snapshot_err)?;
+        if orphans > 0 {
+            tracing::info!(orphans, "removed snapshot directories without a record");
+        }
         Ok(Self {
             index: Arc::new(ImageIndex::open(&paths)?),
             content: Arc::new(ContentStore::new(&paths)?),
-            snapshots: Arc::new(Overlay::new(paths.snapshots()).map_err(|e| berth_image::Error::Snapshot(e.to_string()))?),
+            snapshots: Arc::new(snapshots),
             paths,
             pull_options,
             blob_locks: BlobLocks::default(),
