@@ -205,3 +205,25 @@ async fn killing_berthd_mid_pull_leaves_no_half_image_and_the_next_pull_complete
     let status = img.image_status(ImageStatusRequest { image: spec(&name), verbose: true }).await.unwrap().into_inner();
     assert_eq!(status.image.unwrap().id, id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_images_sharing_layers_store_them_once() {
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push(&registry, work.path(), "shared/base:1", None);
+    berth_testkit::push_derived(&registry, work.path(), "shared/derived:1");
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    for name in ["shared/base:1", "shared/derived:1"] {
+        img.pull_image(PullImageRequest { image: spec(&format!("{}/{name}", registry.host())), ..Default::default() }).await.unwrap();
+    }
+    let root = berthd.root();
+    let count = |p: &str| std::fs::read_dir(root.join(p)).map(|d| d.count()).unwrap_or(0);
+    // 2 + 3 layers, 2 of them shared: 3 layer snapshots; 3 layer blobs + 2 configs.
+    assert_eq!(count("snapshots/overlayfs/metadata"), 3);
+    assert_eq!(count("content/blobs/sha256"), 5);
+    // Removing the base keeps every layer the derived image still needs.
+    img.remove_image(RemoveImageRequest { image: spec(&format!("{}/shared/base:1", registry.host())) }).await.unwrap();
+    assert_eq!(count("snapshots/overlayfs/metadata"), 3);
+    assert_eq!(count("content/blobs/sha256"), 4, "only the base's config went");
+}

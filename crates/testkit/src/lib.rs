@@ -217,3 +217,17 @@ pub fn build_and_push_layers(registry: &Registry, work: &Path, name: &str, layer
     }
     run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
 }
+
+/// After [`build_and_push`] into `work`: adds one more layer on top of that
+/// image and pushes the result as `name`, so the two images share their
+/// first layers.
+pub fn push_derived(registry: &Registry, work: &Path, name: &str) {
+    let layout = work.join("oci");
+    let image = format!("{}:img", layout.display());
+    let bundle = work.join("bundle");
+    let _ = std::fs::remove_dir_all(&bundle);
+    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+    std::fs::write(bundle.join("rootfs/etc/derived"), "third layer\n").unwrap();
+    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
+}
