@@ -227,3 +227,22 @@ async fn two_images_sharing_layers_store_them_once() {
     assert_eq!(count("snapshots/overlayfs/metadata"), 3);
     assert_eq!(count("content/blobs/sha256"), 4, "only the base's config went");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_with_a_dotdot_entry_is_rejected() {
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::push_hostile_layer(&registry, work.path(), "hostile/app:1", "../../escaped.txt");
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let err = img
+        .pull_image(PullImageRequest { image: spec(&format!("{}/hostile/app:1", registry.host())), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{}", err.message());
+    assert!(err.message().contains("escapes the layer"), "{}", err.message());
+    assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty());
+    let root = berthd.root();
+    assert_eq!(std::fs::read_dir(root.join("snapshots/overlayfs/metadata")).unwrap().count(), 0, "no half layer");
+    assert!(!root.join("snapshots/escaped.txt").exists() && !root.join("escaped.txt").exists());
+}

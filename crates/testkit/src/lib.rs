@@ -231,3 +231,70 @@ pub fn push_derived(registry: &Registry, work: &Path, name: &str) {
     run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
     run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
 }
+
+/// Pushes a one-layer image whose layer holds `entry_name` (e.g.
+/// `../evil.txt`), written by hand into an OCI layout since no well-behaved
+/// tool produces such a layer.
+pub fn push_hostile_layer(registry: &Registry, work: &Path, name: &str, entry_name: &str) {
+    use sha2::Digest;
+    let sha = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    // A ustar header whose name field holds the raw path, then 1 data block.
+    let body = b"evil";
+    let mut header = [0u8; 512];
+    header[..entry_name.len()].copy_from_slice(entry_name.as_bytes());
+    header[100..108].copy_from_slice(b"0000644\0");
+    header[108..116].copy_from_slice(b"0000000\0");
+    header[116..124].copy_from_slice(b"0000000\0");
+    header[124..136].copy_from_slice(format!("{:011o}\0", body.len()).as_bytes());
+    header[136..148].copy_from_slice(b"00000000000\0");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|b| *b as u32).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    let mut data = [0u8; 512];
+    data[..body.len()].copy_from_slice(body);
+    tar.extend_from_slice(&data);
+    tar.extend_from_slice(&[0u8; 1024]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let layer = gz.finish().unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" },
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [sha(&tar)] }
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len() }]
+    }))
+    .unwrap();
+    let layout = work.join("hostile");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for b in [&layer, &config, &manifest] {
+        std::fs::write(blobs.join(sha(b).trim_start_matches("sha256:")), b).unwrap();
+    }
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha(&manifest), "size": manifest.len(),
+            "annotations": { "org.opencontainers.image.ref.name": "hostile" }
+        }]
+    });
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    run(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:hostile", layout.display()),
+        &format!("docker://{}/{name}", registry.host()),
+    ]));
+}
