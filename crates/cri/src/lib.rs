@@ -7,6 +7,7 @@
 
 pub mod image;
 pub mod runtime;
+pub mod shim_client;
 
 pub use image::ImageServer;
 pub use runtime::{RuntimeInfo, RuntimeServer};

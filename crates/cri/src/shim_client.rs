@@ -1,0 +1,113 @@
+//! berthd's side of a container's shim: start it, then drive it with the
+//! Task API. The ttrpc client is synchronous; every call runs on the
+//! blocking pool so no tokio worker ever waits on a shim, and a slow shim
+//! delays only the RPC that talks to it.
+
+use std::{path::{Path, PathBuf}, time::Duration};
+
+use containerd_shim_protos::{api, ttrpc, TaskClient};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("start shim for {id}: {reason}")]
+    Start { id: String, reason: String },
+    #[error("shim of {id}: {status}")]
+    Rpc { id: String, status: String, code: ttrpc::Code },
+    #[error("shim of {id}: {0}", id = .1)]
+    Transport(String, String),
+}
+
+/// Starts shims: `berth-shim start`, which returns once the shim listens.
+#[derive(Debug, Clone)]
+pub struct ShimLauncher {
+    binary: PathBuf,
+    paths: berth_store::Paths,
+}
+
+impl ShimLauncher {
+    pub fn new(binary: impl Into<PathBuf>, paths: berth_store::Paths) -> Self {
+        Self { binary: binary.into(), paths }
+    }
+
+    /// Starts (or finds, if already running) the shim of container `id`.
+    pub async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError> {
+        let socket = self.paths.shim_socket(id);
+        let err = |reason: String| ShimError::Start { id: id.into(), reason };
+        let out = tokio::process::Command::new(&self.binary)
+            .args(["start", "--id", id, "--socket"])
+            .arg(&socket)
+            .arg("--bundle")
+            .arg(bundle)
+            .output()
+            .await
+            .map_err(|e| err(format!("run {}: {e}", self.binary.display())))?;
+        if !out.status.success() {
+            return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Shim::connect(id, &address).await
+    }
+}
+
+/// A connection to one shim.
+#[derive(Clone)]
+pub struct Shim {
+    id: String,
+    client: TaskClient,
+}
+
+/// Calls that return quickly get this deadline; Wait has none.
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Shim {
+    pub async fn connect(id: &str, address: &str) -> Result<Shim, ShimError> {
+        let (id_owned, address) = (id.to_string(), address.to_string());
+        let client = tokio::task::spawn_blocking(move || ttrpc::Client::connect(&address))
+            .await
+            .map_err(|e| ShimError::Transport(e.to_string(), id_owned.clone()))?
+            .map_err(|e| ShimError::Transport(e.to_string(), id_owned.clone()))?;
+        Ok(Shim { id: id.into(), client: TaskClient::new(client) })
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&TaskClient, ttrpc::context::Context) -> ttrpc::Result<T> + Send + 'static,
+    ) -> Result<T, ShimError> {
+        let (client, id) = (self.client.clone(), self.id.clone());
+        let ctx = match timeout {
+            Some(t) => ttrpc::context::with_timeout(t.as_nanos() as i64),
+            None => ttrpc::context::with_timeout(0),
+        };
+        let result = tokio::task::spawn_blocking(move || f(&client, ctx)).await.map_err(|e| ShimError::Transport(e.to_string(), id.clone()))?;
+        result.map_err(|e| match e {
+            ttrpc::Error::RpcStatus(s) => ShimError::Rpc { id: self.id.clone(), status: s.message().to_string(), code: s.code() },
+            other => ShimError::Transport(other.to_string(), self.id.clone()),
+        })
+    }
+
+    pub async fn create(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.create(ctx, &req).map(|r| r.pid)).await
+    }
+
+    pub async fn start(&self, exec_id: &str) -> Result<u32, ShimError> {
+        let req = api::StartRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.start(ctx, &req).map(|r| r.pid)).await
+    }
+
+    /// Blocks (on the blocking pool) until the process exits.
+    pub async fn wait(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError> {
+        let req = api::WaitRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
+        self.call(None, move |c, ctx| c.wait(ctx, &req)).await
+    }
+
+    pub async fn delete(&self) -> Result<api::DeleteResponse, ShimError> {
+        let req = api::DeleteRequest { id: self.id.clone(), ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.delete(ctx, &req)).await
+    }
+
+    pub async fn kill(&self, signal: u32, all: bool) -> Result<(), ShimError> {
+        let req = api::KillRequest { id: self.id.clone(), signal, all, ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.kill(ctx, &req).map(drop)).await
+    }
+}
