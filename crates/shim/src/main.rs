@@ -56,7 +56,8 @@ fn run_init() -> ExitCode {
     berth_container::init::run(channel)
 }
 
-fn report(result: anyhow_free::Result) -> ExitCode {
+/// Prints the error of `start`/`serve` (a message for stderr) and exits.
+fn report(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -64,9 +65,4 @@ fn report(result: anyhow_free::Result) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The binary's top-level error: a message for stderr.
-mod anyhow_free {
-    pub type Result = std::result::Result<(), String>;
 }
