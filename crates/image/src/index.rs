@@ -46,6 +46,7 @@ impl ImageIndex {
     pub fn open(paths: &berth_store::Paths) -> Result<Self> {
         let dir = paths.images();
         std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+        berth_store::remove_stale_temps(&dir).map_err(|e| Error::BadImage(e.to_string()))?;
         let mut images = HashMap::new();
         for entry in std::fs::read_dir(&dir).map_err(Error::io("read", &dir))? {
             let path = entry.map_err(Error::io("read", &dir))?.path();

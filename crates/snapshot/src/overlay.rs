@@ -180,9 +180,11 @@ impl Overlay {
         std::fs::remove_dir_all(self.dir(info.id)).map_err(Error::io("remove", self.dir(info.id)))
     }
 
-    /// Directories no record points at (a crash mid-prepare or mid-remove).
+    /// Directories no record points at (a crash mid-prepare or mid-remove),
+    /// and record temp files a crash left half-written.
     pub fn collect_orphans(&self) -> Result<usize> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        berth_store::remove_stale_temps(&self.root.join("metadata"))?;
         let live: Vec<u64> = self.list()?.iter().map(|i| i.id).collect();
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.root).map_err(Error::io("read", &self.root))? {

@@ -28,6 +28,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     result
 }
 
+/// Removes the temp files [`atomic_write`] leaves in `dir` when the process
+/// dies between writing and renaming. Call at start-up, before anything
+/// writes. Returns how many it removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::Io { op: "read", path: dir.into(), source: e }),
+    };
+    for entry in entries {
+        let entry = entry.map_err(Error::io("read", dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            fs::remove_file(entry.path()).map_err(Error::io("remove", entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -43,5 +65,15 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"second");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_records_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        atomic_write(&dir.path().join("keep.json"), b"{}", 0o600).unwrap();
+        fs::write(dir.path().join(".keep.json.tmp-4242"), b"half").unwrap();
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(remove_stale_temps(&dir.path().join("missing")).unwrap(), 0);
     }
 }

@@ -23,7 +23,7 @@ mod names;
 mod paths;
 mod record;
 
-pub use atomic::atomic_write;
+pub use atomic::{atomic_write, remove_stale_temps};
 pub use error::{Error, Result};
 pub use names::NameIndex;
 pub use paths::Paths;
