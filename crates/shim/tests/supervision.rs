@@ -76,9 +76,11 @@ fn delete_of_a_created_container_and_idempotent_kill() {
 fn running_container_refuses_delete_and_stopped_one_refuses_kill() {
     let mut shim = Shim::start("refuse");
     // As pid 1 of its namespace, the init gets only signals it handles.
-    let pid = shim.run(&spec(&shim.id, &["sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"]));
+    let pid = shim.run(&spec(&shim.id, &["sh", "-c", "trap 'exit 143' TERM; echo trapped; sleep 1000 & wait"]));
     let (c, msg) = code(&shim.delete().unwrap_err());
     assert_eq!(c, ttrpc::Code::FAILED_PRECONDITION, "{msg}");
+    // Signal only once the handler is installed: before, pid 1 ignores it.
+    wait_until("the trap is set", || shim.log_text().contains("trapped"));
     shim.kill("", 15, false).unwrap();
     assert_eq!(shim.wait(""), 143);
     let (c, _) = code(&shim.kill("", 15, false).unwrap_err());
