@@ -262,6 +262,21 @@ fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain
 /// at start-up belong to an unpack a crash interrupted.
 pub const EXTRACT_PREFIX: &str = "extract-";
 
+/// Removes the snapshots of unpacks a crash interrupted (their layers are
+/// unpacked again by the next pull; the downloaded blobs are kept). Call at
+/// start-up, before any pull. Returns how many it removed.
+pub fn remove_interrupted_unpacks(snapshots: &Overlay) -> Result<usize> {
+    let err = |e: berth_snapshot::Error| Error::Snapshot(e.to_string());
+    let mut removed = 0;
+    for s in snapshots.list().map_err(err)? {
+        if s.kind == berth_snapshot::Kind::Active && s.key.starts_with(EXTRACT_PREFIX) {
+            snapshots.remove(&s.key).map_err(err)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// OCI chain IDs: the first is the first diff_id; each next one is
 /// sha256("<previous chain id> <diff_id>").
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {

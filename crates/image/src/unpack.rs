@@ -49,6 +49,8 @@ pub fn apply_layer(layer: impl Read, dest: &Path, lowers: &[PathBuf]) -> Result<
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
     let mut applied = Applied::default();
+    // Resolved once: every whiteout's parent is checked against it.
+    let root = dest.canonicalize().map_err(Error::io("canonicalize", dest))?;
     for entry in archive.entries().map_err(Error::Read)? {
         let mut entry = entry.map_err(Error::Read)?;
         let path = entry.path().map_err(Error::Read)?.into_owned();
@@ -57,7 +59,7 @@ pub fn apply_layer(layer: impl Read, dest: &Path, lowers: &[PathBuf]) -> Result<
         applied.entries += 1;
         let parent = dest.join(rel.parent().unwrap_or(Path::new("")));
         if name == OPAQUE_MARKER {
-            ensure_inside(dest, &parent, &path)?;
+            ensure_inside(&root, &parent, &path)?;
             fs::create_dir_all(&parent).map_err(|e| Error::Entry { path: path.clone(), source: e })?;
             set_xattr(&parent, "trusted.overlay.opaque", b"y").map_err(|e| Error::Entry { path, source: e })?;
             applied.whiteouts += 1;
@@ -67,7 +69,7 @@ pub fn apply_layer(layer: impl Read, dest: &Path, lowers: &[PathBuf]) -> Result<
             if hidden.is_empty() || hidden == "." || hidden == ".." {
                 return Err(Error::Escape { path, reason: "whiteout of '.' or '..'".into() });
             }
-            ensure_inside(dest, &parent, &path)?;
+            ensure_inside(&root, &parent, &path)?;
             let target = parent.join(hidden);
             remove_any(&target);
             fs::create_dir_all(&parent).map_err(|e| Error::Entry { path: path.clone(), source: e })?;
@@ -78,7 +80,7 @@ pub fn apply_layer(layer: impl Read, dest: &Path, lowers: &[PathBuf]) -> Result<
         let kind = entry.header().entry_type();
         match kind {
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                ensure_inside(dest, &parent, &path)?;
+                ensure_inside(&root, &parent, &path)?;
                 make_node(&mut entry, kind, &dest.join(&rel)).map_err(|e| Error::Entry { path: path.clone(), source: e })?;
             }
             _ => {
@@ -126,8 +128,8 @@ fn relative(path: &Path) -> Result<PathBuf> {
 }
 
 /// The parent must resolve (following symlinks already unpacked) to a
-/// directory inside `dest`.
-fn ensure_inside(dest: &Path, parent: &Path, path: &Path) -> Result<()> {
+/// directory inside `root`, the canonical layer directory.
+fn ensure_inside(root: &Path, parent: &Path, path: &Path) -> Result<()> {
     let mut existing = parent.to_path_buf();
     while !existing.exists() {
         if !existing.pop() {
@@ -135,8 +137,7 @@ fn ensure_inside(dest: &Path, parent: &Path, path: &Path) -> Result<()> {
         }
     }
     let canon = existing.canonicalize().map_err(|e| Error::Entry { path: path.into(), source: e })?;
-    let root = dest.canonicalize().map_err(Error::io("canonicalize", dest))?;
-    if canon.starts_with(&root) {
+    if canon.starts_with(root) {
         Ok(())
     } else {
         Err(Error::Escape { path: path.into(), reason: "through a symlink that points outside".into() })

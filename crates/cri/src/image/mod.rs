@@ -35,11 +35,9 @@ impl ImageServer {
     pub fn open(paths: berth_store::Paths, pull_options: PullOptions) -> Result<Self, berth_image::Error> {
         let snapshot_err = |e: berth_snapshot::Error| berth_image::Error::Snapshot(e.to_string());
         let snapshots = Overlay::new(paths.snapshots()).map_err(snapshot_err)?;
-        for s in snapshots.list().map_err(snapshot_err)? {
-            if s.kind == berth_snapshot::Kind::Active && s.key.starts_with(berth_image::pull::EXTRACT_PREFIX) {
-                tracing::info!(snapshot = %s.key, "removing an unpack interrupted by a restart");
-                snapshots.remove(&s.key).map_err(snapshot_err)?;
-            }
+        let interrupted = berth_image::pull::remove_interrupted_unpacks(&snapshots)?;
+        if interrupted > 0 {
+            tracing::info!(interrupted, "removed unpacks interrupted by a restart");
         }
         let orphans = snapshots.collect_orphans().map_err(snapshot_err)?;
         if orphans > 0 {
