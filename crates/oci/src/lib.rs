@@ -1,5 +1,6 @@
 //! Pure functions from intent to OCI runtime spec. No I/O: everything here
 //! is unit-testable and the same on every host.
 
+pub mod container;
 pub mod seccomp;
 pub mod spec;

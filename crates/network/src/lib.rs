@@ -1,0 +1,14 @@
+//! Pod networking for berthd: the pod's pinned namespaces and the CNI
+//! plugins that wire its network namespace.
+//!
+//! berthd never enters a pod's network namespace itself: namespaces are
+//! made on a throw-away OS thread ([`PodNamespaces`]) and the plugins are
+//! told the path (`CNI_NETNS`).
+
+mod cni;
+mod error;
+mod namespaces;
+
+pub use cni::{Cni, CniConfig, PodNetwork, PortMapping, SetupResult};
+pub use error::{Error, Result};
+pub use namespaces::{NamespaceSet, PodNamespaces};

@@ -1,0 +1,157 @@
+use super::*;
+
+fn image() -> ImageDefaults {
+    ImageDefaults {
+        entrypoint: vec!["/entry".into()],
+        cmd: vec!["serve".into(), "--port=80".into()],
+        env: vec!["PATH=/image/bin".into(), "MODE=image".into()],
+        working_dir: "/srv".into(),
+    }
+}
+
+fn input<'a>(config: &'a v1::ContainerConfig, sandbox: &'a v1::PodSandboxConfig, image: &'a ImageDefaults) -> ContainerInput<'a> {
+    ContainerInput {
+        id: "c1",
+        config,
+        sandbox_id: "p1",
+        sandbox,
+        image,
+        image_name: "busybox",
+        user: ResolvedUser { uid: 1000, gid: 1000, additional_gids: vec![10] },
+        namespaces: Namespaces {
+            net: Namespace::Join("/run/berth/sandboxes/p1/ns/net".into()),
+            ipc: Namespace::Join("/run/berth/sandboxes/p1/ns/ipc".into()),
+            uts: Namespace::Join("/run/berth/sandboxes/p1/ns/uts".into()),
+            pid: Namespace::Private,
+        },
+        cgroups_path: "/kubepods/pod1/c1".into(),
+        pod_files: vec![PodFile { destination: "/etc/resolv.conf".into(), source: "/var/lib/berth/sandboxes/p1/resolv.conf".into(), readonly: true }],
+        mounts: config.mounts.clone(),
+        devices: vec![],
+        seccomp: None,
+        hostname: "pod".into(),
+    }
+}
+
+fn spec_json(config: &v1::ContainerConfig) -> Value {
+    let (sandbox, image) = (v1::PodSandboxConfig::default(), image());
+    serde_json::to_value(container_spec(&input(config, &sandbox, &image)).unwrap()).unwrap()
+}
+
+#[test]
+fn command_and_args_follow_kubernetes_rules() {
+    let img = image();
+    let mut c = v1::ContainerConfig::default();
+    assert_eq!(process_args(&c, &img).unwrap(), ["/entry", "serve", "--port=80"]);
+    c.args = vec!["other".into()];
+    assert_eq!(process_args(&c, &img).unwrap(), ["/entry", "other"]);
+    c.command = vec!["/bin/sh".into()];
+    assert_eq!(process_args(&c, &img).unwrap(), ["/bin/sh", "other"]);
+    c.args.clear();
+    assert_eq!(process_args(&c, &img).unwrap(), ["/bin/sh"], "a command drops the image's cmd");
+    let e = process_args(&v1::ContainerConfig::default(), &ImageDefaults::default()).unwrap_err();
+    assert_eq!(e.field, "command");
+}
+
+#[test]
+fn config_env_overrides_image_env() {
+    let mut c = v1::ContainerConfig::default();
+    c.envs = vec![v1::KeyValue { key: "MODE".into(), value: "pod".into() }];
+    let env = environment(&c, &image(), "web");
+    assert!(env.contains(&"MODE=pod".to_string()) && !env.contains(&"MODE=image".to_string()), "{env:?}");
+    assert!(env.contains(&"PATH=/image/bin".to_string()) && env.contains(&"HOSTNAME=web".to_string()));
+    let plain = environment(&c, &ImageDefaults::default(), "");
+    assert!(plain[0].starts_with("PATH=/usr/local/sbin"));
+}
+
+#[test]
+fn capabilities_add_drop_and_all() {
+    let sc = |add: &[&str], drop: &[&str], privileged: bool| v1::LinuxContainerSecurityContext {
+        privileged,
+        capabilities: Some(v1::Capability {
+            add_capabilities: add.iter().map(|s| s.to_string()).collect(),
+            drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let caps = capabilities(Some(&sc(&["NET_ADMIN"], &["CHOWN"], false))).unwrap();
+    assert!(caps.contains(&"CAP_NET_ADMIN".into()) && !caps.contains(&"CAP_CHOWN".into()));
+    assert_eq!(capabilities(Some(&sc(&["NET_BIND_SERVICE"], &["ALL"], false))).unwrap(), ["CAP_NET_BIND_SERVICE"]);
+    assert_eq!(capabilities(Some(&sc(&["ALL"], &[], false))).unwrap().len(), ALL_CAPABILITIES.len());
+    assert_eq!(capabilities(Some(&sc(&[], &[], true))).unwrap().len(), ALL_CAPABILITIES.len());
+    let e = capabilities(Some(&sc(&["FLY"], &[], false))).unwrap_err();
+    assert!(e.field.ends_with("add_capabilities") && e.reason.contains("FLY"), "{e}");
+}
+
+#[test]
+fn absurd_resources_name_their_field() {
+    let cases = [
+        v1::LinuxContainerResources { memory_limit_in_bytes: -5, ..Default::default() },
+        v1::LinuxContainerResources { cpu_quota: 10, ..Default::default() },
+        v1::LinuxContainerResources { cpu_shares: 1 << 40, ..Default::default() },
+        v1::LinuxContainerResources { cpuset_cpus: "0-x".into(), ..Default::default() },
+        v1::LinuxContainerResources { oom_score_adj: 5000, ..Default::default() },
+    ];
+    let fields = ["memory_limit_in_bytes", "cpu_quota", "cpu_shares", "cpuset_cpus", "oom_score_adj"];
+    for (r, f) in cases.iter().zip(fields) {
+        let e = validate_resources(r).unwrap_err();
+        assert_eq!(e.field, format!("linux.resources.{f}"));
+    }
+    let ok = v1::LinuxContainerResources { cpu_quota: 50_000, cpu_period: 100_000, memory_limit_in_bytes: 64 << 20, cpuset_cpus: "0-1,3".into(), ..Default::default() };
+    validate_resources(&ok).unwrap();
+    let r = resources(&ok);
+    assert_eq!((r["cpu"]["quota"].as_i64(), r["memory"]["limit"].as_i64()), (Some(50_000), Some(64 << 20)));
+}
+
+#[test]
+fn the_spec_joins_the_pod_and_keeps_its_mounts() {
+    let mut c = v1::ContainerConfig::default();
+    c.working_dir = "/work".into();
+    c.mounts = vec![v1::Mount {
+        container_path: "/data/".into(),
+        host_path: "/srv/data".into(),
+        readonly: true,
+        propagation: v1::MountPropagation::PropagationHostToContainer as i32,
+        ..Default::default()
+    }];
+    let spec = spec_json(&c);
+    assert_eq!(spec["process"]["cwd"], "/work");
+    assert_eq!(spec["process"]["user"]["uid"], 1000);
+    let ns = spec["linux"]["namespaces"].as_array().unwrap();
+    assert!(ns.contains(&json!({ "type": "network", "path": "/run/berth/sandboxes/p1/ns/net" })));
+    assert!(ns.contains(&json!({ "type": "pid" })));
+    let mounts = spec["mounts"].as_array().unwrap();
+    let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
+    assert_eq!(data["options"], json!(["rbind", "rslave", "ro"]));
+    assert!(mounts.iter().any(|m| m["destination"] == "/etc/resolv.conf"));
+    assert_eq!(spec["linux"]["rootfsPropagation"], "rslave");
+    assert_eq!(spec["linux"]["cgroupsPath"], "/kubepods/pod1/c1");
+    assert!(!spec["linux"]["maskedPaths"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_paths_are_refused_with_the_field() {
+    let mut c = v1::ContainerConfig::default();
+    c.mounts = vec![v1::Mount { container_path: "data".into(), host_path: "/x".into(), ..Default::default() }];
+    let (sandbox, image) = (v1::PodSandboxConfig::default(), image());
+    let e = container_spec(&input(&c, &sandbox, &image)).unwrap_err();
+    assert_eq!(e.field, "mounts[0].container_path");
+    let mut c = v1::ContainerConfig::default();
+    c.working_dir = "rel".into();
+    assert_eq!(container_spec(&input(&c, &sandbox, &image)).unwrap_err().field, "working_dir");
+}
+
+#[test]
+fn privileged_gets_everything_and_no_masks() {
+    let mut c = v1::ContainerConfig::default();
+    c.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext { privileged: true, ..Default::default() }),
+        ..Default::default()
+    });
+    let spec = spec_json(&c);
+    assert!(spec["linux"]["maskedPaths"].as_array().is_none_or(|m| m.is_empty()));
+    assert_eq!(spec["linux"]["resources"]["devices"], json!([{ "allow": true, "access": "rwm" }]));
+    let sys = spec["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap().clone();
+    assert!(sys["options"].as_array().unwrap().contains(&json!("rw")));
+}
