@@ -1,13 +1,14 @@
 //! The CRI v1 services berthd serves to the kubelet and crictl.
 //!
-//! What works today: the ImageService, and Version, Status and
-//! RuntimeConfig of the RuntimeService. Every other RPC answers
-//! `Unimplemented` with the name of the RPC, so a client learns exactly
-//! what is missing instead of getting a wrong answer.
+//! The streaming RPCs (Exec, Attach, PortForward) and CheckpointContainer
+//! answer `Unimplemented` with the name of the RPC, so a client learns
+//! exactly what is missing instead of getting a wrong answer.
 
+pub mod error;
 pub mod image;
 pub mod runtime;
 pub mod shim_client;
+pub(crate) mod state;
 
 pub use image::ImageServer;
 pub use runtime::{RuntimeInfo, RuntimeServer};

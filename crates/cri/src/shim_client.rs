@@ -47,6 +47,15 @@ impl ShimLauncher {
         let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Shim::connect(id, &address).await
     }
+
+    /// The shim of `id` if one is listening (after a restart of berthd).
+    pub async fn find(&self, id: &str) -> Option<Shim> {
+        let socket = self.paths.shim_socket(id);
+        if !socket.exists() {
+            return None;
+        }
+        Shim::connect(id, &format!("unix://{}", socket.display())).await.ok()
+    }
 }
 
 /// A connection to one shim.
@@ -107,7 +116,48 @@ impl Shim {
     }
 
     pub async fn kill(&self, signal: u32, all: bool) -> Result<(), ShimError> {
-        let req = api::KillRequest { id: self.id.clone(), signal, all, ..Default::default() };
+        self.kill_exec("", signal, all).await
+    }
+
+    pub async fn kill_exec(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
+        let req = api::KillRequest { id: self.id.clone(), exec_id: exec_id.into(), signal, all, ..Default::default() };
         self.call(Some(RPC_TIMEOUT), move |c, ctx| c.kill(ctx, &req).map(drop)).await
+    }
+
+    /// Registers an exec (an OCI Process as JSON, as containerd sends it);
+    /// it runs at `start(exec_id)`.
+    pub async fn exec(&self, exec_id: &str, process_json: Vec<u8>, stdout: String, stderr: String) -> Result<(), ShimError> {
+        let spec = protobuf::well_known_types::any::Any { type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(), value: process_json, ..Default::default() };
+        let req = api::ExecProcessRequest { id: self.id.clone(), exec_id: exec_id.into(), spec: Some(spec).into(), stdout, stderr, ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.exec(ctx, &req).map(drop)).await
+    }
+
+    /// Forgets an exited exec.
+    pub async fn delete_exec(&self, exec_id: &str) -> Result<(), ShimError> {
+        let req = api::DeleteRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.delete(ctx, &req).map(drop)).await
+    }
+
+    pub async fn state(&self) -> Result<api::StateResponse, ShimError> {
+        let req = api::StateRequest { id: self.id.clone(), ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.state(ctx, &req)).await
+    }
+
+    /// New limits (OCI LinuxResources as JSON) and/or annotations such as
+    /// the log-reopen request.
+    pub async fn update(&self, resources_json: Option<Vec<u8>>, annotations: Vec<(String, String)>) -> Result<(), ShimError> {
+        let resources = resources_json.map(|value| protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value,
+            ..Default::default()
+        });
+        let req = api::UpdateTaskRequest { id: self.id.clone(), resources: resources.into(), annotations: annotations.into_iter().collect(), ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.update(ctx, &req).map(drop)).await
+    }
+
+    /// Asks the shim to exit (it does so only once its container is gone).
+    pub async fn shutdown(&self) -> Result<(), ShimError> {
+        let req = api::ShutdownRequest { id: self.id.clone(), ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.shutdown(ctx, &req).map(drop)).await
     }
 }

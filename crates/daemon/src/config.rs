@@ -21,7 +21,33 @@ pub struct Config {
     pub cgroup_driver: CgroupDriver,
     /// tracing filter, e.g. `info` or `berth_cri=debug,info`.
     pub log_level: String,
+    /// berth-shim binary; empty means the one installed beside berthd.
+    pub shim_binary: PathBuf,
+    /// cgroup parent of containers whose pod names none (crictl without
+    /// `linux.cgroup_parent`); the kubelet always names one.
+    pub default_cgroup_parent: String,
+    /// RuntimeClass handler names accepted besides the default "".
+    pub runtime_handlers: Vec<String>,
     pub registry: RegistryConfig,
+    pub cni: CniSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CniSection {
+    /// Network configs; the first `.conflist`/`.conf` in lexical order wins.
+    pub conf_dir: PathBuf,
+    /// Where plugin binaries are looked up, in order.
+    pub bin_dirs: Vec<PathBuf>,
+    /// A plugin that runs longer is killed and its operation fails.
+    pub plugin_timeout_secs: u64,
+}
+
+impl Default for CniSection {
+    fn default() -> Self {
+        let d = berth_network::CniConfig::default();
+        Self { conf_dir: d.conf_dir, bin_dirs: d.bin_dirs, plugin_timeout_secs: d.plugin_timeout.as_secs() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,7 +85,11 @@ impl Default for Config {
             state: PathBuf::from("/run/berth"),
             cgroup_driver: CgroupDriver::Cgroupfs,
             log_level: "info".into(),
+            shim_binary: PathBuf::new(),
+            default_cgroup_parent: "/berth".into(),
+            runtime_handlers: Vec::new(),
             registry: RegistryConfig::default(),
+            cni: CniSection::default(),
         }
     }
 }

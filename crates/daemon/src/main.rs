@@ -40,11 +40,30 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log_level).context("log_level")?)
         .init();
 
+    if config.cgroup_driver == CgroupDriver::Systemd {
+        anyhow::bail!("cgroup_driver = \"systemd\" is not supported yet; use \"cgroupfs\" (and the kubelet's cgroupDriver: cgroupfs)");
+    }
     let listener = bind(&config.socket)?;
-    let runtime = berth_cri::RuntimeServer::new(berth_cri::RuntimeInfo {
-        systemd_cgroup: config.cgroup_driver == CgroupDriver::Systemd,
+    let shim_binary = if config.shim_binary.as_os_str().is_empty() {
+        std::env::current_exe().context("locate berthd")?.with_file_name("berth-shim")
+    } else {
+        config.shim_binary.clone()
+    };
+    if !shim_binary.is_file() {
+        tracing::warn!(path = %shim_binary.display(), "berth-shim not found: containers cannot start (RuntimeReady is false)");
+    }
+    let info = berth_cri::RuntimeInfo {
+        systemd_cgroup: false,
         verbose_config: toml::to_string(&config).unwrap_or_default(),
-    });
+        shim_binary,
+        cni: Some(berth_network::CniConfig {
+            conf_dir: config.cni.conf_dir.clone(),
+            bin_dirs: config.cni.bin_dirs.clone(),
+            plugin_timeout: std::time::Duration::from_secs(config.cni.plugin_timeout_secs.max(1)),
+        }),
+        runtime_handlers: config.runtime_handlers.clone(),
+        default_cgroup_parent: config.default_cgroup_parent.clone(),
+    };
     let paths = berth_store::Paths::new(&config.root, &config.state);
     let pull_options = berth_image::pull::PullOptions {
         insecure_registries: config.registry.insecure.clone(),
@@ -52,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
         max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
         mirrors: config.registry.mirrors.clone(),
     };
-    let images = berth_cri::ImageServer::open(paths, pull_options).context("open image stores")?;
+    let images = std::sync::Arc::new(berth_cri::ImageServer::open(paths.clone(), pull_options).context("open image stores")?);
+    let runtime = berth_cri::RuntimeServer::open(info, paths, images.clone()).await.context("recover runtime state")?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
     let result = server::serve(listener, runtime, images, shutdown_signal()).await;
     let _ = std::fs::remove_file(&config.socket);

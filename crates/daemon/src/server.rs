@@ -1,7 +1,7 @@
 //! Serving the CRI on a unix socket. Takes a bound listener and a shutdown
 //! future, so tests run it on a temp socket and stop it at will.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use berth_cri::{ImageServer, RuntimeServer};
 use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
@@ -13,11 +13,11 @@ use tokio_stream::wrappers::UnixListenerStream;
 /// stop must not wait for them to hang up.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: UnixListener, runtime: RuntimeServer, images: ImageServer, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(listener: UnixListener, runtime: RuntimeServer, images: Arc<ImageServer>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime))
-        .add_service(ImageServiceServer::new(images))
+        .add_service(ImageServiceServer::from_arc(images))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

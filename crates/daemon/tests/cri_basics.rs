@@ -14,7 +14,7 @@ async fn version_status_and_runtime_config() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent-berth-config.toml"));
     // ...while a file that sets one key keeps every other default.
-    let mut berthd = Berthd::start("");
+    let mut berthd = Berthd::start("[cni]\nconf_dir = \"/nonexistent-berth-cni\"");
     let socket = berthd.socket.clone();
     let mut rt = RuntimeServiceClient::new(channel(&socket).await);
 
@@ -24,16 +24,20 @@ async fn version_status_and_runtime_config() {
     let s = rt.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
     let conditions = s.status.unwrap().conditions;
     let ready = conditions.iter().find(|c| c.r#type == "RuntimeReady").unwrap();
-    assert!(!ready.status && !ready.reason.is_empty(), "not ready yet, and says why");
+    assert!(ready.status, "berth-shim is installed beside berthd: {ready:?}");
+    let network = conditions.iter().find(|c| c.r#type == "NetworkReady").unwrap();
+    assert!(!network.status && network.reason == "NetworkPluginNotReady", "no CNI config in the test's conf_dir: {network:?}");
+    assert!(network.message.contains("no CNI network config"), "{}", network.message);
     assert!(s.info["config"].contains("cgroup_driver = \"cgroupfs\""), "{}", s.info["config"]);
 
     let c = rt.runtime_config(RuntimeConfigRequest::default()).await.unwrap().into_inner();
     assert_eq!(c.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
 
     // What is missing says so, by name.
-    let err = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap_err();
+    let err = rt.exec(ExecRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("ListPodSandbox"), "{}", err.message());
+    assert!(err.message().contains("Exec"), "{}", err.message());
+    assert!(rt.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items.is_empty());
     let mut img = ImageServiceClient::new(channel(&socket).await);
     assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty());
 

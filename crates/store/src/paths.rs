@@ -32,6 +32,11 @@ impl Paths {
         Ok(self.sandbox_dir(id)?.join("sandbox.json"))
     }
 
+    /// A pod's volatile state: pinned namespaces, its /dev/shm.
+    pub fn sandbox_state(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.state.join("sandboxes").join(checked_id(id)?))
+    }
+
     pub fn container_dir(&self, id: &str) -> Result<PathBuf> {
         Ok(self.root.join("containers").join(checked_id(id)?))
     }

@@ -1,16 +1,47 @@
-//! RuntimeService: one file per implemented RPC; this file routes.
+//! RuntimeService: one file per RPC (or per family of stats RPCs); this
+//! file holds the shared state and routes.
 
+mod container_stats;
+mod container_status;
+mod create_container;
+mod events;
+mod exec_sync;
+mod exit_monitor;
+mod list_containers;
+mod list_pod_sandbox;
+mod metrics;
+mod pod_files;
+mod pod_sandbox_status;
+mod recover;
+mod remove_container;
+mod remove_pod_sandbox;
+mod reopen_container_log;
+mod run_pod_sandbox;
 mod runtime_config;
+mod start_container;
 mod status;
+mod stop_container;
+mod stop_pod_sandbox;
+mod update_container_resources;
+mod update_runtime_config;
+mod user;
 mod version;
 
-use std::pin::Pin;
+use std::{path::PathBuf, pin::Pin, sync::{Arc, Mutex}};
 
+use berth_network::{Cni, CniConfig};
+use berth_store::NameIndex;
 use k8s_cri::v1::{self, runtime_service_server::RuntimeService};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::not_yet;
+use crate::{
+    error::{Error, Result},
+    image::ImageServer,
+    not_yet,
+    shim_client::ShimLauncher,
+    state::{Container, Registry, Sandbox},
+};
 
 /// What the daemon tells the CRI layer about itself.
 #[derive(Debug, Clone, Default)]
@@ -18,15 +49,101 @@ pub struct RuntimeInfo {
     pub systemd_cgroup: bool,
     /// The effective configuration, shown by `crictl info` (verbose Status).
     pub verbose_config: String,
+    pub shim_binary: PathBuf,
+    pub cni: Option<CniConfig>,
+    /// Runtime handler names accepted besides "" (the default).
+    pub runtime_handlers: Vec<String>,
+    /// Where container cgroups go when the pod names no cgroup parent.
+    pub default_cgroup_parent: String,
+}
+
+/// The RuntimeService's state, shared with the exit monitors.
+pub struct Runtime {
+    pub(crate) info: RuntimeInfo,
+    pub(crate) paths: berth_store::Paths,
+    pub(crate) images: Arc<ImageServer>,
+    pub(crate) sandboxes: Registry<Sandbox>,
+    pub(crate) containers: Registry<Container>,
+    pub(crate) pod_names: NameIndex,
+    pub(crate) container_names: NameIndex,
+    pub(crate) cni: Cni,
+    pub(crate) shims: ShimLauncher,
+    pub(crate) events: tokio::sync::broadcast::Sender<v1::ContainerEventResponse>,
+    pub(crate) pod_cidr: Mutex<String>,
 }
 
 pub struct RuntimeServer {
-    info: RuntimeInfo,
+    rt: Arc<Runtime>,
 }
 
 impl RuntimeServer {
-    pub fn new(info: RuntimeInfo) -> Self {
-        Self { info }
+    /// Opens the runtime state under `paths`: reloads every pod and
+    /// container record, reconnects to the shims that still run, and
+    /// removes what a crash left half-made.
+    pub async fn open(info: RuntimeInfo, paths: berth_store::Paths, images: Arc<ImageServer>) -> Result<Self> {
+        let cni = Cni::new(info.cni.clone().unwrap_or_default());
+        let rt = Arc::new(Runtime {
+            shims: ShimLauncher::new(&info.shim_binary, paths.clone()),
+            info,
+            paths,
+            images,
+            sandboxes: Registry::new("pod sandbox"),
+            containers: Registry::new("container"),
+            pod_names: NameIndex::default(),
+            container_names: NameIndex::default(),
+            cni,
+            events: tokio::sync::broadcast::channel(1024).0,
+            pod_cidr: Mutex::new(String::new()),
+        });
+        recover::recover(&rt).await?;
+        Ok(Self { rt })
+    }
+}
+
+impl Runtime {
+    pub(crate) fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
+        self.containers.list().into_iter().filter(|c| c.sandbox_id == sandbox_id).collect()
+    }
+
+    pub(crate) async fn save_sandbox(&self, sandbox: &Sandbox) -> Result<()> {
+        let record = sandbox.snapshot();
+        let path = self.paths.sandbox_record(&record.id)?;
+        crate::error::blocking(move || Ok(berth_store::save_record(&path, &record)?)).await
+    }
+
+    pub(crate) async fn save_container(&self, container: &Container) -> Result<()> {
+        let record = container.snapshot();
+        let path = self.paths.container_record(&record.id)?;
+        crate::error::blocking(move || Ok(berth_store::save_record(&path, &record)?)).await
+    }
+
+    /// The cgroup of a container, in the hierarchy of this host.
+    pub(crate) fn cgroup_of(&self, cgroups_path: &str) -> Result<berth_cgroups::Cgroup> {
+        let hierarchy = berth_cgroups::Hierarchy::detect().map_err(|e| Error::Internal(e.to_string()))?;
+        berth_cgroups::Cgroup::new(hierarchy, cgroups_path).map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+/// Logs the outcome of an RPC once and turns errors into statuses.
+/// Polling RPCs (`quiet`) log at trace level.
+fn answer<T>(rpc: &'static str, quiet: bool, result: Result<T>) -> Result<Response<T>, Status> {
+    match result {
+        Ok(v) => {
+            if quiet {
+                tracing::trace!(rpc, "ok");
+            } else {
+                tracing::debug!(rpc, "ok");
+            }
+            Ok(Response::new(v))
+        }
+        Err(e) => {
+            match &e {
+                Error::NotFound(_) if quiet => tracing::debug!(rpc, error = %e, "failed"),
+                Error::Internal(_) | Error::Unavailable(_) => tracing::error!(rpc, error = %e, "failed"),
+                _ => tracing::info!(rpc, error = %e, "failed"),
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -41,71 +158,71 @@ impl RuntimeService for RuntimeServer {
     }
 
     async fn status(&self, req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
-        Ok(Response::new(status::status(&self.info, req.into_inner())))
+        answer("Status", true, Ok(self.rt.status(req.into_inner())))
     }
 
     async fn runtime_config(&self, req: Request<v1::RuntimeConfigRequest>) -> Result<Response<v1::RuntimeConfigResponse>, Status> {
-        Ok(Response::new(runtime_config::runtime_config(&self.info, req.into_inner())))
+        Ok(Response::new(runtime_config::runtime_config(&self.rt.info, req.into_inner())))
     }
 
     async fn get_container_events(&self, _: Request<v1::GetEventsRequest>) -> Result<Response<EventStream>, Status> {
-        Err(not_yet("GetContainerEvents"))
+        Ok(Response::new(self.rt.subscribe_events()))
     }
 
-    async fn run_pod_sandbox(&self, _: Request<v1::RunPodSandboxRequest>) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        Err(not_yet("RunPodSandbox"))
+    async fn run_pod_sandbox(&self, req: Request<v1::RunPodSandboxRequest>) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        answer("RunPodSandbox", false, self.rt.run_pod_sandbox(req.into_inner()).await)
     }
 
-    async fn stop_pod_sandbox(&self, _: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
-        Err(not_yet("StopPodSandbox"))
+    async fn stop_pod_sandbox(&self, req: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        answer("StopPodSandbox", false, self.rt.stop_pod_sandbox(req.into_inner()).await)
     }
 
-    async fn remove_pod_sandbox(&self, _: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
-        Err(not_yet("RemovePodSandbox"))
+    async fn remove_pod_sandbox(&self, req: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        answer("RemovePodSandbox", false, self.rt.remove_pod_sandbox(req.into_inner()).await)
     }
 
-    async fn pod_sandbox_status(&self, _: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
-        Err(not_yet("PodSandboxStatus"))
+    async fn pod_sandbox_status(&self, req: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        answer("PodSandboxStatus", true, self.rt.pod_sandbox_status(req.into_inner()))
     }
 
-    async fn list_pod_sandbox(&self, _: Request<v1::ListPodSandboxRequest>) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
-        Err(not_yet("ListPodSandbox"))
+    async fn list_pod_sandbox(&self, req: Request<v1::ListPodSandboxRequest>) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        answer("ListPodSandbox", true, Ok(self.rt.list_pod_sandbox(req.into_inner())))
     }
 
-    async fn create_container(&self, _: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {
-        Err(not_yet("CreateContainer"))
+    async fn create_container(&self, req: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        answer("CreateContainer", false, self.rt.create_container(req.into_inner()).await)
     }
 
-    async fn start_container(&self, _: Request<v1::StartContainerRequest>) -> Result<Response<v1::StartContainerResponse>, Status> {
-        Err(not_yet("StartContainer"))
+    async fn start_container(&self, req: Request<v1::StartContainerRequest>) -> Result<Response<v1::StartContainerResponse>, Status> {
+        answer("StartContainer", false, self.rt.start_container(req.into_inner()).await)
     }
 
-    async fn stop_container(&self, _: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
-        Err(not_yet("StopContainer"))
+    async fn stop_container(&self, req: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
+        answer("StopContainer", false, self.rt.stop_container(req.into_inner()).await)
     }
 
-    async fn remove_container(&self, _: Request<v1::RemoveContainerRequest>) -> Result<Response<v1::RemoveContainerResponse>, Status> {
-        Err(not_yet("RemoveContainer"))
+    async fn remove_container(&self, req: Request<v1::RemoveContainerRequest>) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        answer("RemoveContainer", false, self.rt.remove_container(req.into_inner()).await)
     }
 
-    async fn list_containers(&self, _: Request<v1::ListContainersRequest>) -> Result<Response<v1::ListContainersResponse>, Status> {
-        Err(not_yet("ListContainers"))
+    async fn list_containers(&self, req: Request<v1::ListContainersRequest>) -> Result<Response<v1::ListContainersResponse>, Status> {
+        answer("ListContainers", true, Ok(self.rt.list_containers(req.into_inner())))
     }
 
-    async fn container_status(&self, _: Request<v1::ContainerStatusRequest>) -> Result<Response<v1::ContainerStatusResponse>, Status> {
-        Err(not_yet("ContainerStatus"))
+    async fn container_status(&self, req: Request<v1::ContainerStatusRequest>) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        answer("ContainerStatus", true, self.rt.container_status(req.into_inner()))
     }
 
-    async fn update_container_resources(&self, _: Request<v1::UpdateContainerResourcesRequest>) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
-        Err(not_yet("UpdateContainerResources"))
+    async fn update_container_resources(&self, req: Request<v1::UpdateContainerResourcesRequest>) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        answer("UpdateContainerResources", false, self.rt.update_container_resources(req.into_inner()).await)
     }
 
-    async fn reopen_container_log(&self, _: Request<v1::ReopenContainerLogRequest>) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
-        Err(not_yet("ReopenContainerLog"))
+    async fn reopen_container_log(&self, req: Request<v1::ReopenContainerLogRequest>) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        answer("ReopenContainerLog", false, self.rt.reopen_container_log(req.into_inner()).await)
     }
 
-    async fn exec_sync(&self, _: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
-        Err(not_yet("ExecSync"))
+    async fn exec_sync(&self, req: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        answer("ExecSync", false, self.rt.exec_sync(req.into_inner()).await)
     }
 
     async fn exec(&self, _: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
@@ -120,35 +237,35 @@ impl RuntimeService for RuntimeServer {
         Err(not_yet("PortForward"))
     }
 
-    async fn container_stats(&self, _: Request<v1::ContainerStatsRequest>) -> Result<Response<v1::ContainerStatsResponse>, Status> {
-        Err(not_yet("ContainerStats"))
+    async fn container_stats(&self, req: Request<v1::ContainerStatsRequest>) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        answer("ContainerStats", true, self.rt.container_stats(req.into_inner()).await)
     }
 
-    async fn list_container_stats(&self, _: Request<v1::ListContainerStatsRequest>) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
-        Err(not_yet("ListContainerStats"))
+    async fn list_container_stats(&self, req: Request<v1::ListContainerStatsRequest>) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        answer("ListContainerStats", true, self.rt.list_container_stats(req.into_inner()).await)
     }
 
-    async fn pod_sandbox_stats(&self, _: Request<v1::PodSandboxStatsRequest>) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
-        Err(not_yet("PodSandboxStats"))
+    async fn pod_sandbox_stats(&self, req: Request<v1::PodSandboxStatsRequest>) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        answer("PodSandboxStats", true, self.rt.pod_sandbox_stats(req.into_inner()).await)
     }
 
-    async fn list_pod_sandbox_stats(&self, _: Request<v1::ListPodSandboxStatsRequest>) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
-        Err(not_yet("ListPodSandboxStats"))
+    async fn list_pod_sandbox_stats(&self, req: Request<v1::ListPodSandboxStatsRequest>) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        answer("ListPodSandboxStats", true, self.rt.list_pod_sandbox_stats(req.into_inner()).await)
     }
 
-    async fn update_runtime_config(&self, _: Request<v1::UpdateRuntimeConfigRequest>) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
-        Err(not_yet("UpdateRuntimeConfig"))
+    async fn update_runtime_config(&self, req: Request<v1::UpdateRuntimeConfigRequest>) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
+        answer("UpdateRuntimeConfig", false, Ok(self.rt.update_runtime_config(req.into_inner())))
     }
 
     async fn checkpoint_container(&self, _: Request<v1::CheckpointContainerRequest>) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
         Err(not_yet("CheckpointContainer"))
     }
 
-    async fn list_metric_descriptors(&self, _: Request<v1::ListMetricDescriptorsRequest>) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
-        Err(not_yet("ListMetricDescriptors"))
+    async fn list_metric_descriptors(&self, req: Request<v1::ListMetricDescriptorsRequest>) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        answer("ListMetricDescriptors", true, Ok(metrics::list_metric_descriptors(req.into_inner())))
     }
 
-    async fn list_pod_sandbox_metrics(&self, _: Request<v1::ListPodSandboxMetricsRequest>) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
-        Err(not_yet("ListPodSandboxMetrics"))
+    async fn list_pod_sandbox_metrics(&self, req: Request<v1::ListPodSandboxMetricsRequest>) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        answer("ListPodSandboxMetrics", true, self.rt.list_pod_sandbox_metrics(req.into_inner()).await)
     }
 }

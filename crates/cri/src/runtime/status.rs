@@ -1,29 +1,38 @@
 use std::collections::HashMap;
 
-use k8s_cri::v1::{RuntimeCondition, RuntimeStatus, StatusRequest, StatusResponse};
+use k8s_cri::v1::{RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse};
 
-use super::RuntimeInfo;
+use super::Runtime;
 
-/// Tells the kubelet honestly what berthd can do: until pods can run, the
-/// runtime is not ready, and it says why.
-pub fn status(info: &RuntimeInfo, req: StatusRequest) -> StatusResponse {
-    let conditions = vec![
-        RuntimeCondition {
-            r#type: "RuntimeReady".into(),
-            status: false,
-            reason: "PodLifecycleNotImplemented".into(),
-            message: "berthd does not run pod sandboxes or containers yet".into(),
-        },
-        RuntimeCondition {
-            r#type: "NetworkReady".into(),
-            status: false,
-            reason: "NetworkPluginNotImplemented".into(),
-            message: "berthd does not set up CNI networking yet".into(),
-        },
-    ];
-    let mut extra = HashMap::new();
-    if req.verbose {
-        extra.insert("config".to_string(), info.verbose_config.clone());
+impl Runtime {
+    /// RuntimeReady when the shim binary is there to run containers;
+    /// NetworkReady when a CNI config and all its plugins are installed.
+    /// Each false condition carries the reason.
+    pub(crate) fn status(&self, req: StatusRequest) -> StatusResponse {
+        let shim = &self.info.shim_binary;
+        let runtime = if shim.is_file() {
+            condition("RuntimeReady", Ok(()))
+        } else {
+            condition("RuntimeReady", Err(("ShimMissing", format!("berth-shim not found at {}", shim.display()))))
+        };
+        let network = condition("NetworkReady", self.cni.status().map_err(|e| ("NetworkPluginNotReady", e.to_string())));
+        let mut info = HashMap::new();
+        if req.verbose {
+            info.insert("config".to_string(), self.info.verbose_config.clone());
+            info.insert("podCIDR".to_string(), self.pod_cidr.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        }
+        let features = Some(RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false });
+        let runtime_handlers = std::iter::once(String::new())
+            .chain(self.info.runtime_handlers.iter().cloned())
+            .map(|name| RuntimeHandler { name, features })
+            .collect();
+        StatusResponse { status: Some(RuntimeStatus { conditions: vec![runtime, network] }), info, runtime_handlers, ..Default::default() }
     }
-    StatusResponse { status: Some(RuntimeStatus { conditions }), info: extra, ..Default::default() }
+}
+
+fn condition(kind: &str, state: Result<(), (&str, String)>) -> RuntimeCondition {
+    match state {
+        Ok(()) => RuntimeCondition { r#type: kind.into(), status: true, ..Default::default() },
+        Err((reason, message)) => RuntimeCondition { r#type: kind.into(), status: false, reason: reason.into(), message },
+    }
 }

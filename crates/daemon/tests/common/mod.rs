@@ -80,3 +80,5 @@ pub async fn channel(socket: &Path) -> Channel {
         }
     }
 }
+
+pub mod node;

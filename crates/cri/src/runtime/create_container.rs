@@ -1,0 +1,324 @@
+use std::{os::unix::fs::{FileTypeExt, MetadataExt}, path::Path, str::FromStr, sync::Arc};
+
+use berth_image::index::ImageRecord;
+use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, Namespace, Namespaces};
+use k8s_cri::v1;
+
+use super::{pod_files, user, Runtime};
+use crate::{
+    error::{blocking, Error, Result},
+    state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
+};
+
+/// The image config fields a container starts from.
+struct ImageConfig {
+    defaults: ImageDefaults,
+    user: String,
+    stop_signal: u32,
+}
+
+impl Runtime {
+    /// Makes the container's thin layer, resolves its user, mounts and
+    /// devices, and writes its OCI bundle. Nothing runs until Start (as in
+    /// containerd): a created container costs no process.
+    pub(crate) async fn create_container(self: &Arc<Self>, req: v1::CreateContainerRequest) -> Result<v1::CreateContainerResponse> {
+        let sandbox = self.sandboxes.get(&req.pod_sandbox_id).map_err(|e| e.context("pod_sandbox_id"))?;
+        if !sandbox.is_ready() {
+            return Err(Error::FailedPrecondition(format!("pod sandbox {} is not ready (stopped)", sandbox.id)));
+        }
+        let config = req.config.ok_or_else(|| Error::InvalidArgument("config is missing".into()))?;
+        let meta = config.metadata.clone().ok_or_else(|| Error::InvalidArgument("config.metadata is missing".into()))?;
+        if meta.name.is_empty() {
+            return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
+        }
+        let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(Error::InvalidArgument("config.image.image is empty".into()));
+        }
+        let image = self
+            .images
+            .index
+            .resolve(&image_name)
+            .ok_or_else(|| Error::NotFound(format!("config.image.image: image {image_name:?} not found; pull it first")))?;
+        let pod = sandbox.snapshot().metadata();
+        let name = format!("{}_{}_{}_{}_{}", meta.name, pod.name, pod.namespace, pod.uid, meta.attempt);
+        let id = new_id()?;
+        self.container_names.reserve(&name, &id).map_err(|e| match e {
+            berth_store::Error::NameTaken { holder, .. } => Error::AlreadyExists(format!("container name {name:?} is reserved by container {holder}")),
+            other => other.into(),
+        })?;
+        match self.build_container(&id, &name, config, &sandbox, &image, &image_name).await {
+            Ok(container) => {
+                self.containers.insert(id.clone(), container.clone());
+                self.emit(v1::ContainerEventType::ContainerCreatedEvent, &container);
+                tracing::info!(container_id = %id, pod_id = %sandbox.id, name = %name, "container created");
+                Ok(v1::CreateContainerResponse { container_id: id })
+            }
+            Err(e) => {
+                self.container_names.release(&name, &id);
+                self.remove_container_files(&id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn build_container(&self, id: &str, name: &str, config: v1::ContainerConfig, sandbox: &Sandbox, image: &ImageRecord, image_name: &str) -> Result<Arc<Container>> {
+        let srec = sandbox.snapshot();
+        let image_config = self.image_config(image).await?;
+        let (snapshots, top, key) = (self.images.snapshots.clone(), image.chain_ids.last().cloned(), id.to_string());
+        let rootfs = blocking(move || Ok(snapshots.prepare(&key, top.as_deref())?)).await?;
+
+        let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
+        let files = user::ImageFiles::from_mounts(&rootfs);
+        let user = user::resolve(&files, sc, &image_config.user)?;
+        let mounts = resolve_mounts(&config.mounts)?;
+        let devices = if sc.is_some_and(|s| s.privileged) { Vec::new() } else { resolve_devices(&config.devices)? };
+        let caps = berth_oci::container::capabilities(sc)?;
+        let seccomp = seccomp_profile(sc, &caps)?;
+        let namespaces = self.namespaces_for(&srec, sc)?;
+        let parent = srec.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| self.info.default_cgroup_parent.clone());
+        let cgroups_path = format!("{}/{id}", parent.trim_end_matches('/'));
+        let host_ipc = srec.namespace_options().ipc == v1::NamespaceMode::Node as i32;
+        let pod_dir = self.paths.sandbox_dir(&srec.id)?;
+        let hostname = std::fs::read_to_string(pod_dir.join("hostname")).unwrap_or_default().trim().to_string();
+        let input = ContainerInput {
+            id,
+            config: &config,
+            sandbox_id: &srec.id,
+            sandbox: &srec.config,
+            image: &image_config.defaults,
+            image_name,
+            user: user.clone(),
+            namespaces,
+            cgroups_path: cgroups_path.clone(),
+            pod_files: pod_files::for_containers(&pod_dir, srec.shm.as_ref(), host_ipc),
+            mounts,
+            devices,
+            seccomp,
+            hostname,
+        };
+        let spec = container_spec(&input)?;
+        let log_path = log_path(&srec.config.log_directory, &config.log_path)?;
+
+        let bundle = self.paths.bundle(id)?;
+        let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(format!("encode spec: {e}")))?;
+        blocking(move || {
+            std::fs::create_dir_all(bundle.join("rootfs")).map_err(|e| Error::Internal(format!("create bundle {}: {e}", bundle.display())))?;
+            Ok(berth_store::atomic_write(&bundle.join("config.json"), &spec_json, 0o600)?)
+        })
+        .await?;
+
+        let resources = config.linux.as_ref().and_then(|l| l.resources.clone()).unwrap_or_default();
+        let record = ContainerRecord {
+            id: id.to_string(),
+            sandbox_id: srec.id.clone(),
+            name: name.to_string(),
+            image_name: image_name.to_string(),
+            image_id: image.id.clone(),
+            image_ref: image.repo_digests.first().cloned().unwrap_or_else(|| image.id.clone()),
+            config,
+            state: ContainerState::Created,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            pid: 0,
+            log_path,
+            cgroups_path,
+            stop_signal: image_config.stop_signal,
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids,
+            resources,
+        };
+        let container = Arc::new(Container::new(record));
+        self.save_container(&container).await?;
+        Ok(container)
+    }
+
+    /// Entrypoint, cmd, env, workdir, user and stop signal from the image's
+    /// config blob.
+    async fn image_config(&self, image: &ImageRecord) -> Result<ImageConfig> {
+        let path = self.images.content.blob_path(&image.id)?;
+        let id = image.id.clone();
+        let bytes = blocking(move || std::fs::read(&path).map_err(|e| Error::FailedPrecondition(format!("image {id}: config blob unreadable: {e}")))).await?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::FailedPrecondition(format!("image {}: config is not JSON: {e}", image.id)))?;
+        let c = &value["config"];
+        let strings = |v: &serde_json::Value| -> Vec<String> { v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default() };
+        let stop_signal = c["StopSignal"].as_str().map(parse_signal).transpose()?.unwrap_or(libc_sigterm());
+        Ok(ImageConfig {
+            defaults: ImageDefaults {
+                entrypoint: strings(&c["Entrypoint"]),
+                cmd: strings(&c["Cmd"]),
+                env: strings(&c["Env"]),
+                working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
+            },
+            user: c["User"].as_str().unwrap_or("").to_string(),
+            stop_signal,
+        })
+    }
+
+    /// The pod's pinned namespaces; the container's own PID namespace
+    /// unless it asks for the host's or another container's.
+    fn namespaces_for(&self, srec: &crate::state::SandboxRecord, sc: Option<&v1::LinuxContainerSecurityContext>) -> Result<Namespaces> {
+        let pinned = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Namespace::Join(p.display().to_string())).unwrap_or(Namespace::Host);
+        let opts = sc.and_then(|s| s.namespace_options.clone()).unwrap_or_default();
+        let pid = match v1::NamespaceMode::try_from(opts.pid) {
+            Ok(v1::NamespaceMode::Container) => Namespace::Private,
+            Ok(v1::NamespaceMode::Node) => Namespace::Host,
+            Ok(v1::NamespaceMode::Pod) => {
+                return Err(Error::Unimplemented("config.linux.security_context.namespace_options.pid: POD is not supported by berth yet".into()))
+            }
+            Ok(v1::NamespaceMode::Target) => {
+                let target = self.containers.get(&opts.target_id).map_err(|e| e.context("config.linux.security_context.namespace_options.target_id"))?;
+                let t = target.snapshot();
+                if t.state != ContainerState::Running || t.sandbox_id != srec.id {
+                    return Err(Error::FailedPrecondition(format!("namespace_options.target_id: container {} is not running in this pod", t.id)));
+                }
+                Namespace::Join(format!("/proc/{}/ns/pid", t.pid))
+            }
+            Err(_) => return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: unknown mode {}", opts.pid))),
+        };
+        Ok(Namespaces { net: pinned(&srec.netns), ipc: pinned(&srec.ipcns), uts: pinned(&srec.utsns), pid })
+    }
+
+    /// Removes what a failed or removed container leaves: its thin layer,
+    /// bundle and record directory. Missing parts are fine.
+    pub(crate) async fn remove_container_files(&self, id: &str) {
+        let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
+        let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
+        let result = blocking(move || {
+            snapshots.remove(&key)?;
+            for dir in dirs {
+                let dir = dir?;
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::Internal(format!("remove {}: {e}", dir.display()))),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(container_id = %id, error = %e, "remove container files");
+        }
+    }
+}
+
+fn libc_sigterm() -> u32 {
+    nix::sys::signal::Signal::SIGTERM as u32
+}
+
+/// `SIGTERM`, `TERM` or `15`.
+pub(super) fn parse_signal(s: &str) -> Result<u32> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let name = if s.starts_with("SIG") { s.to_string() } else { format!("SIG{s}") };
+    nix::sys::signal::Signal::from_str(&name.to_ascii_uppercase())
+        .map(|sig| sig as u32)
+        .map_err(|_| Error::FailedPrecondition(format!("image StopSignal {s:?} is not a signal")))
+}
+
+/// Host paths must exist; symlinks are followed so the container gets what
+/// the link points at, as the kubelet expects.
+fn resolve_mounts(mounts: &[v1::Mount]) -> Result<Vec<v1::Mount>> {
+    mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let field = format!("config.mounts[{i}].host_path");
+            if m.host_path.is_empty() {
+                return Err(Error::InvalidArgument(format!("{field} is empty")));
+            }
+            let real = std::fs::canonicalize(&m.host_path).map_err(|e| Error::InvalidArgument(format!("{field}: {}: {e}", m.host_path)))?;
+            Ok(v1::Mount { host_path: real.display().to_string(), ..m.clone() })
+        })
+        .collect()
+}
+
+fn resolve_devices(devices: &[v1::Device]) -> Result<Vec<HostDevice>> {
+    devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let field = format!("config.devices[{i}]");
+            let meta = std::fs::metadata(&d.host_path).map_err(|e| Error::InvalidArgument(format!("{field}.host_path: {}: {e}", d.host_path)))?;
+            let kind = if meta.file_type().is_char_device() {
+                'c'
+            } else if meta.file_type().is_block_device() {
+                'b'
+            } else {
+                return Err(Error::InvalidArgument(format!("{field}.host_path: {} is not a device node", d.host_path)));
+            };
+            let rdev = meta.rdev();
+            let permissions = if d.permissions.is_empty() { "rwm".to_string() } else { d.permissions.clone() };
+            if !permissions.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+                return Err(Error::InvalidArgument(format!("{field}.permissions: {permissions:?} is not a subset of \"rwm\"")));
+            }
+            let container_path = if d.container_path.is_empty() { d.host_path.clone() } else { d.container_path.clone() };
+            if !Path::new(&container_path).is_absolute() {
+                return Err(Error::InvalidArgument(format!("{field}.container_path: {container_path:?} is not absolute")));
+            }
+            Ok(HostDevice {
+                container_path,
+                kind,
+                major: nix::sys::stat::major(rdev) as i64,
+                minor: nix::sys::stat::minor(rdev) as i64,
+                file_mode: meta.mode() & 0o777,
+                permissions,
+            })
+        })
+        .collect()
+}
+
+/// RuntimeDefault is berth's profile for the container's capabilities;
+/// Localhost is a JSON file on the node (OCI seccomp format); unset and
+/// Unconfined run without a filter, as the CRI defines. The deprecated
+/// `seccomp_profile_path` is still read: older kubelets send only it.
+#[allow(deprecated)]
+fn seccomp_profile(sc: Option<&v1::LinuxContainerSecurityContext>, caps: &[String]) -> Result<Option<oci_spec::runtime::LinuxSeccomp>> {
+    let Some(sc) = sc else { return Ok(None) };
+    if sc.privileged {
+        return Ok(None);
+    }
+    let field = "config.linux.security_context.seccomp";
+    let (kind, localhost) = match &sc.seccomp {
+        Some(p) => (v1::security_profile::ProfileType::try_from(p.profile_type).map_err(|_| Error::InvalidArgument(format!("{field}.profile_type: unknown {}", p.profile_type)))?, p.localhost_ref.clone()),
+        None => match sc.seccomp_profile_path.as_str() {
+            "" | "unconfined" => (v1::security_profile::ProfileType::Unconfined, String::new()),
+            "runtime/default" | "docker/default" => (v1::security_profile::ProfileType::RuntimeDefault, String::new()),
+            p => match p.strip_prefix("localhost/") {
+                Some(path) => (v1::security_profile::ProfileType::Localhost, path.to_string()),
+                None => return Err(Error::InvalidArgument(format!("config.linux.security_context.seccomp_profile_path: {p:?} is unknown"))),
+            },
+        },
+    };
+    match kind {
+        v1::security_profile::ProfileType::Unconfined => Ok(None),
+        v1::security_profile::ProfileType::RuntimeDefault => Ok(Some(berth_oci::seccomp::runtime_default(caps))),
+        v1::security_profile::ProfileType::Localhost => {
+            let text = std::fs::read_to_string(&localhost).map_err(|e| Error::InvalidArgument(format!("{field}.localhost_ref: {localhost}: {e}")))?;
+            serde_json::from_str(&text).map(Some).map_err(|e| Error::InvalidArgument(format!("{field}.localhost_ref: {localhost} is not an OCI seccomp profile: {e}")))
+        }
+    }
+}
+
+/// The kubelet's log path: relative to the pod's log directory.
+fn log_path(directory: &str, path: &str) -> Result<String> {
+    match (directory, path) {
+        (_, "") => Ok(String::new()),
+        ("", p) if p.starts_with('/') => Ok(p.to_string()),
+        ("", p) => Err(Error::InvalidArgument(format!("config.log_path {p:?} is relative but the pod has no log_directory"))),
+        (d, p) => {
+            let full = Path::new(d).join(p);
+            if p.split('/').any(|c| c == "..") {
+                return Err(Error::InvalidArgument(format!("config.log_path {p:?} leaves the pod's log directory")));
+            }
+            Ok(full.display().to_string())
+        }
+    }
+}

@@ -1,0 +1,39 @@
+use std::sync::Arc;
+
+use k8s_cri::v1;
+
+use super::Runtime;
+use crate::{
+    error::{Error, Result},
+    state::Container,
+};
+
+impl Runtime {
+    /// Stops the container if needed, then removes its thin layer, bundle
+    /// and record and frees its name. Unknown is success (CRI). The log
+    /// file stays: it is the kubelet's.
+    pub(crate) async fn remove_container(self: &Arc<Self>, req: v1::RemoveContainerRequest) -> Result<v1::RemoveContainerResponse> {
+        let container = match self.containers.get(&req.container_id) {
+            Ok(c) => c,
+            Err(Error::NotFound(_)) => return Ok(v1::RemoveContainerResponse {}),
+            Err(e) => return Err(e),
+        };
+        self.remove(&container).await?;
+        Ok(v1::RemoveContainerResponse {})
+    }
+
+    pub(crate) async fn remove(&self, container: &Container) -> Result<()> {
+        self.stop(container, 0).await?;
+        let _op = container.op.lock().await;
+        if self.containers.get(&container.id).is_err() {
+            return Ok(()); // removed by a concurrent call
+        }
+        self.remove_container_files(&container.id).await;
+        let name = container.record().name.clone();
+        self.containers.remove(&container.id);
+        self.container_names.release(&name, &container.id);
+        self.emit(v1::ContainerEventType::ContainerDeletedEvent, container);
+        tracing::info!(container_id = %container.id, "container removed");
+        Ok(())
+    }
+}

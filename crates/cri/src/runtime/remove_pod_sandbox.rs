@@ -1,0 +1,26 @@
+use std::sync::Arc;
+
+use k8s_cri::v1;
+
+use super::Runtime;
+use crate::error::{Error, Result};
+
+impl Runtime {
+    /// Removes the pod and all its containers, stopping what still runs.
+    /// An unknown pod is success (CRI).
+    pub(crate) async fn remove_pod_sandbox(self: &Arc<Self>, req: v1::RemovePodSandboxRequest) -> Result<v1::RemovePodSandboxResponse> {
+        let sandbox = match self.sandboxes.get(&req.pod_sandbox_id) {
+            Ok(s) => s,
+            Err(Error::NotFound(_)) => return Ok(v1::RemovePodSandboxResponse {}),
+            Err(e) => return Err(e),
+        };
+        for container in self.containers_of(&sandbox.id) {
+            self.remove(&container).await?;
+        }
+        let _op = sandbox.op.lock().await;
+        self.tear_down_pod(&sandbox).await?;
+        self.remove_sandbox_state(&sandbox).await;
+        tracing::info!(pod_id = %sandbox.id, "pod sandbox removed");
+        Ok(v1::RemovePodSandboxResponse {})
+    }
+}

@@ -1,0 +1,106 @@
+use std::sync::Arc;
+
+use containerd_shim_protos::api;
+use k8s_cri::v1;
+
+use super::Runtime;
+use crate::{
+    error::{blocking, Error, Result},
+    state::{now_nanos, Container, ContainerState},
+};
+
+impl Runtime {
+    /// Starts the container's shim, creates the task on the container's
+    /// thin layer and starts it; an exit monitor then waits for its end.
+    /// A container that fails to start is Exited with reason StartError,
+    /// as the kubelet expects, and the error is returned.
+    pub(crate) async fn start_container(self: &Arc<Self>, req: v1::StartContainerRequest) -> Result<v1::StartContainerResponse> {
+        let container = self.containers.get(&req.container_id)?;
+        let _op = container.op.lock().await;
+        let state = container.state();
+        if state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!("container {} is {state:?}; only a Created container can start", container.id)));
+        }
+        if !self.sandboxes.get(&container.sandbox_id).is_ok_and(|s| s.is_ready()) {
+            return Err(Error::FailedPrecondition(format!("pod sandbox {} of container {} is not ready", container.sandbox_id, container.id)));
+        }
+        match self.launch(&container).await {
+            Ok(pid) => {
+                {
+                    let mut r = container.record();
+                    r.state = ContainerState::Running;
+                    r.pid = pid;
+                    r.started_at = now_nanos();
+                }
+                self.save_container(&container).await?;
+                self.spawn_exit_monitor(container.clone());
+                self.emit(v1::ContainerEventType::ContainerStartedEvent, &container);
+                tracing::info!(container_id = %container.id, pid, "container started");
+                Ok(v1::StartContainerResponse {})
+            }
+            Err(e) => {
+                {
+                    let mut r = container.record();
+                    r.state = ContainerState::Exited;
+                    r.exit_code = 128;
+                    r.finished_at = now_nanos();
+                    r.reason = "StartError".into();
+                    r.message = e.to_string();
+                }
+                container.mark_exited();
+                if let Err(save) = self.save_container(&container).await {
+                    tracing::error!(container_id = %container.id, error = %save, "save failed start");
+                }
+                self.emit(v1::ContainerEventType::ContainerStoppedEvent, &container);
+                Err(e)
+            }
+        }
+    }
+
+    async fn launch(&self, container: &Container) -> Result<u32> {
+        let record = container.snapshot();
+        if !record.log_path.is_empty() {
+            let dir = std::path::Path::new(&record.log_path).parent().map(|p| p.to_path_buf());
+            blocking(move || {
+                if let Some(dir) = dir {
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(format!("create log dir {}: {e}", dir.display())))?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        let bundle = self.paths.bundle(&record.id)?;
+        let (snapshots, key) = (self.images.snapshots.clone(), record.id.clone());
+        let rootfs = blocking(move || Ok(snapshots.mounts(&key)?)).await?;
+        let shim = self.shims.start(&record.id, &bundle).await?;
+        let output = if record.log_path.is_empty() { String::new() } else { format!("cri-log://{}", record.log_path) };
+        let create = api::CreateTaskRequest {
+            id: record.id.clone(),
+            bundle: bundle.display().to_string(),
+            rootfs: rootfs.iter().map(|m| api::Mount { type_: m.typ.clone(), source: m.source.clone(), options: m.options.clone(), ..Default::default() }).collect(),
+            stdout: output.clone(),
+            stderr: output,
+            terminal: record.config.tty,
+            ..Default::default()
+        };
+        let started = async {
+            shim.create(create).await?;
+            Ok::<u32, Error>(shim.start("").await?)
+        }
+        .await;
+        match started {
+            Ok(pid) => {
+                container.set_shim(Some(shim));
+                Ok(pid)
+            }
+            Err(e) => {
+                // Leave no shim behind: delete the task (if it was made),
+                // which ends the shim.
+                let _ = shim.kill(9, true).await;
+                let _ = shim.delete().await;
+                let _ = shim.shutdown().await;
+                Err(e.context(format!("start container {}", record.id)))
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+use std::sync::Arc;
+
+use berth_network::{PodNamespaces, PodNetwork};
+use k8s_cri::v1;
+
+use super::{pod_files, run_pod_sandbox::pod_ports, Runtime};
+use crate::{
+    error::{blocking, Error, Result},
+    state::{Sandbox, SandboxState},
+};
+
+impl Runtime {
+    /// Kills every container of the pod, takes its network down and unpins
+    /// its namespaces. Idempotent; an unknown pod is success (CRI).
+    pub(crate) async fn stop_pod_sandbox(self: &Arc<Self>, req: v1::StopPodSandboxRequest) -> Result<v1::StopPodSandboxResponse> {
+        let sandbox = match self.sandboxes.get(&req.pod_sandbox_id) {
+            Ok(s) => s,
+            Err(Error::NotFound(_)) => return Ok(v1::StopPodSandboxResponse {}),
+            Err(e) => return Err(e),
+        };
+        for container in self.containers_of(&sandbox.id) {
+            self.stop(&container, 0).await?;
+        }
+        let _op = sandbox.op.lock().await;
+        self.tear_down_pod(&sandbox).await?;
+        if sandbox.record().state != SandboxState::NotReady {
+            sandbox.record().state = SandboxState::NotReady;
+        }
+        self.save_sandbox(&sandbox).await?;
+        tracing::info!(pod_id = %sandbox.id, "pod sandbox stopped");
+        Ok(v1::StopPodSandboxResponse {})
+    }
+
+    /// Network down (CNI DEL), namespaces unpinned, /dev/shm unmounted.
+    /// Each step runs even when an earlier one failed, and steps already
+    /// done are skipped, so calling it again finishes what is left. A
+    /// failing CNI DEL is reported, and everything else is still undone.
+    pub(crate) async fn tear_down_pod(&self, sandbox: &Sandbox) -> Result<()> {
+        let record = sandbox.snapshot();
+        if let (Some(netns), Some(prev)) = (record.netns.as_ref(), record.cni_result.as_ref()) {
+            let meta = record.metadata();
+            let ports = pod_ports(&record.config).unwrap_or_default();
+            let pod = PodNetwork { id: &record.id, netns, name: &meta.name, namespace: &meta.namespace, uid: &meta.uid, port_mappings: &ports };
+            if let Err(e) = self.cni.teardown(&pod, Some(prev)).await {
+                // The kubelet would retry a failed Stop for ever if a plugin
+                // is broken for good; removing the namespace still frees
+                // the pod's interfaces, so berth goes on and says so.
+                tracing::warn!(pod_id = %record.id, error = %e, "pod network teardown failed; removing the namespace anyway");
+            }
+        }
+        let state_dir = self.paths.sandbox_state(&record.id)?;
+        let shm = record.shm.clone();
+        blocking(move || {
+            PodNamespaces::remove(&state_dir.join("ns")).map_err(Error::from)?;
+            if let Some(shm) = shm {
+                pod_files::unmount_shm(&shm)?;
+            }
+            Ok(())
+        })
+        .await?;
+        {
+            let mut r = sandbox.record();
+            r.cni_result = None;
+            r.netns = None;
+            r.ipcns = None;
+            r.utsns = None;
+            r.shm = None;
+        }
+        Ok(())
+    }
+
+    /// Forgets a pod entirely: record, directories, name.
+    pub(crate) async fn remove_sandbox_state(&self, sandbox: &Sandbox) {
+        let record = sandbox.snapshot();
+        let (dir, state_dir) = (self.paths.sandbox_dir(&record.id), self.paths.sandbox_state(&record.id));
+        let removed = blocking(move || {
+            for d in [dir?, state_dir?] {
+                match std::fs::remove_dir_all(&d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::Internal(format!("remove {}: {e}", d.display()))),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::error!(pod_id = %record.id, error = %e, "remove pod directories");
+        }
+        self.sandboxes.remove(&record.id);
+        self.pod_names.release(&record.name, &record.id);
+    }
+}

@@ -1,0 +1,78 @@
+use std::{path::PathBuf, sync::{Mutex, MutexGuard}};
+
+use berth_store::Versioned;
+use k8s_cri::v1;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// `/var/lib/berth/sandboxes/<id>/sandbox.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    /// The reserved name: `<name>_<namespace>_<uid>_<attempt>`.
+    pub name: String,
+    #[serde(with = "super::proto_hex")]
+    pub config: v1::PodSandboxConfig,
+    pub runtime_handler: String,
+    pub state: SandboxState,
+    pub created_at: i64,
+    /// Pinned namespaces (None: the host's).
+    pub netns: Option<PathBuf>,
+    pub ipcns: Option<PathBuf>,
+    pub utsns: Option<PathBuf>,
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub additional_ips: Vec<String>,
+    /// The CNI result, handed back to DEL; None once the network is down.
+    pub cni_result: Option<serde_json::Value>,
+    /// The pod's /dev/shm (a tmpfs berthd mounts), when it has its own IPC.
+    pub shm: Option<PathBuf>,
+}
+
+impl Versioned for SandboxRecord {
+    const VERSION: u32 = 1;
+}
+
+pub struct Sandbox {
+    pub id: String,
+    record: Mutex<SandboxRecord>,
+    /// Serialises Run/Stop/Remove of this pod.
+    pub op: tokio::sync::Mutex<()>,
+}
+
+impl Sandbox {
+    pub fn new(record: SandboxRecord) -> Self {
+        Self { id: record.id.clone(), record: Mutex::new(record), op: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn record(&self) -> MutexGuard<'_, SandboxRecord> {
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> SandboxRecord {
+        self.record().clone()
+    }
+
+    pub fn config(&self) -> v1::PodSandboxConfig {
+        self.record().config.clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.record().state == SandboxState::Ready
+    }
+}
+
+impl SandboxRecord {
+    pub fn metadata(&self) -> v1::PodSandboxMetadata {
+        self.config.metadata.clone().unwrap_or_default()
+    }
+
+    pub fn namespace_options(&self) -> v1::NamespaceOption {
+        self.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default()
+    }
+}
