@@ -79,3 +79,109 @@ async fn a_pod_runs_execs_logs_stops_and_is_removed_without_a_trace() {
     node.rt.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod.0.clone() }).await.unwrap();
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pods_reach_each_other_over_the_cni_bridge() {
+    let mut node = Node::start().await;
+    let server = node.run_pod("server").await;
+    let client = node.run_pod("client").await;
+    node.run(&server, "httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"]).await;
+    let curl = node.run(&client, "curl", &["sleep", "3600"]).await;
+    let server_ip = node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: server.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip;
+    let client_ip = node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: client.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip;
+    assert_ne!(server_ip, client_ip);
+    // busybox-static's wget crashes (static NSS); a raw request with nc.
+    let request = format!("printf 'GET /motd HTTP/1.0\\r\\n\\r\\n' | nc {server_ip} 8080");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = node.exec(&curl, &["/bin/sh", "-c", &request], 10).await.unwrap();
+        let answer = String::from_utf8_lossy(&r.stdout).to_string();
+        if answer.starts_with("HTTP/1.1 200") {
+            assert!(answer.ends_with("\r\n\r\nlayer two\n"), "{answer:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no answer from {server_ip}:8080: {answer:?} {}", String::from_utf8_lossy(&r.stderr));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_follow_cpu_and_memory_use() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("busy").await;
+    let id = node.run(&pod, "burn", &["/bin/sh", "-c", "while :; do :; done"]).await;
+    let stats = |r: v1::ContainerStatsResponse| r.stats.unwrap();
+    let first = stats(node.rt.container_stats(v1::ContainerStatsRequest { container_id: id.clone() }).await.unwrap().into_inner());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = stats(node.rt.container_stats(v1::ContainerStatsRequest { container_id: id.clone() }).await.unwrap().into_inner());
+    let cpu = |s: &v1::ContainerStats| s.cpu.as_ref().unwrap().usage_core_nano_seconds.as_ref().unwrap().value;
+    assert!(cpu(&second) > cpu(&first) + 100_000_000, "a busy loop burns CPU: {} -> {}", cpu(&first), cpu(&second));
+    let cores = second.cpu.as_ref().unwrap().usage_nano_cores.as_ref().unwrap().value;
+    assert!(cores > 300_000_000, "about one core busy: {cores} nanocores");
+
+    let memory = |s: &v1::ContainerStats| s.memory.as_ref().unwrap().working_set_bytes.as_ref().unwrap().value;
+    let r = node.exec(&id, &["dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1M", "count=40"], 10).await.unwrap();
+    assert_eq!(r.exit_code, 0, "{}", String::from_utf8_lossy(&r.stderr));
+    let third = stats(node.rt.container_stats(v1::ContainerStatsRequest { container_id: id.clone() }).await.unwrap().into_inner());
+    assert!(memory(&third) >= memory(&second) + (30 << 20), "40 MiB in the pod's /dev/shm: {} -> {}", memory(&second), memory(&third));
+    let r = node.exec(&id, &["/bin/sh", "-c", "head -c 3000000 /dev/zero > /big"], 10).await.unwrap();
+    assert_eq!(r.exit_code, 0);
+    let layer = third_layer(&mut node, &id).await;
+    assert!(layer >= 3_000_000, "the thin layer holds the written file: {layer}");
+
+    let pods = node.rt.list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest::default()).await.unwrap().into_inner().stats;
+    assert_eq!(pods.len(), 1);
+    let linux = pods[0].linux.as_ref().unwrap();
+    assert_eq!(linux.containers.len(), 1);
+    assert!(linux.cpu.as_ref().unwrap().usage_core_nano_seconds.as_ref().unwrap().value >= cpu(&second));
+    let listed = node.rt.list_container_stats(v1::ListContainerStatsRequest::default()).await.unwrap().into_inner().stats;
+    assert_eq!(listed.len(), 1);
+    let metrics = node.rt.list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest::default()).await.unwrap().into_inner().pod_metrics;
+    assert_eq!(metrics[0].container_metrics[0].metrics.len(), 3);
+    node.teardown().await;
+}
+
+async fn third_layer(node: &mut Node, id: &str) -> u64 {
+    let s = node.rt.container_stats(v1::ContainerStatsRequest { container_id: id.into() }).await.unwrap().into_inner().stats.unwrap();
+    s.writable_layer.unwrap().used_bytes.unwrap().value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_is_reported_oom_killed() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("hungry").await;
+    let mut config = node.container_config("eat", &["tail", "/dev/zero"]);
+    let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 32 << 20, memory_swap_limit_in_bytes: 32 << 20, ..Default::default() };
+    config.linux.as_mut().unwrap().resources = Some(resources);
+    let id = node.create(&pod, config).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let st = node.wait_exited(&id, Duration::from_secs(30)).await;
+    assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
+    assert_eq!(st.resources.unwrap().linux.unwrap().memory_limit_in_bytes, 32 << 20);
+    node.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_honours_its_timeout_even_with_a_background_child_on_the_pipes() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("execs").await;
+    let id = node.run(&pod, "main", &["sleep", "3600"]).await;
+    // The command exits at once but leaves a child holding stdout.
+    let started = Instant::now();
+    let r = node.exec(&id, &["/bin/sh", "-c", "sleep 600 & echo started"], 8).await.unwrap();
+    assert_eq!((String::from_utf8_lossy(&r.stdout).as_ref(), r.exit_code), ("started\n", 0));
+    assert!(started.elapsed() < Duration::from_secs(8), "answered in {:?}", started.elapsed());
+    // A command that outlives its timeout is killed: DeadlineExceeded.
+    let started = Instant::now();
+    let e = node.exec(&id, &["sleep", "600"], 1).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    let ps = node.exec(&id, &["ps", "-o", "comm"], 5).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&ps.stdout).matches("sleep").count(), 2, "main and the background child; the timed-out one is gone: {}", String::from_utf8_lossy(&ps.stdout));
+    // Exec in a container that is not running.
+    node.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.unwrap();
+    let e = node.exec(&id, &["true"], 5).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    node.teardown().await;
+}

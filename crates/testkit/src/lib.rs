@@ -105,7 +105,11 @@ pub fn build_and_push_as(registry: &Registry, work: &Path, name: &str, user: Opt
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    // Every applet as a command in PATH, as in the busybox image.
+    let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&applets.stdout).lines().filter(|a| *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
     run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
     std::fs::remove_dir_all(&bundle).unwrap();

@@ -41,6 +41,14 @@ impl Runtime {
             .resolve(&image_name)
             .ok_or_else(|| Error::NotFound(format!("config.image.image: image {image_name:?} not found; pull it first")))?;
         let pod = sandbox.snapshot().metadata();
+        if let Some(claimed) = req.sandbox_config.as_ref().and_then(|c| c.metadata.as_ref()) {
+            if claimed.uid != pod.uid || claimed.name != pod.name || claimed.namespace != pod.namespace {
+                return Err(Error::InvalidArgument(format!(
+                    "sandbox_config describes pod {}/{} (uid {}), but pod_sandbox_id {} is pod {}/{} (uid {})",
+                    claimed.namespace, claimed.name, claimed.uid, sandbox.id, pod.namespace, pod.name, pod.uid
+                )));
+            }
+        }
         let name = format!("{}_{}_{}_{}_{}", meta.name, pod.name, pod.namespace, pod.uid, meta.attempt);
         let id = new_id()?;
         self.container_names.reserve(&name, &id).map_err(|e| match e {
