@@ -106,8 +106,17 @@ impl Cni {
         let mut prev: Option<Value> = None;
         for plugin in &net.plugins {
             let conf = plugin_config(&net, plugin, prev.as_ref(), pod);
-            let out = self.exec(plugin_type(plugin, &net.path)?, "ADD", &conf, pod, IFNAME).await?;
-            prev = Some(out);
+            match self.exec(plugin_type(plugin, &net.path)?, "ADD", &conf, pod, IFNAME).await {
+                Ok(out) => prev = Some(out),
+                Err(e) => {
+                    // The spec asks for a DEL after a failed ADD, so the
+                    // plugins that did succeed release what they took.
+                    if let Err(del) = self.teardown(pod, prev.as_ref()).await {
+                        tracing::warn!(pod_id = pod.id, error = %del, "CNI DEL after a failed ADD");
+                    }
+                    return Err(e);
+                }
+            }
         }
         let result = prev.unwrap_or(Value::Null);
         let mut ips = addresses(&result);

@@ -45,6 +45,15 @@ impl Berthd {
         self.child = spawn(&self.config);
     }
 
+    /// Kills berthd (SIGKILL), waits `down`, and starts it again: what
+    /// happens meanwhile happens without berthd.
+    pub fn restart_after(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn(&self.config);
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
