@@ -131,7 +131,8 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap) -> Result<Never> {
     chdir(process.cwd()).map_err(|e| Error::Rootfs { path: process.cwd().clone(), reason: format!("chdir: {e}") })?;
     let args = process.args().as_deref().unwrap_or_default();
     let env = process.env().as_deref().unwrap_or_default();
-    let exe = process::find_executable(args.first().map(String::as_str).unwrap_or(""), env)?;
+    let pause = !is_exec && spec.annotations().as_ref().is_some_and(|a| a.get(berth_oci::spec::PAUSE_ANNOTATION).is_some_and(|v| v == "true"));
+    let exe = if pause { PathBuf::new() } else { process::find_executable(args.first().map(String::as_str).unwrap_or(""), env)? };
     if !is_exec {
         channel.send(&InitMessage::Ready)?;
         match channel.recv::<ShimMessage>()? {
@@ -141,12 +142,13 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap) -> Result<Never> {
             None => unsafe { libc::_exit(1) },
         }
     }
-    Err(finish(process, &caps, filter.as_ref(), &exe, args, env))
+    Err(finish(process, &caps, filter.as_ref(), if pause { None } else { Some(&exe) }, args, env))
 }
 
-/// Drops privileges and execs. Every step after this point fails the
-/// Start; on success the channel closes (close-on-exec) and the shim knows.
-fn finish(p: &Process, caps: &CapSets, filter: Option<&ScmpFilterContext>, exe: &Path, args: &[String], env: &[String]) -> Error {
+/// Drops privileges and execs `exe` (or, without one, becomes the pod's
+/// pause process). Every step after this point fails the Start; on success
+/// the channel closes (close-on-exec) and the shim knows.
+fn finish(p: &Process, caps: &CapSets, filter: Option<&ScmpFilterContext>, exe: Option<&Path>, args: &[String], env: &[String]) -> Error {
     let result = (|| -> Result<()> {
         process::reset_signals();
         caps.drop_bounding()?;
@@ -168,9 +170,10 @@ fn finish(p: &Process, caps: &CapSets, filter: Option<&ScmpFilterContext>, exe: 
         close_other_fds();
         Ok(())
     })();
-    match result {
-        Ok(()) => process::exec(exe, args, env),
-        Err(e) => e,
+    match (result, exe) {
+        (Ok(()), Some(exe)) => process::exec(exe, args, env),
+        (Ok(()), None) => crate::pause::run(),
+        (Err(e), _) => e,
     }
 }
 

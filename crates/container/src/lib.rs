@@ -11,6 +11,7 @@ pub mod init;
 mod mount_options;
 pub mod namespaces;
 pub mod paths;
+pub mod pause;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -185,3 +185,32 @@ async fn exec_sync_honours_its_timeout_even_with_a_background_child_on_the_pipes
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_pod_can_share_one_pid_namespace_held_by_a_pause() {
+    let mut node = Node::start().await;
+    let shared = v1::NamespaceOption { pid: v1::NamespaceMode::Pod as i32, ..Default::default() };
+    let mut config = node.pod_config("shared");
+    config.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(shared.clone());
+    let pod_id = node.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+    let pod = (pod_id, config);
+    let mut ids = Vec::new();
+    for (name, cmd) in [("first", "sleep 3601"), ("second", "sleep 3602")] {
+        let mut c = node.container_config(name, &["/bin/sh", "-c", cmd]);
+        c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(shared.clone());
+        let id = node.create(&pod, c).await.unwrap();
+        node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+        ids.push(id);
+    }
+    let ps = node.exec(&ids[1], &["ps", "-o", "pid,args"], 5).await.unwrap();
+    let text = String::from_utf8_lossy(&ps.stdout).to_string();
+    assert!(text.contains("sleep 3601") && text.contains("sleep 3602"), "each container sees the other's processes:\n{text}");
+    let pid1 = node.exec(&ids[0], &["cat", "/proc/1/cmdline"], 5).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&pid1.stdout), "/proc/self/exe\0init\0", "pid 1 is the pod pause: berth-shim init, which never exec.d");
+    // A container that wants the pod's PID namespace in a pod without one.
+    let plain = node.run_pod("plain").await;
+    let mut c = node.container_config("lost", &["true"]);
+    c.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(shared);
+    assert_eq!(node.create(&plain, c).await.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    node.teardown().await;
+}

@@ -433,6 +433,35 @@ fn mounts(input: &ContainerInput<'_>, privileged: bool) -> Result<Vec<Value>, Sp
     Ok(list.into_iter().map(|(_, v)| v).collect())
 }
 
+/// The spec of a pod's pause process (pods sharing one PID namespace): the
+/// init itself stays as pid 1 and only reaps; it runs with no capability,
+/// no_new_privs and an empty rootfs, in the pod's namespaces.
+pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, cgroups_path: &str) -> Spec {
+    let mut namespaces = vec![json!({ "type": "pid" }), json!({ "type": "mount" })];
+    for (kind, ns) in [("network", net), ("ipc", ipc), ("uts", uts)] {
+        match ns {
+            Namespace::Private => namespaces.push(json!({ "type": kind })),
+            Namespace::Join(path) => namespaces.push(json!({ "type": kind, "path": path })),
+            Namespace::Host => {}
+        }
+    }
+    let spec = json!({
+        "ociVersion": "1.1.0",
+        "root": { "path": "rootfs", "readonly": true },
+        "process": {
+            "user": { "uid": 0, "gid": 0 },
+            "args": ["pause"],
+            "cwd": "/",
+            "capabilities": { "bounding": [], "effective": [], "permitted": [] },
+            "noNewPrivileges": true
+        },
+        "mounts": [],
+        "linux": { "namespaces": namespaces, "cgroupsPath": cgroups_path, "resources": { "devices": [{ "allow": false, "access": "rwm" }] } },
+        "annotations": { (crate::spec::PAUSE_ANNOTATION): "true" }
+    });
+    serde_json::from_value(spec).expect("the pause spec is valid")
+}
+
 /// A bidirectional mount needs the rootfs shared, a host-to-container one
 /// needs it a slave; otherwise the default (private) is right.
 fn rootfs_propagation(mounts: &[v1::Mount]) -> Option<&'static str> {

@@ -41,6 +41,10 @@ pub const MASKED_PATHS: [&str; 11] = [
 
 pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
+/// Spec annotation that makes the container's init the pod's pid-1 reaper
+/// instead of exec'ing `process.args` (pods sharing one PID namespace).
+pub const PAUSE_ANNOTATION: &str = "io.berth.pause";
+
 pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A complete spec for `args` in `rootfs`, with every default filled in.

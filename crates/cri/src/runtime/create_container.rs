@@ -176,9 +176,15 @@ impl Runtime {
         let pid = match v1::NamespaceMode::try_from(opts.pid) {
             Ok(v1::NamespaceMode::Container) => Namespace::Private,
             Ok(v1::NamespaceMode::Node) => Namespace::Host,
-            Ok(v1::NamespaceMode::Pod) => {
-                return Err(Error::Unimplemented("config.linux.security_context.namespace_options.pid: POD is not supported by berth yet".into()))
-            }
+            Ok(v1::NamespaceMode::Pod) => match srec.pause_pid {
+                Some(pid) => Namespace::Join(format!("/proc/{pid}/ns/pid")),
+                None => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "config.linux.security_context.namespace_options.pid is POD, but pod {} was not created with a shared PID namespace",
+                        srec.id
+                    )))
+                }
+            },
             Ok(v1::NamespaceMode::Target) => {
                 let target = self.containers.get(&opts.target_id).map_err(|e| e.context("config.linux.security_context.namespace_options.target_id"))?;
                 let t = target.snapshot();

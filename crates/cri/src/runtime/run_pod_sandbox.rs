@@ -30,11 +30,10 @@ impl Runtime {
             )));
         }
         let ns = config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
-        if ns.pid == v1::NamespaceMode::Pod as i32 {
-            return Err(Error::Unimplemented(
-                "config.linux.security_context.namespace_options.pid: a pod-wide PID namespace (shareProcessNamespace) is not supported by berth yet".into(),
-            ));
+        if v1::NamespaceMode::try_from(ns.pid).is_err() || ns.pid == v1::NamespaceMode::Target as i32 {
+            return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: mode {} is not valid for a pod", ns.pid)));
         }
+        let shared_pid = ns.pid == v1::NamespaceMode::Pod as i32;
         let host_network = ns.network == v1::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == v1::NamespaceMode::Node as i32;
         check_sysctls(&config, host_network, host_ipc)?;
@@ -61,6 +60,7 @@ impl Runtime {
             netns: None,
             ipcns: None,
             utsns: None,
+            pause_pid: None,
             ip: None,
             additional_ips: Vec::new(),
             cni_result: None,
@@ -69,7 +69,7 @@ impl Runtime {
         let sandbox = Arc::new(Sandbox::new(record));
         let _op = sandbox.op.lock().await;
         self.sandboxes.insert(id.clone(), sandbox.clone());
-        match self.set_up_pod(&sandbox, &hostname, host_network, host_ipc, &port_mappings).await {
+        match self.set_up_pod(&sandbox, &hostname, host_network, host_ipc, shared_pid, &port_mappings).await {
             Ok(()) => {
                 tracing::info!(pod_id = %id, name = %name, ip = ?sandbox.record().ip, "pod sandbox ready");
                 Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id })
@@ -85,7 +85,7 @@ impl Runtime {
         }
     }
 
-    async fn set_up_pod(&self, sandbox: &Sandbox, hostname: &str, host_network: bool, host_ipc: bool, ports: &[PortMapping]) -> Result<()> {
+    async fn set_up_pod(&self, sandbox: &Sandbox, hostname: &str, host_network: bool, host_ipc: bool, shared_pid: bool, ports: &[PortMapping]) -> Result<()> {
         let id = sandbox.id.clone();
         let (dir, state_dir) = (self.paths.sandbox_dir(&id)?, self.paths.sandbox_state(&id)?);
         let config = sandbox.config();
@@ -113,6 +113,11 @@ impl Runtime {
             r.shm = shm;
         }
         self.save_sandbox(sandbox).await?;
+        if shared_pid {
+            let pid = self.start_pause(sandbox).await?;
+            sandbox.record().pause_pid = Some(pid);
+            self.save_sandbox(sandbox).await?;
+        }
         if let Some(netns) = &pins.net {
             let meta = config.metadata.clone().unwrap_or_default();
             let pod = PodNetwork { id: &id, netns, name: &meta.name, namespace: &meta.namespace, uid: &meta.uid, port_mappings: ports };

@@ -36,6 +36,7 @@ impl Runtime {
     /// done are skipped, so calling it again finishes what is left. A
     /// failing CNI DEL is reported, and everything else is still undone.
     pub(crate) async fn tear_down_pod(&self, sandbox: &Sandbox) -> Result<()> {
+        self.stop_pause(sandbox).await;
         let record = sandbox.snapshot();
         if let (Some(netns), Some(prev)) = (record.netns.as_ref(), record.cni_result.as_ref()) {
             let meta = record.metadata();

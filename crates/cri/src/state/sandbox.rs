@@ -32,6 +32,10 @@ pub struct SandboxRecord {
     pub cni_result: Option<serde_json::Value>,
     /// The pod's /dev/shm (a tmpfs berthd mounts), when it has its own IPC.
     pub shm: Option<PathBuf>,
+    /// The pause process holding the pod's shared PID namespace, if the
+    /// pod has one (NamespaceMode POD).
+    #[serde(default)]
+    pub pause_pid: Option<u32>,
 }
 
 impl Versioned for SandboxRecord {

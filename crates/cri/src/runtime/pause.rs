@@ -1,0 +1,59 @@
+//! A pod that shares one PID namespace needs a process to hold it: the
+//! pod's pause, a berth-shim init that stays as pid 1 and reaps (no image;
+//! see berth-container's `pause`). It gets its own shim, keyed by the pod
+//! id, and lives until the pod stops.
+
+use berth_oci::container::{pause_spec, Namespace};
+use containerd_shim_protos::api;
+
+use super::Runtime;
+use crate::{
+    error::{blocking, Error, Result},
+    state::Sandbox,
+};
+
+impl Runtime {
+    pub(crate) async fn start_pause(&self, sandbox: &Sandbox) -> Result<u32> {
+        let record = sandbox.snapshot();
+        let pin = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Namespace::Join(p.display().to_string())).unwrap_or(Namespace::Host);
+        let parent = record.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| self.info.default_cgroup_parent.clone());
+        let spec = pause_spec(&pin(&record.netns), &pin(&record.ipcns), &pin(&record.utsns), &format!("{}/{}", parent.trim_end_matches('/'), record.id));
+        let bundle = self.paths.sandbox_state(&record.id)?.join("pause");
+        let json = serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let dir = bundle.clone();
+        blocking(move || {
+            std::fs::create_dir_all(dir.join("rootfs")).map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+            Ok(berth_store::atomic_write(&dir.join("config.json"), &json, 0o600)?)
+        })
+        .await?;
+        let shim = self.shims.start(&record.id, &bundle).await?;
+        let create = api::CreateTaskRequest { id: record.id.clone(), bundle: bundle.display().to_string(), ..Default::default() };
+        let started = async {
+            shim.create(create).await?;
+            Ok::<u32, Error>(shim.start("").await?)
+        }
+        .await;
+        if started.is_err() {
+            let _ = shim.kill(9, true).await;
+            let _ = shim.delete().await;
+            let _ = shim.shutdown().await;
+        }
+        started.map_err(|e| e.context(format!("start the pause of pod {}", record.id)))
+    }
+
+    /// Ends the pod's pause (which ends every process left in its PID
+    /// namespace) and its shim. No pause, or one already gone, is fine.
+    pub(crate) async fn stop_pause(&self, sandbox: &Sandbox) {
+        if sandbox.record().pause_pid.is_none() {
+            return;
+        }
+        if let Some(shim) = self.shims.find(&sandbox.id).await {
+            let _ = shim.kill(9, true).await;
+            let _ = shim.wait("").await;
+            if let Err(e) = shim.delete().await {
+                tracing::warn!(pod_id = %sandbox.id, error = %e, "delete the pod's pause");
+            }
+        }
+        sandbox.record().pause_pid = None;
+    }
+}
