@@ -95,7 +95,14 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
     mkdir_all(&dest)?;
     let source = m.source().as_deref().map(Path::new).unwrap_or(Path::new(typ));
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
-    mount_raw(Some(source), &dest, Some(typ), flags, opts.data().as_deref())?;
+    // Read-only goes on the mount, not the superblock: filesystems such as
+    // sysfs share one superblock per namespace, so an `ro` superblock from
+    // one container of a pod would make a privileged sibling's /sys
+    // read-only too.
+    mount_raw(Some(source), &dest, Some(typ), flags & !MsFlags::MS_RDONLY, opts.data().as_deref())?;
+    if flags.contains(MsFlags::MS_RDONLY) {
+        remount_readonly(&dest, false)?;
+    }
     if !opts.propagation.is_empty() {
         mount_raw(None, &dest, None, opts.propagation, None)?;
     }

@@ -214,3 +214,106 @@ async fn containers_of_a_pod_can_share_one_pid_namespace_held_by_a_pause() {
     assert_eq!(node.create(&plain, c).await.unwrap_err().code(), tonic::Code::FailedPrecondition);
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_updates_and_log_reopen_reach_the_running_container() {
+    let mut node = Node::start().await;
+    let mut events = node.rt.get_container_events(v1::GetEventsRequest {}).await.unwrap().into_inner();
+    let pod = node.run_pod("ops").await;
+    let id = node.run(&pod, "app", &["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.05; done"]).await;
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.message()).await.unwrap().unwrap().unwrap();
+        assert_eq!(e.container_id, id);
+        assert_eq!(e.pod_sandbox_status.as_ref().unwrap().id, pod.0);
+        seen.push(e.container_event_type);
+    }
+    assert_eq!(seen, [v1::ContainerEventType::ContainerCreatedEvent as i32, v1::ContainerEventType::ContainerStartedEvent as i32]);
+
+    // New limits land in the container's cgroup and in its status.
+    let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 48 << 20, cpu_shares: 512, ..Default::default() };
+    node.rt.update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(resources), ..Default::default() }).await.unwrap();
+    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/ops/{id}/memory.limit_in_bytes", node.cgroup_parent)).unwrap();
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    assert_eq!(node.status(&id).await.resources.unwrap().linux.unwrap().cpu_shares, 512);
+
+    // The kubelet rotates the log: rename, then ReopenContainerLog.
+    let log = node.logs.join("ops/app.log");
+    let rotated = node.logs.join("ops/app.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    node.rt.reopen_container_log(v1::ReopenContainerLogRequest { container_id: id.clone() }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = std::fs::read_to_string(&log).unwrap();
+    assert!(fresh.lines().count() >= 2, "new lines go to the new file: {fresh:?}");
+
+    node.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.unwrap();
+    node.rt.remove_container(v1::RemoveContainerRequest { container_id: id.clone() }).await.unwrap();
+    let mut rest = Vec::new();
+    while rest.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.message()).await.unwrap().unwrap().unwrap();
+        rest.push(e.container_event_type);
+    }
+    assert_eq!(rest, [v1::ContainerEventType::ContainerStoppedEvent as i32, v1::ContainerEventType::ContainerDeletedEvent as i32]);
+    let e = node.rt.reopen_container_log(v1::ReopenContainerLogRequest { container_id: id.clone() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    node.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_context_and_mounts_shape_the_container() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("secure").await;
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("data.txt"), "from the host\n").unwrap();
+    let rw = host.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::set_permissions(&rw, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(host.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let link = host.path().join("link");
+    std::os::unix::fs::symlink(host.path(), &link).unwrap();
+
+    let mut c = node.container_config("locked", &["sleep", "3600"]);
+    c.mounts = vec![
+        v1::Mount { container_path: "/data".into(), host_path: link.display().to_string(), readonly: true, ..Default::default() },
+        v1::Mount { container_path: "/rw".into(), host_path: rw.display().to_string(), ..Default::default() },
+    ];
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.run_as_user = Some(v1::Int64Value { value: 1234 });
+    sc.run_as_group = Some(v1::Int64Value { value: 5678 });
+    sc.supplemental_groups = vec![4242];
+    sc.readonly_rootfs = true;
+    sc.no_new_privs = true;
+    sc.capabilities = Some(v1::Capability { drop_capabilities: vec!["ALL".into()], add_capabilities: vec!["NET_BIND_SERVICE".into()], ..Default::default() });
+    sc.seccomp = Some(v1::SecurityProfile { profile_type: v1::security_profile::ProfileType::RuntimeDefault as i32, ..Default::default() });
+    let id = node.create(&pod, c).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+
+    let run = |cmd: &str| cmd.to_string();
+    let script = run("id -u; id -g; id -G; cat /data/data.txt; touch /data/x 2>/dev/null || echo data-ro; touch /oops 2>/dev/null || echo root-ro; \
+                      grep CapBnd /proc/self/status; grep NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status; echo hi > /rw/out && echo rw-ok");
+    let r = node.exec(&id, &["/bin/sh", "-c", &script], 10).await.unwrap();
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..6], ["1234", "5678", "5678 4242", "from the host", "data-ro", "root-ro"], "{out}");
+    // A non-root process keeps no effective capability across exec (no
+    // ambient set, as with every runtime); the bounding set shows the rest.
+    assert!(lines[6].ends_with("0000000000000400"), "only CAP_NET_BIND_SERVICE is left: {}", lines[6]);
+    assert!(lines[7].ends_with('1') && lines[8].ends_with('2'), "no_new_privs and a seccomp filter: {out}");
+    assert_eq!(lines[9], "rw-ok");
+    assert_eq!(std::fs::read_to_string(rw.join("out")).unwrap(), "hi\n");
+    let st = node.status(&id).await;
+    assert_eq!(st.mounts.len(), 2);
+    let user = st.user.unwrap().linux.unwrap();
+    assert_eq!((user.uid, user.gid, user.supplemental_groups), (1234, 5678, vec![4242]));
+
+    // Privileged: every capability berthd holds, no seccomp, writable /sys.
+    let mut p = node.container_config("root", &["sleep", "3600"]);
+    p.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
+    let id = node.create(&pod, p).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let r = node.exec(&id, &["/bin/sh", "-c", "grep Seccomp: /proc/self/status; grep CapEff /proc/self/status; grep ' /sys ' /proc/self/mounts"], 10).await.unwrap();
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(out.contains("Seccomp:\t0") && out.contains(&format!("CapEff:\t{}", std::fs::read_to_string("/proc/self/status").unwrap().lines().find_map(|l| l.strip_prefix("CapBnd:\t")).unwrap())) && out.contains("sysfs rw"), "{out}");
+    node.teardown().await;
+}

@@ -82,6 +82,8 @@ pub struct ContainerInput<'a> {
     /// The seccomp profile chosen and loaded; None is unconfined.
     pub seccomp: Option<LinuxSeccomp>,
     pub hostname: String,
+    /// The capabilities berthd itself holds: what privileged and `ALL` mean.
+    pub host_capabilities: Vec<String>,
 }
 
 /// Why a config cannot become a spec; `field` names the CRI field.
@@ -107,27 +109,34 @@ pub const ALL_CAPABILITIES: [&str; 41] = [
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// The container's capabilities: the defaults (or all, when privileged),
-/// then the config's adds, then its drops. `ALL` works on both sides.
-pub fn capabilities(sc: Option<&v1::LinuxContainerSecurityContext>) -> Result<Vec<String>, SpecError> {
+/// The container's capabilities: the defaults (or, when privileged, all
+/// that `host` holds), then the config's adds, then its drops. `ALL` works
+/// on both sides and means every capability of `host`: the runtime cannot
+/// give what it does not have itself (a node may withhold some, like
+/// CAP_SYS_RESOURCE on a restricted host).
+pub fn capabilities(sc: Option<&v1::LinuxContainerSecurityContext>, host: &[String]) -> Result<Vec<String>, SpecError> {
     let privileged = sc.is_some_and(|s| s.privileged);
-    let mut caps: Vec<String> = if privileged { ALL_CAPABILITIES.to_vec() } else { DEFAULT_CAPABILITIES.to_vec() }.into_iter().map(String::from).collect();
+    let held = |c: &str| host.iter().any(|h| h == c);
+    let mut caps: Vec<String> = if privileged { host.to_vec() } else { DEFAULT_CAPABILITIES.iter().filter(|c| held(c)).map(|c| c.to_string()).collect() };
     let Some(wanted) = sc.and_then(|s| s.capabilities.as_ref()) else { return Ok(caps) };
     let normalize = |field: &str, name: &str| -> Result<String, SpecError> {
         let upper = name.to_ascii_uppercase();
         let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-        if ALL_CAPABILITIES.contains(&full.as_str()) {
-            Ok(full)
-        } else {
+        if !ALL_CAPABILITIES.contains(&full.as_str()) {
             Err(invalid(field, format!("unknown capability {name:?}")))
+        } else if !held(&full) {
+            Err(invalid(field, format!("{full} is not available to containers on this node")))
+        } else {
+            Ok(full)
         }
     };
+    let add_field = "linux.security_context.capabilities.add_capabilities";
     let is_all = |n: &String| n.eq_ignore_ascii_case("ALL");
     if wanted.add_capabilities.iter().any(is_all) {
-        caps = ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+        caps = host.to_vec();
     } else {
         for name in &wanted.add_capabilities {
-            let cap = normalize("linux.security_context.capabilities.add_capabilities", name)?;
+            let cap = normalize(add_field, name)?;
             if !caps.contains(&cap) {
                 caps.push(cap);
             }
@@ -137,15 +146,24 @@ pub fn capabilities(sc: Option<&v1::LinuxContainerSecurityContext>) -> Result<Ve
         // Drop ALL, then the adds that are not ALL come back.
         caps.clear();
         for name in wanted.add_capabilities.iter().filter(|n| !is_all(n)) {
-            caps.push(normalize("linux.security_context.capabilities.add_capabilities", name)?);
+            caps.push(normalize(add_field, name)?);
         }
     } else {
         for name in &wanted.drop_capabilities {
-            let cap = normalize("linux.security_context.capabilities.drop_capabilities", name)?;
+            let upper = name.to_ascii_uppercase();
+            let cap = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+            if !ALL_CAPABILITIES.contains(&cap.as_str()) {
+                return Err(invalid("linux.security_context.capabilities.drop_capabilities", format!("unknown capability {name:?}")));
+            }
             caps.retain(|c| *c != cap);
         }
     }
     Ok(caps)
+}
+
+/// Capability names from a `CapBnd:`-style hex mask.
+pub fn capabilities_in_mask(mask: u64) -> Vec<String> {
+    ALL_CAPABILITIES.iter().enumerate().filter(|(bit, _)| mask & (1u64 << bit) != 0).map(|(_, c)| c.to_string()).collect()
 }
 
 /// Limits that no kernel would take, or that would kill the container at
@@ -298,7 +316,7 @@ pub fn container_spec(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     if !cwd.starts_with('/') {
         return Err(invalid("working_dir", format!("{cwd:?} is not an absolute path")));
     }
-    let caps = capabilities(sc)?;
+    let caps = capabilities(sc, &input.host_capabilities)?;
     let mut process = json!({
         "terminal": config.tty,
         "user": { "uid": input.user.uid, "gid": input.user.gid, "additionalGids": input.user.additional_gids },

@@ -30,6 +30,7 @@ fn input<'a>(config: &'a v1::ContainerConfig, sandbox: &'a v1::PodSandboxConfig,
         devices: vec![],
         seccomp: None,
         hostname: "pod".into(),
+        host_capabilities: ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
     }
 }
 
@@ -75,13 +76,18 @@ fn capabilities_add_drop_and_all() {
         }),
         ..Default::default()
     };
-    let caps = capabilities(Some(&sc(&["NET_ADMIN"], &["CHOWN"], false))).unwrap();
+    // A host without CAP_SYS_RESOURCE (bit 24), like a restricted node.
+    let host = capabilities_in_mask(0x1fffeffffff);
+    assert_eq!(host.len(), ALL_CAPABILITIES.len() - 1);
+    let caps = capabilities(Some(&sc(&["NET_ADMIN"], &["CHOWN"], false)), &host).unwrap();
     assert!(caps.contains(&"CAP_NET_ADMIN".into()) && !caps.contains(&"CAP_CHOWN".into()));
-    assert_eq!(capabilities(Some(&sc(&["NET_BIND_SERVICE"], &["ALL"], false))).unwrap(), ["CAP_NET_BIND_SERVICE"]);
-    assert_eq!(capabilities(Some(&sc(&["ALL"], &[], false))).unwrap().len(), ALL_CAPABILITIES.len());
-    assert_eq!(capabilities(Some(&sc(&[], &[], true))).unwrap().len(), ALL_CAPABILITIES.len());
-    let e = capabilities(Some(&sc(&["FLY"], &[], false))).unwrap_err();
+    assert_eq!(capabilities(Some(&sc(&["NET_BIND_SERVICE"], &["ALL"], false)), &host).unwrap(), ["CAP_NET_BIND_SERVICE"]);
+    assert_eq!(capabilities(Some(&sc(&["ALL"], &[], false)), &host).unwrap(), host);
+    assert_eq!(capabilities(Some(&sc(&[], &[], true)), &host).unwrap(), host);
+    let e = capabilities(Some(&sc(&["FLY"], &[], false)), &host).unwrap_err();
     assert!(e.field.ends_with("add_capabilities") && e.reason.contains("FLY"), "{e}");
+    let e = capabilities(Some(&sc(&["SYS_RESOURCE"], &[], false)), &host).unwrap_err();
+    assert!(e.reason.contains("not available"), "{e}");
 }
 
 #[test]
