@@ -11,6 +11,8 @@ packages=(
   iproute2                     # ip netns, for tests and debugging
   docker-registry umoci skopeo # a local registry and the tools that build test images
   apache2-utils                # htpasswd, for the registry-auth tests
+  containernetworking-plugins  # CNI plugins (bridge, host-local, loopback, portmap) in /usr/lib/cni
+  iptables                     # used by the bridge and portmap CNI plugins
 )
 
 missing=()

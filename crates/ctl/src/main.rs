@@ -2,6 +2,7 @@
 //! socket the kubelet uses, so what it shows is what the kubelet sees.
 
 mod client;
+mod containers;
 mod images;
 mod info;
 
@@ -30,19 +31,65 @@ enum Command {
     Pull(images::PullArgs),
     /// Remove images (same as `images rm`).
     Rmi { images: Vec<String> },
+    /// Run a container in a pod of its own; follows its output and exits
+    /// with its exit code (unless --detach).
+    Run(containers::RunArgs),
+    /// List containers (running ones, or all with --all).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Print a container's log (stdout and stderr).
+    Logs {
+        /// Keep printing until the container exits.
+        #[arg(short, long)]
+        follow: bool,
+        container: String,
+    },
+    /// Run a command in a running container (not interactive) and exit
+    /// with its exit code.
+    Exec {
+        /// Seconds before the command is killed (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        timeout: i64,
+        container: String,
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop containers: the image's stop signal, then SIGKILL after --time.
+    Stop {
+        #[arg(short, long, default_value_t = 10)]
+        time: i64,
+        containers: Vec<String>,
+    },
+    /// Remove containers (and the pod `run` made for each).
+    Rm {
+        /// Also remove running containers (they are killed).
+        #[arg(short, long)]
+        force: bool,
+        containers: Vec<String>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let socket = &cli.socket;
     let result = match cli.command {
-        Command::Info => info::run(&cli.socket).await,
-        Command::Images(cmd) => images::run(&cli.socket, cmd).await,
-        Command::Pull(args) => images::run(&cli.socket, images::ImagesCommand::Pull(args)).await,
-        Command::Rmi { images } => images::run(&cli.socket, images::ImagesCommand::Rm { images }).await,
+        Command::Info => info::run(socket).await.map(|()| 0),
+        Command::Images(cmd) => images::run(socket, cmd).await.map(|()| 0),
+        Command::Pull(args) => images::run(socket, images::ImagesCommand::Pull(args)).await.map(|()| 0),
+        Command::Rmi { images } => images::run(socket, images::ImagesCommand::Rm { images }).await.map(|()| 0),
+        Command::Run(args) => containers::run(socket, args).await,
+        Command::Ps { all } => containers::ps(socket, all).await.map(|()| 0),
+        Command::Logs { follow, container } => containers::logs(socket, &container, follow).await.map(|()| 0),
+        Command::Exec { timeout, container, command } => containers::exec(socket, &container, command, timeout).await,
+        Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),
+        Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A container's exit code is berthctl's, as with `docker run`.
+        Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("berthctl: {e:#}");
             std::process::ExitCode::FAILURE

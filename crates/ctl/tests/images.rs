@@ -1,38 +1,16 @@
 //! berthctl against a real berthd and a local registry.
 
-use std::process::Command;
+mod common;
 
-fn berthctl(socket: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_berthctl")).arg("--socket").arg(socket).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
+use common::{berthctl, Daemon};
 
 #[test]
 fn pull_list_remove_and_info() {
     let registry = berth_testkit::Registry::start();
     let work = tempfile::tempdir().unwrap();
     berth_testkit::build_and_push(&registry, work.path(), "ops/tool:2", None);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[registry]\ninsecure = [\"{1}\"]\n",
-            dir.path().display(),
-            registry.host()
-        ),
-    )
-    .unwrap();
-    // berthd lives in the berth-daemon crate; the test runs the one cargo built.
-    let berthd = std::path::Path::new(env!("CARGO_BIN_EXE_berthctl")).with_file_name("berthd");
-    assert!(berthd.exists(), "build berthd first (the test command builds the workspace)");
-    let mut daemon = Command::new(berthd).arg("--config").arg(&config).spawn().unwrap();
-    let socket = dir.path().join("b.sock");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(std::time::Instant::now() < deadline, "berthd did not come up");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut daemon = Daemon::start(&registry.host(), "");
+    let socket = daemon.socket.clone();
 
     let (ok, out, _) = berthctl(&socket, &["info"]);
     assert!(ok && out.starts_with("berth ") && out.contains("RuntimeReady"), "{out}");
@@ -48,8 +26,8 @@ fn pull_list_remove_and_info() {
     let (ok, _, err) = berthctl(&socket, &["pull", "Bad Ref"]);
     assert!(!ok && err.contains("InvalidArgument"), "{err}");
 
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    let _ = daemon.child.kill();
+    let _ = daemon.child.wait();
     let (ok, _, err) = berthctl(&socket, &["info"]);
     assert!(!ok && err.contains("is it running?"), "{err}");
 }

@@ -302,3 +302,17 @@ pub fn push_hostile_layer(registry: &Registry, work: &Path, name: &str, entry_na
         &format!("docker://{}/{name}", registry.host()),
     ]));
 }
+
+/// After [`build_and_push`] in `work`: the same image with `Cmd` set to
+/// `cmd` (e.g. a pause image for a runtime that needs one), pushed as
+/// `name`.
+pub fn push_variant_with_cmd(registry: &Registry, work: &Path, name: &str, cmd: &[&str]) {
+    let layout = work.join("oci");
+    let mut config = Command::new("umoci");
+    config.args(["config", "--image", &format!("{}:img", layout.display()), "--tag", "variant", "--clear=config.cmd"]);
+    for arg in cmd {
+        config.args(["--config.cmd", arg]);
+    }
+    run(&mut config);
+    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:variant", layout.display())).arg(format!("docker://{}/{name}", registry.host())));
+}

@@ -76,6 +76,7 @@ pub struct Node {
     pub image: String,
     pub cgroup_parent: String,
     pub logs: PathBuf,
+    torn_down: bool,
     _work: tempfile::TempDir,
 }
 
@@ -109,7 +110,7 @@ impl Node {
             .unwrap();
         let logs = berthd.dir.path().join("logs");
         let cgroup_parent = format!("/berth-test-{}-{}", std::process::id(), net.index);
-        Node { berthd, registry, net, rt, img, image, cgroup_parent, logs, _work: work }
+        Node { berthd, registry, net, rt, img, image, cgroup_parent, logs, torn_down: false, _work: work }
     }
 
     /// A pod config as the kubelet sends it (metadata, log dir, hostname,
@@ -200,6 +201,7 @@ impl Node {
     /// Removes every pod through the CRI, then checks nothing is left: no
     /// mount, pinned namespace, cgroup or shim of this berthd.
     pub async fn teardown(mut self) {
+
         let pods = self.rt.list_pod_sandbox(v1::ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
         for p in pods {
             self.rt.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: p.id.clone() }).await.unwrap();
@@ -225,6 +227,55 @@ impl Node {
         }
         let ns_dir = self.berthd.dir.path().join("state/sandboxes");
         assert_eq!(std::fs::read_dir(&ns_dir).map(|d| d.count()).unwrap_or(0), 0, "pod state left in {}", ns_dir.display());
+        self.torn_down = true;
+    }
+}
+
+impl Drop for Node {
+    /// A test that failed before `teardown` must not leave its workloads
+    /// running on the machine: kill the containers (by cgroup) and the
+    /// shims (by their socket path), and unmount what they held.
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        let _ = self.berthd.child.kill();
+        let _ = self.berthd.child.wait();
+        let dir = self.berthd.dir.path().display().to_string();
+        for controller in ["memory", "pids"] {
+            let parent = Path::new("/sys/fs/cgroup").join(controller).join(self.cgroup_parent.trim_start_matches('/'));
+            kill_cgroup_tree(&parent);
+        }
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).filter(|m| m.starts_with(&dir)).map(String::from))
+            .collect();
+        for m in mounts.iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for controller in ["memory", "pids", "cpu,cpuacct", "cpuset", "devices", "freezer", "blkio", "unified", "systemd", "hugetlb", "net_cls,net_prio", "perf_event"] {
+            remove_cgroup_tree(&Path::new("/sys/fs/cgroup").join(controller).join(self.cgroup_parent.trim_start_matches('/')));
+        }
+    }
+}
+
+fn kill_cgroup_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            kill_cgroup_tree(&e.path());
+        }
+    }
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 

@@ -1,0 +1,304 @@
+//! Docker-style container commands over the CRI: `run`, `ps`, `logs`,
+//! `exec`, `stop`, `rm`. A `run` makes a pod of its own for the container
+//! (labelled, so `rm` removes the pod with it), as a kubelet would.
+
+use std::{collections::HashMap, io::Write, path::Path, time::Duration};
+
+use clap::Args;
+use k8s_cri::v1::{self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient};
+use tonic::transport::Channel;
+
+use crate::client::{connect, rpc_error};
+
+/// Marks the pods `berthctl run` made.
+const RUN_LABEL: &str = "io.berth.ctl/run";
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Container (and pod) name; generated when not given.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start and print the container id, without waiting for it.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container and its pod when it exits (not with --detach).
+    #[arg(long)]
+    pub rm: bool,
+    /// Environment variables, `KEY=VALUE`.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// `pod` (its own network namespace, through CNI) or `host`.
+    #[arg(long, default_value = "pod")]
+    pub network: String,
+    /// Where the container's log goes.
+    #[arg(long, default_value = "/var/log/berth")]
+    pub log_dir: String,
+    pub image: String,
+    /// Command and arguments (default: the image's).
+    #[arg(trailing_var_arg = true)]
+    pub command: Vec<String>,
+}
+
+struct Clients {
+    rt: RuntimeServiceClient<Channel>,
+    img: ImageServiceClient<Channel>,
+}
+
+async fn clients(socket: &Path) -> anyhow::Result<Clients> {
+    let ch = connect(socket).await?;
+    Ok(Clients { rt: RuntimeServiceClient::new(ch.clone()), img: ImageServiceClient::new(ch) })
+}
+
+pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(!(args.rm && args.detach), "--rm waits for the exit; it cannot go with --detach");
+    let host_network = match args.network.as_str() {
+        "pod" => false,
+        "host" => true,
+        other => anyhow::bail!("--network {other:?}: use pod or host"),
+    };
+    let mut c = clients(socket).await?;
+    let image = v1::ImageSpec { image: args.image.clone(), ..Default::default() };
+    let present = c.img.image_status(v1::ImageStatusRequest { image: Some(image.clone()), verbose: false }).await.map_err(rpc_error("image status"))?.into_inner().image;
+    if present.is_none() {
+        eprintln!("pulling {}", args.image);
+        c.img.pull_image(v1::PullImageRequest { image: Some(image.clone()), ..Default::default() }).await.map_err(rpc_error("pull"))?;
+    }
+    let suffix: String = format!("{:x}", std::process::id() as u64 ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64);
+    let name = args.name.clone().unwrap_or_else(|| format!("run-{}", &suffix[suffix.len().saturating_sub(8)..]));
+    let namespaces = v1::NamespaceOption {
+        network: if host_network { v1::NamespaceMode::Node as i32 } else { v1::NamespaceMode::Pod as i32 },
+        pid: v1::NamespaceMode::Container as i32,
+        ..Default::default()
+    };
+    let pod_config = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata { name: name.clone(), uid: format!("berthctl-{suffix}"), namespace: "berthctl".into(), attempt: 0 }),
+        hostname: if host_network { String::new() } else { name.clone() },
+        log_directory: Path::new(&args.log_dir).join(&name).display().to_string(),
+        labels: HashMap::from([(RUN_LABEL.to_string(), name.clone())]),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            security_context: Some(v1::LinuxSandboxSecurityContext { namespace_options: Some(namespaces.clone()), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod_id = c
+        .rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
+        .await
+        .map_err(rpc_error("run pod"))?
+        .into_inner()
+        .pod_sandbox_id;
+    let envs = args
+        .env
+        .iter()
+        .map(|e| {
+            let (key, value) = e.split_once('=').unwrap_or((e, ""));
+            v1::KeyValue { key: key.into(), value: value.into() }
+        })
+        .collect();
+    let config = v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata { name: name.clone(), attempt: 0 }),
+        image: Some(image),
+        command: args.command.clone(),
+        envs,
+        log_path: format!("{name}.log"),
+        labels: HashMap::from([(RUN_LABEL.to_string(), name.clone())]),
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext { namespace_options: Some(namespaces), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = c.rt.create_container(v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(config), sandbox_config: Some(pod_config) }).await;
+    let id = match created {
+        Ok(r) => r.into_inner().container_id,
+        Err(e) => {
+            remove_pod(&mut c.rt, &pod_id).await;
+            return Err(rpc_error("create container")(e));
+        }
+    };
+    if let Err(e) = c.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await {
+        if args.rm {
+            remove_pod(&mut c.rt, &pod_id).await;
+        }
+        return Err(rpc_error("start container")(e));
+    }
+    if args.detach {
+        println!("{id}");
+        return Ok(0);
+    }
+    let code = follow(&mut c.rt, &id, true).await?;
+    if args.rm {
+        remove_pod(&mut c.rt, &pod_id).await;
+    }
+    Ok(code)
+}
+
+async fn remove_pod(rt: &mut RuntimeServiceClient<Channel>, pod_id: &str) {
+    let _ = rt.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: pod_id.into() }).await;
+    let _ = rt.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod_id.into() }).await;
+}
+
+async fn status(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<v1::ContainerStatus> {
+    rt.container_status(v1::ContainerStatusRequest { container_id: id.into(), verbose: false })
+        .await
+        .map_err(rpc_error("container status"))?
+        .into_inner()
+        .status
+        .ok_or_else(|| anyhow::anyhow!("berthd sent no status"))
+}
+
+/// Prints the container's log from `offset`; with `until_exit`, keeps
+/// following until the container exited and returns its exit code.
+async fn follow(rt: &mut RuntimeServiceClient<Channel>, id: &str, until_exit: bool) -> anyhow::Result<i32> {
+    let mut printer = LogPrinter::default();
+    loop {
+        let st = status(rt, id).await?;
+        printer.print_new(&st.log_path)?;
+        let running = st.state == v1::ContainerState::ContainerRunning as i32 || st.state == v1::ContainerState::ContainerCreated as i32;
+        if !until_exit || !running {
+            if !running {
+                // The last lines may land just before the exit is recorded.
+                printer.print_new(&st.log_path)?;
+            }
+            return Ok(st.exit_code);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads a CRI log file incrementally: `<time> <stream> <P|F> <text>`.
+/// Partial (P) records are joined until their full (F) record.
+#[derive(Default)]
+struct LogPrinter {
+    offset: u64,
+    pending: [String; 2],
+}
+
+impl LogPrinter {
+    fn print_new(&mut self, path: &str) -> anyhow::Result<()> {
+        use std::io::{Read, Seek};
+        if path.is_empty() {
+            return Ok(());
+        }
+        let Ok(mut file) = std::fs::File::open(path) else { return Ok(()) };
+        file.seek(std::io::SeekFrom::Start(self.offset))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        // Only whole lines; the rest is read next time.
+        let complete = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        self.offset += complete as u64;
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        for line in text[..complete].lines() {
+            let mut parts = line.splitn(4, ' ');
+            let (_time, stream, tag, msg) = (parts.next(), parts.next().unwrap_or("stdout"), parts.next().unwrap_or("F"), parts.next().unwrap_or(""));
+            let i = usize::from(stream == "stderr");
+            self.pending[i].push_str(msg);
+            if tag == "F" {
+                let whole = std::mem::take(&mut self.pending[i]);
+                if i == 1 {
+                    writeln!(err, "{whole}")?;
+                } else {
+                    writeln!(out, "{whole}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn ps(socket: &Path, all: bool) -> anyhow::Result<()> {
+    let mut c = clients(socket).await?;
+    let filter = (!all).then(|| v1::ContainerFilter { state: Some(v1::ContainerStateValue { state: v1::ContainerState::ContainerRunning as i32 }), ..Default::default() });
+    let containers = c.rt.list_containers(v1::ListContainersRequest { filter }).await.map_err(rpc_error("list containers"))?.into_inner().containers;
+    let images: HashMap<String, String> = c
+        .img
+        .list_images(v1::ListImagesRequest::default())
+        .await
+        .map_err(rpc_error("list images"))?
+        .into_inner()
+        .images
+        .into_iter()
+        .map(|i| (i.id.clone(), i.repo_tags.first().cloned().unwrap_or(i.id)))
+        .collect();
+    println!("{:<14} {:<40} {:<10} {:<16} {:<20} {}", "CONTAINER", "IMAGE", "STATE", "CREATED", "NAME", "POD");
+    for ctr in containers {
+        let state = match v1::ContainerState::try_from(ctr.state) {
+            Ok(v1::ContainerState::ContainerCreated) => "created",
+            Ok(v1::ContainerState::ContainerRunning) => "running",
+            Ok(v1::ContainerState::ContainerExited) => "exited",
+            _ => "unknown",
+        };
+        let image = images.get(&ctr.image_id).cloned().unwrap_or_else(|| ctr.image_ref.clone());
+        let age = ago(ctr.created_at);
+        let name = ctr.metadata.map(|m| m.name).unwrap_or_default();
+        println!("{:<14} {:<40} {:<10} {:<16} {:<20} {}", &ctr.id[..12.min(ctr.id.len())], image, state, age, name, &ctr.pod_sandbox_id[..12.min(ctr.pod_sandbox_id.len())]);
+    }
+    Ok(())
+}
+
+fn ago(nanos: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let secs = ((now - nanos) / 1_000_000_000).max(0);
+    match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+pub async fn logs(socket: &Path, id: &str, follow_it: bool) -> anyhow::Result<()> {
+    let mut c = clients(socket).await?;
+    follow(&mut c.rt, id, follow_it).await.map(drop)
+}
+
+pub async fn exec(socket: &Path, id: &str, command: Vec<String>, timeout: i64) -> anyhow::Result<i32> {
+    anyhow::ensure!(!command.is_empty(), "name a command to run");
+    let mut c = clients(socket).await?;
+    let r = c.rt.exec_sync(v1::ExecSyncRequest { container_id: id.into(), cmd: command, timeout }).await.map_err(rpc_error("exec"))?.into_inner();
+    std::io::stdout().write_all(&r.stdout)?;
+    std::io::stderr().write_all(&r.stderr)?;
+    Ok(r.exit_code)
+}
+
+pub async fn stop(socket: &Path, ids: Vec<String>, timeout: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(!ids.is_empty(), "name at least one container");
+    let mut c = clients(socket).await?;
+    for id in ids {
+        c.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout }).await.map_err(rpc_error("stop"))?;
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// Removes containers (a running one only with `force`); the pod of a
+/// `berthctl run` container goes with it.
+pub async fn rm(socket: &Path, ids: Vec<String>, force: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(!ids.is_empty(), "name at least one container");
+    let mut c = clients(socket).await?;
+    for id in ids {
+        let st = status(&mut c.rt, &id).await?;
+        if st.state == v1::ContainerState::ContainerRunning as i32 && !force {
+            anyhow::bail!("container {id} is running: stop it first, or use --force");
+        }
+        let pod = c
+            .rt
+            .list_containers(v1::ListContainersRequest { filter: Some(v1::ContainerFilter { id: st.id.clone(), ..Default::default() }) })
+            .await
+            .map_err(rpc_error("list containers"))?
+            .into_inner()
+            .containers
+            .into_iter()
+            .next()
+            .map(|ctr| ctr.pod_sandbox_id);
+        c.rt.remove_container(v1::RemoveContainerRequest { container_id: st.id.clone() }).await.map_err(rpc_error("remove"))?;
+        if st.labels.contains_key(RUN_LABEL) {
+            if let Some(pod) = pod {
+                remove_pod(&mut c.rt, &pod).await;
+            }
+        }
+        println!("{id}");
+    }
+    Ok(())
+}

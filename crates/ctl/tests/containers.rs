@@ -1,0 +1,54 @@
+//! `berthctl run/ps/logs/exec/stop/rm` against a real berthd: host-network
+//! pods, so no CNI config is needed.
+
+mod common;
+
+use common::{berthctl, berthctl_code, Daemon};
+
+#[test]
+fn run_ps_logs_exec_stop_rm() {
+    assert!(nix::unistd::geteuid().is_root(), "run as root (README)");
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push(&registry, work.path(), "ops/box:1", None);
+    let parent = format!("/berthctl-test-{}", std::process::id());
+    let daemon = Daemon::start(&registry.host(), &format!("default_cgroup_parent = \"{parent}\""));
+    let socket = daemon.socket.clone();
+    let logs = daemon.dir.path().join("logs").display().to_string();
+    let image = format!("{}/ops/box:1", registry.host());
+
+    // Foreground: output on the right streams, exit code passed on, --rm.
+    let (code, out, err) = berthctl_code(&socket, &["run", "--rm", "--network", "host", "--log-dir", &logs, "-e", "WHO=berth", &image, "sh", "-c", "echo hi $WHO; echo oops >&2; exit 3"]);
+    assert_eq!((code, out.as_str()), (3, "hi berth\n"), "{err}");
+    assert!(err.contains("oops"), "{err}");
+    let (_, out, _) = berthctl(&socket, &["ps", "-a"]);
+    assert_eq!(out.lines().count(), 1, "--rm removed it: {out}");
+
+    // Detached: ps, exec, logs, stop, rm.
+    let (ok, id, err) = berthctl(&socket, &["run", "-d", "--name", "svc", "--network", "host", "--log-dir", &logs, &image, "sh", "-c", "echo started; exec sleep 3600"]);
+    assert!(ok, "{err}");
+    let id = id.trim().to_string();
+    let (_, out, _) = berthctl(&socket, &["ps"]);
+    let row = out.lines().find(|l| l.starts_with(&id[..12])).unwrap_or_else(|| panic!("svc listed: {out}"));
+    assert!(row.contains("running") && row.contains(" svc ") && row.contains("ops/box:1"), "{row}");
+    let (code, out, _) = berthctl_code(&socket, &["exec", &id[..12], "sh", "-c", "echo inside; exit 4"]);
+    assert_eq!((code, out.as_str()), (4, "inside\n"));
+    let (ok, out, _) = berthctl(&socket, &["logs", &id]);
+    assert!(ok && out == "started\n", "{out}");
+    let (ok, _, err) = berthctl(&socket, &["rm", &id]);
+    assert!(!ok && err.contains("running"), "{err}");
+    let (ok, _, _) = berthctl(&socket, &["stop", "-t", "1", &id]);
+    assert!(ok);
+    let (_, out, _) = berthctl(&socket, &["ps", "-a"]);
+    assert!(out.lines().any(|l| l.starts_with(&id[..12]) && l.contains("exited")), "{out}");
+    let (ok, _, err) = berthctl(&socket, &["rm", &id]);
+    assert!(ok, "{err}");
+    let (_, out, _) = berthctl(&socket, &["ps", "-a"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (ok, _, err) = berthctl(&socket, &["logs", "nope"]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    drop(daemon);
+    for c in ["memory", "pids", "cpu,cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", "hugetlb", "net_cls,net_prio", "perf_event"] {
+        let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(c).join(parent.trim_start_matches('/')));
+    }
+}

@@ -1,0 +1,366 @@
+//! Pod-ready latency, pod throughput, ExecSync latency and memory, measured
+//! through the CRI socket: berthd, and containerd 1.6 + runc (when
+//! installed) on the same kind of CNI bridge, same image, same workload.
+//!
+//! Run with `sudo hack/bench-pods.sh [PODS=50]`. Figures are printed, never
+//! asserted.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::{self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The pause process containerd needs (berth needs none).
+const PAUSE_CMD: [&str; 2] = ["/bin/sleep", "2147483647"];
+
+struct Daemon {
+    name: &'static str,
+    child: Child,
+    socket: PathBuf,
+    /// Every process of this runtime has this path in its command line.
+    marker: String,
+    cgroup_parent: String,
+    logs: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Default)]
+struct Figures {
+    ready_seq: Vec<Duration>,
+    ready_par: Vec<Duration>,
+    par_wall: Duration,
+    exec: Vec<Duration>,
+    idle_rss_kib: u64,
+    running_rss_kib: u64,
+    running_pss_kib: u64,
+    processes: usize,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let pods: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(50);
+    assert!(nix::unistd::geteuid().is_root(), "run as root: sudo hack/bench-pods.sh");
+    let registry = berth_testkit::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push(&registry, work.path(), "bench/busybox:1", None);
+    berth_testkit::push_variant_with_cmd(&registry, work.path(), "bench/pause:1", &PAUSE_CMD);
+    let image = format!("{}/bench/busybox:1", registry.host());
+
+    let berth = start_berthd(work.path(), &registry.host(), 201);
+    let b = measure(&berth, &image, pods).await;
+    drop(berth);
+    print_figures("berth", &b, pods);
+
+    let ctd = match start_containerd(work.path(), &registry.host(), 202) {
+        Some(d) => d,
+        None => {
+            println!("\ncontainerd: not installed (apt-get install containerd runc), no comparison");
+            return;
+        }
+    };
+    let c = measure(&ctd, &image, pods).await;
+    drop(ctd);
+    print_figures("containerd 1.6 + runc", &c, pods);
+    println!("\nberth vs containerd (same machine, same workload; < 1 is better for latency and memory):");
+    println!("  pod-ready p50, in sequence : {:.2}x", ratio(p(&b.ready_seq, 50), p(&c.ready_seq, 50)));
+    println!("  pods/s, 4 at a time        : {:.2}x (higher is better)", (pods as f64 / b.par_wall.as_secs_f64()) / (pods as f64 / c.par_wall.as_secs_f64()));
+    println!("  ExecSync p50               : {:.2}x", ratio(p(&b.exec, 50), p(&c.exec, 50)));
+    println!("  daemon idle RSS            : {:.2}x", b.idle_rss_kib as f64 / c.idle_rss_kib.max(1) as f64);
+    println!("  RSS per running pod        : {:.2}x", b.running_rss_kib as f64 / c.running_rss_kib.max(1) as f64);
+    println!("  PSS per running pod        : {:.2}x", b.running_pss_kib as f64 / c.running_pss_kib.max(1) as f64);
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+fn p(samples: &[Duration], pct: usize) -> Duration {
+    let mut v = samples.to_vec();
+    v.sort();
+    v.get((v.len().saturating_sub(1)) * pct / 100).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn print_figures(name: &str, f: &Figures, pods: usize) {
+    println!("\n== {name} ==");
+    println!("pod ready (RunPodSandbox + CreateContainer + StartContainer), {pods} in sequence: p50 {} p90 {}", ms(p(&f.ready_seq, 50)), ms(p(&f.ready_seq, 90)));
+    println!(
+        "pod ready, {pods} with 4 at a time: p50 {} p90 {}; {:.1} pods/s",
+        ms(p(&f.ready_par, 50)),
+        ms(p(&f.ready_par, 90)),
+        pods as f64 / f.par_wall.as_secs_f64()
+    );
+    println!("ExecSync (`true`), {} calls: p50 {} p90 {}", f.exec.len(), ms(p(&f.exec, 50)), ms(p(&f.exec, 90)));
+    println!("daemon idle RSS: {:.1} MiB", f.idle_rss_kib as f64 / 1024.0);
+    println!(
+        "with {pods} pods running: daemon + shims{} = {} processes, RSS {:.1} MiB, PSS {:.1} MiB; per pod RSS {:.2} MiB, PSS {:.2} MiB",
+        if name.starts_with("containerd") { " + pause" } else { "" },
+        f.processes,
+        f.running_rss_kib as f64 * pods as f64 / 1024.0,
+        f.running_pss_kib as f64 * pods as f64 / 1024.0,
+        f.running_rss_kib as f64 / 1024.0,
+        f.running_pss_kib as f64 / 1024.0,
+    );
+}
+
+/// A CNI bridge network of its own for one runtime (index: the /24).
+fn cni_dir(dir: &Path, index: u32) -> PathBuf {
+    let conf = dir.join("net.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let text = format!(
+        r#"{{"cniVersion":"1.0.0","name":"bench-{index}","plugins":[{{"type":"bridge","bridge":"bb{index}","isGateway":true,"ipMasq":false,
+            "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.214.{index}.0/24"}}]],"dataDir":"{}"}}}}]}}"#,
+        dir.join("ipam").display()
+    );
+    std::fs::write(conf.join("10-bench.conflist"), text).unwrap();
+    conf
+}
+
+fn start_berthd(work: &Path, registry: &str, index: u32) -> Daemon {
+    let dir = work.join("berth");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = cni_dir(&dir, index);
+    let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
+    let shim = berthd.with_file_name("berth-shim");
+    assert!(shim.exists(), "build berth-shim in release first (hack/bench-pods.sh does)");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\nlog_level = \"warn\"\nshim_binary = \"{1}\"\n[registry]\ninsecure = [\"{registry}\"]\n[cni]\nconf_dir = \"{2}\"\n",
+            dir.display(),
+            shim.display(),
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(&berthd).arg("--config").arg(&config).stdout(Stdio::null()).spawn().unwrap();
+    Daemon { name: "berthd", child, socket: dir.join("b.sock"), marker: dir.display().to_string(), cgroup_parent: "/berth-bench".into(), logs: dir.join("logs") }
+}
+
+fn start_containerd(work: &Path, registry: &str, index: u32) -> Option<Daemon> {
+    Command::new("containerd").arg("--version").output().ok()?;
+    let dir = work.join("containerd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = cni_dir(&dir, index);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 2
+root = "{0}/root"
+state = "{0}/state"
+[grpc]
+  address = "{0}/c.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{registry}/bench/pause:1"
+  # This host forbids lowering oom_score_adj (no CAP_SYS_RESOURCE).
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{1}"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry}"]
+    endpoint = ["http://{registry}"]
+"#,
+            dir.display(),
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+    let child = Command::new("containerd").arg("--config").arg(&config).stdout(log.try_clone().unwrap()).stderr(log).spawn().ok()?;
+    Some(Daemon { name: "containerd", child, socket: dir.join("c.sock"), marker: dir.display().to_string(), cgroup_parent: "/berth-bench-containerd".into(), logs: dir.join("logs") })
+}
+
+async fn channel(socket: &Path) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let path = socket.to_path_buf();
+        let result = Endpoint::try_from("http://bench.invalid")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await;
+        match result {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("runtime never came up on {}: {e}", socket.display()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn pod_config(d: &Daemon, name: &str) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "bench".into(), attempt: 0 }),
+        hostname: name.into(),
+        log_directory: d.logs.join(name).display().to_string(),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: format!("{}/{name}", d.cgroup_parent),
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(image: &str) -> v1::ContainerConfig {
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata { name: "main".into(), attempt: 0 }),
+        image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }),
+        command: vec!["/bin/sleep".into(), "3600".into()], // absolute: the image sets no PATH, and runc has no default
+        log_path: "main.log".into(),
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// RunPodSandbox + CreateContainer + StartContainer: returns the time until
+/// the container runs, and its id.
+async fn pod_ready(rt: &mut RuntimeServiceClient<Channel>, d: &Daemon, name: &str, image: &str) -> (Duration, String) {
+    let config = pod_config(d, name);
+    let started = Instant::now();
+    let pod = rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+    let req = v1::CreateContainerRequest { pod_sandbox_id: pod, config: Some(container_config(image)), sandbox_config: Some(config) };
+    let id = rt.create_container(req).await.unwrap().into_inner().container_id;
+    rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    (started.elapsed(), id)
+}
+
+async fn remove_all(rt: &mut RuntimeServiceClient<Channel>) {
+    for p in rt.list_pod_sandbox(v1::ListPodSandboxRequest::default()).await.unwrap().into_inner().items {
+        rt.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: p.id.clone() }).await.unwrap();
+        rt.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: p.id }).await.unwrap();
+    }
+}
+
+async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
+    let ch = channel(&d.socket).await;
+    let (mut rt, mut img) = (RuntimeServiceClient::new(ch.clone()), ImageServiceClient::new(ch));
+    img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() }).await.unwrap();
+    let mut f = Figures::default();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.idle_rss_kib = memory_of(&[d.child.id() as i32]).0;
+
+    // Warm-up (first-use costs: CNI bridge creation, containerd's pause pull).
+    let _ = pod_ready(&mut rt, d, "warmup", image).await;
+    remove_all(&mut rt).await;
+
+    for i in 0..pods {
+        f.ready_seq.push(pod_ready(&mut rt, d, &format!("seq-{i}"), image).await.0);
+    }
+    remove_all(&mut rt).await;
+
+    let started = Instant::now();
+    let queue = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (mut rt, queue) = (rt.clone(), queue.clone());
+        let (d_logs, d_parent, image) = (d.logs.clone(), d.cgroup_parent.clone(), image.to_string());
+        workers.push(tokio::spawn(async move {
+            let shadow = Daemon { name: "", child: Command::new("true").spawn().unwrap(), socket: PathBuf::new(), marker: String::new(), cgroup_parent: d_parent, logs: d_logs };
+            let mut out = Vec::new();
+            loop {
+                let i = queue.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= pods {
+                    break;
+                }
+                out.push(pod_ready(&mut rt, &shadow, &format!("par-{i}"), &image).await);
+            }
+            out
+        }));
+    }
+    let mut ids = Vec::new();
+    for w in workers {
+        for (t, id) in w.await.unwrap() {
+            f.ready_par.push(t);
+            ids.push(id);
+        }
+    }
+    f.par_wall = started.elapsed();
+
+    for _ in 0..100 {
+        let t = Instant::now();
+        let r = rt.exec_sync(v1::ExecSyncRequest { container_id: ids[0].clone(), cmd: vec!["/bin/true".into()], timeout: 10 }).await.unwrap().into_inner();
+        assert_eq!(r.exit_code, 0);
+        f.exec.push(t.elapsed());
+    }
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pids = runtime_processes(d);
+    let (rss, pss) = memory_of(&pids);
+    f.processes = pids.len();
+    f.running_rss_kib = rss / pods as u64;
+    f.running_pss_kib = pss / pods as u64;
+    remove_all(&mut rt).await;
+    let _ = d.name;
+    f
+}
+
+/// The daemon, its shims and (containerd) its pause processes: every
+/// process whose command line names the runtime's directory, plus pause
+/// processes whose parent is one of those. Workload processes are not
+/// counted.
+fn runtime_processes(d: &Daemon) -> Vec<i32> {
+    let mut procs: HashMap<i32, (i32, String)> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        procs.insert(pid, (ppid, cmdline));
+    }
+    let mut ours: Vec<i32> = procs.iter().filter(|(_, (_, c))| c.contains(&d.marker)).map(|(p, _)| *p).collect();
+    ours.push(d.child.id() as i32);
+    let pause = PAUSE_CMD.join(" ");
+    let pauses: Vec<i32> = procs.iter().filter(|(_, (pp, c))| ours.contains(pp) && c.trim() == pause).map(|(p, _)| *p).collect();
+    ours.extend(pauses);
+    ours.sort_unstable();
+    ours.dedup();
+    ours
+}
+
+/// Total (RSS, PSS) in KiB of `pids`, from smaps_rollup.
+fn memory_of(pids: &[i32]) -> (u64, u64) {
+    let (mut rss, mut pss) = (0, 0);
+    for pid in pids {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        for line in text.lines() {
+            let value = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            if line.starts_with("Rss:") {
+                rss += value(line);
+            } else if line.starts_with("Pss:") {
+                pss += value(line);
+            }
+        }
+    }
+    (rss, pss)
+}

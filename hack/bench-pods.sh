@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Prints pod-ready latency (50 pods in sequence, 50 with 4 at a time),
+# ExecSync latency and the memory of the runtime with the pods running, for
+# berthd and, when installed, containerd 1.6 + runc, with their ratios.
+# Usage: sudo hack/bench-pods.sh [PODS=50]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source hack/setup.sh
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 1; }
+cargo build --release -p berth-shim -p berth-daemon
+status=0
+cargo bench -p berth-daemon --bench pods -- "${1:-50}" || status=$?
+# The runtimes' bridges and pod cgroups (the bench removed every pod).
+for br in bb201 bb202; do ip link del "$br" 2>/dev/null || true; done
+for c in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/berth-bench-containerd; do
+  [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+done
+exit $status
