@@ -317,3 +317,38 @@ async fn security_context_and_mounts_shape_the_container() {
     assert!(out.contains("Seccomp:\t0") && out.contains(&format!("CapEff:\t{}", std::fs::read_to_string("/proc/self/status").unwrap().lines().find_map(|l| l.strip_prefix("CapBnd:\t")).unwrap())) && out.contains("sysfs rw"), "{out}");
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_reaches_the_pod_through_the_portmap_plugin() {
+    let portmap = r#",{"type":"portmap","capabilities":{"portMappings":true},"snat":true}"#;
+    let mut node = Node::start_with("", portmap).await;
+    let host_port = 20000 + (std::process::id() % 10000) as i32;
+    let mut config = node.pod_config("published");
+    config.port_mappings = vec![v1::PortMapping { protocol: v1::Protocol::Tcp as i32, container_port: 8080, host_port, host_ip: String::new() }];
+    let pod_id = node.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+    node.run(&(pod_id.clone(), config), "httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"]).await;
+    // The bridge's address is the node's own: traffic to it goes through
+    // portmap's OUTPUT rules, as a node-local client's would.
+    let gateway = format!("{}1", node.net.subnet_prefix());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let attempt = tokio::net::TcpStream::connect((gateway.as_str(), host_port as u16)).await;
+        if let Ok(mut s) = attempt {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            s.write_all(b"GET /motd HTTP/1.0\r\n\r\n").await.unwrap();
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).await.unwrap();
+            if buf.starts_with("HTTP/1.1 200") {
+                break buf;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answers on {gateway}:{host_port}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(answer.ends_with("layer two\n"), "{answer}");
+    let rules = |table: &str| String::from_utf8_lossy(&std::process::Command::new("iptables-save").args(["-t", table]).output().unwrap().stdout).to_string();
+    assert!(rules("nat").contains(&format!("--dport {host_port}")), "portmap added its DNAT rule");
+    node.rt.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: pod_id }).await.unwrap();
+    assert!(!rules("nat").contains(&format!("--dport {host_port}")), "DEL removed the rule when the pod stopped");
+    node.teardown().await;
+}
