@@ -38,6 +38,8 @@ impl Drop for Daemon {
 
 #[derive(Default)]
 struct Figures {
+    /// Per phase of the sequential run: RunPodSandbox, CreateContainer, StartContainer.
+    phases: [Vec<Duration>; 3],
     ready_seq: Vec<Duration>,
     ready_par: Vec<Duration>,
     par_wall: Duration,
@@ -63,6 +65,9 @@ async fn main() {
     drop(berth);
     print_figures("berth", &b, pods);
 
+    if std::env::var_os("BENCH_BERTH_ONLY").is_some() {
+        return;
+    }
     let ctd = match start_containerd(work.path(), &registry.host(), 202) {
         Some(d) => d,
         None => {
@@ -100,13 +105,19 @@ fn print_figures(name: &str, f: &Figures, pods: usize) {
     println!("\n== {name} ==");
     println!("pod ready (RunPodSandbox + CreateContainer + StartContainer), {pods} in sequence: p50 {} p90 {}", ms(p(&f.ready_seq, 50)), ms(p(&f.ready_seq, 90)));
     println!(
+        "  p50 per call: RunPodSandbox {}, CreateContainer {}, StartContainer {}",
+        ms(p(&f.phases[0], 50)),
+        ms(p(&f.phases[1], 50)),
+        ms(p(&f.phases[2], 50))
+    );
+    println!(
         "pod ready, {pods} with 4 at a time: p50 {} p90 {}; {:.1} pods/s",
         ms(p(&f.ready_par, 50)),
         ms(p(&f.ready_par, 90)),
         pods as f64 / f.par_wall.as_secs_f64()
     );
     println!("ExecSync (`true`), {} calls: p50 {} p90 {}", f.exec.len(), ms(p(&f.exec, 50)), ms(p(&f.exec, 90)));
-    println!("daemon idle RSS: {:.1} MiB", f.idle_rss_kib as f64 / 1024.0);
+    println!("daemon idle RSS (image pulled, one pod run and removed): {:.1} MiB", f.idle_rss_kib as f64 / 1024.0);
     println!(
         "with {pods} pods running: daemon + shims{} = {} processes, RSS {:.1} MiB, PSS {:.1} MiB; per pod RSS {:.2} MiB, PSS {:.2} MiB",
         if name.starts_with("containerd") { " + pause" } else { "" },
@@ -243,15 +254,18 @@ fn container_config(image: &str) -> v1::ContainerConfig {
 }
 
 /// RunPodSandbox + CreateContainer + StartContainer: returns the time until
-/// the container runs, and its id.
-async fn pod_ready(rt: &mut RuntimeServiceClient<Channel>, d: &Daemon, name: &str, image: &str) -> (Duration, String) {
+/// the container runs, the time of each call, and the container id.
+async fn pod_ready(rt: &mut RuntimeServiceClient<Channel>, d: &Daemon, name: &str, image: &str) -> (Duration, [Duration; 3], String) {
     let config = pod_config(d, name);
     let started = Instant::now();
     let pod = rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+    let ran = started.elapsed();
     let req = v1::CreateContainerRequest { pod_sandbox_id: pod, config: Some(container_config(image)), sandbox_config: Some(config) };
     let id = rt.create_container(req).await.unwrap().into_inner().container_id;
+    let created = started.elapsed();
     rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
-    (started.elapsed(), id)
+    let total = started.elapsed();
+    (total, [ran, created - ran, total - created], id)
 }
 
 async fn remove_all(rt: &mut RuntimeServiceClient<Channel>) {
@@ -264,17 +278,36 @@ async fn remove_all(rt: &mut RuntimeServiceClient<Channel>) {
 async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
     let ch = channel(&d.socket).await;
     let (mut rt, mut img) = (RuntimeServiceClient::new(ch.clone()), ImageServiceClient::new(ch));
+    let verbose = std::env::var_os("BENCH_VERBOSE").is_some();
+    if verbose {
+        println!("{}: RSS at start {} KiB", d.name, memory_of(&[d.child.id() as i32]).0);
+    }
     img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() }).await.unwrap();
     let mut f = Figures::default();
+
+    // Warm-up (first-use costs: CNI bridge creation, containerd's pause pull).
+    if verbose {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        println!("{}: RSS after the pull {} KiB", d.name, memory_of(&[d.child.id() as i32]).0);
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", d.child.id())).unwrap_or_default();
+        println!("{}", rollup.lines().filter(|l| l.starts_with("Anonymous") || l.starts_with("Private_Clean") || l.starts_with("Shared_Clean") || l.starts_with("Private_Dirty")).collect::<Vec<_>>().join("; "));
+        let threads = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).map(|t| t.count()).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let later = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).map(|t| t.count()).unwrap_or(0);
+        println!("{}: {threads} threads after the pull; 12 s later {later} threads, RSS {} KiB", d.name, memory_of(&[d.child.id() as i32]).0);
+    }
+    let _ = pod_ready(&mut rt, d, "warmup", image).await;
+    remove_all(&mut rt).await;
+    // Idle: the image pulled, one pod run and removed, nothing running.
     tokio::time::sleep(Duration::from_millis(500)).await;
     f.idle_rss_kib = memory_of(&[d.child.id() as i32]).0;
 
-    // Warm-up (first-use costs: CNI bridge creation, containerd's pause pull).
-    let _ = pod_ready(&mut rt, d, "warmup", image).await;
-    remove_all(&mut rt).await;
-
     for i in 0..pods {
-        f.ready_seq.push(pod_ready(&mut rt, d, &format!("seq-{i}"), image).await.0);
+        let (total, phases, _) = pod_ready(&mut rt, d, &format!("seq-{i}"), image).await;
+        f.ready_seq.push(total);
+        for (all, one) in f.phases.iter_mut().zip(phases) {
+            all.push(one);
+        }
     }
     remove_all(&mut rt).await;
 
@@ -299,7 +332,7 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
     }
     let mut ids = Vec::new();
     for w in workers {
-        for (t, id) in w.await.unwrap() {
+        for (t, _, id) in w.await.unwrap() {
             f.ready_par.push(t);
             ids.push(id);
         }
@@ -316,6 +349,11 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pids = runtime_processes(d);
     let (rss, pss) = memory_of(&pids);
+    if verbose {
+        let daemon = memory_of(&[d.child.id() as i32]);
+        let threads = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).map(|t| t.count()).unwrap_or(0);
+        println!("{}: with the pods running, the daemon alone: RSS {} KiB, PSS {} KiB, {threads} threads", d.name, daemon.0, daemon.1);
+    }
     f.processes = pids.len();
     f.running_rss_kib = rss / pods as u64;
     f.running_pss_kib = pss / pods as u64;

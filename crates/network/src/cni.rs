@@ -99,9 +99,23 @@ impl Cni {
         Ok(())
     }
 
-    /// Brings up `lo`, then runs ADD of every plugin of the network.
+    /// Brings up `lo` and, at the same time (the two touch different
+    /// interfaces), runs ADD of every plugin of the network in order.
     pub async fn setup(&self, pod: &PodNetwork<'_>) -> Result<SetupResult> {
-        self.loopback("ADD", pod).await?;
+        let (lo, net) = tokio::join!(self.loopback("ADD", pod), self.add_network(pod));
+        match (lo, net) {
+            (Ok(()), Ok(result)) => Ok(result),
+            (Err(e), Ok(_)) => {
+                if let Err(del) = self.teardown(pod, None).await {
+                    tracing::warn!(pod_id = pod.id, error = %del, "CNI DEL after a failed loopback ADD");
+                }
+                Err(e)
+            }
+            (_, Err(e)) => Err(e),
+        }
+    }
+
+    async fn add_network(&self, pod: &PodNetwork<'_>) -> Result<SetupResult> {
         let net = self.load()?;
         let mut prev: Option<Value> = None;
         for plugin in &net.plugins {
