@@ -76,8 +76,16 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
     let result = server::serve(listener, runtime, images, shutdown_signal()).await;
     let _ = std::fs::remove_file(&config.socket);
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "berthd stopped");
+        std::process::exit(1);
+    }
     tracing::info!("berthd stopped");
-    result
+    // Exit now: dropping the runtime would wait for every blocking task,
+    // and each running container's exit monitor blocks in its shim's Wait
+    // until the container ends. The containers keep running; the next
+    // berthd reconnects to their shims.
+    std::process::exit(0)
 }
 
 /// Binds the CRI socket, replacing a stale one, readable by root only.

@@ -45,6 +45,10 @@ async fn a_pod_runs_execs_logs_stops_and_is_removed_without_a_trace() {
     assert!(node.rt.list_containers(v1::ListContainersRequest { filter: Some(by_state) }).await.unwrap().into_inner().containers.is_empty());
     let pods = node.rt.list_pod_sandbox(v1::ListPodSandboxRequest { filter: Some(v1::PodSandboxFilter { id: pod.0[..12].to_string(), ..Default::default() }) }).await.unwrap().into_inner().items;
     assert_eq!(pods.len(), 1);
+    let by_label = v1::PodSandboxFilter { label_selector: [("app".to_string(), "web".to_string())].into(), ..Default::default() };
+    assert_eq!(node.rt.list_pod_sandbox(v1::ListPodSandboxRequest { filter: Some(by_label) }).await.unwrap().into_inner().items.len(), 1);
+    let not_ready = v1::PodSandboxFilter { state: Some(v1::PodSandboxStateValue { state: v1::PodSandboxState::SandboxNotready as i32 }), ..Default::default() };
+    assert!(node.rt.list_pod_sandbox(v1::ListPodSandboxRequest { filter: Some(not_ready) }).await.unwrap().into_inner().items.is_empty());
 
     // Stop: the stop signal first; the container's trap answers it.
     let started = Instant::now();
@@ -306,6 +310,19 @@ async fn security_context_and_mounts_shape_the_container() {
     assert_eq!(st.mounts.len(), 2);
     let user = st.user.unwrap().linux.unwrap();
     assert_eq!((user.uid, user.gid, user.supplemental_groups), (1234, 5678, vec![4242]));
+
+    // A host device under another name, and a Localhost seccomp profile
+    // (OCI format) that refuses mkdir.
+    let profile = host.path().join("no-mkdir.json");
+    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#).unwrap();
+    let mut d = node.container_config("devices", &["sleep", "3600"]);
+    d.devices = vec![v1::Device { container_path: "/dev/xnull".into(), host_path: "/dev/null".into(), permissions: "rwm".into() }];
+    d.linux.as_mut().unwrap().security_context.as_mut().unwrap().seccomp =
+        Some(v1::SecurityProfile { profile_type: v1::security_profile::ProfileType::Localhost as i32, localhost_ref: profile.display().to_string() });
+    let id = node.create(&pod, d).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let r = node.exec(&id, &["/bin/sh", "-c", "echo x > /dev/xnull && echo dev-ok; mkdir /tmp/d 2>/dev/null || echo mkdir-refused"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "dev-ok\nmkdir-refused\n");
 
     // Privileged: every capability berthd holds, no seccomp, writable /sys.
     let mut p = node.container_config("root", &["sleep", "3600"]);

@@ -36,6 +36,12 @@ async fn after_kill_9_and_a_restart_everything_is_listed_running_and_controllabl
     // The created one starts after the restart.
     node.rt.start_container(v1::StartContainerRequest { container_id: created.clone() }).await.unwrap();
     assert_eq!(node.wait_exited(&created, Duration::from_secs(10)).await.exit_code, 0);
+    // A graceful stop (SIGTERM) leaves the containers running too.
+    node.berthd.stop_gracefully();
+    assert!(!node.berthd.socket.exists(), "the socket goes with a clean exit");
+    node.berthd.restart_after(Duration::ZERO);
+    node.rt = RuntimeServiceClient::new(channel(&node.berthd.socket).await);
+    assert_eq!(node.status(&steady).await.state, v1::ContainerState::ContainerRunning as i32);
     node.rt.stop_container(v1::StopContainerRequest { container_id: steady.clone(), timeout: 5 }).await.unwrap();
     assert_eq!(node.status(&steady).await.exit_code, 0);
     assert_eq!(node.log_lines("survivor", "steady"), ["before"]);

@@ -54,6 +54,13 @@ impl Berthd {
         self.child = spawn(&self.config);
     }
 
+    /// SIGTERM, and waits for berthd to exit.
+    pub fn stop_gracefully(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "berthd exits cleanly on SIGTERM: {status}");
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
