@@ -369,3 +369,23 @@ async fn a_host_port_reaches_the_pod_through_the_portmap_plugin() {
     assert!(!rules("nat").contains(&format!("--dport {host_port}")), "DEL removed the rule when the pod stopped");
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_sees_its_images_whiteouts_and_opaque_directories() {
+    let mut node = Node::start().await;
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push(&node.registry, work.path(), "pods/opaque:1", None);
+    berth_testkit::push_with_opaque_layer(&node.registry, work.path(), "pods/opaque:2");
+    let image = format!("{}/pods/opaque:2", node.registry.host());
+    node.img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }).await.unwrap();
+    let pod = node.run_pod("layers").await;
+    let mut config = node.container_config("view", &["sleep", "3600"]);
+    config.image = Some(v1::ImageSpec { image, ..Default::default() });
+    let id = node.create(&pod, config).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    // /etc: the opaque layer hides motd (layer 2) and everything below;
+    // berth's bind mounts (hosts, hostname, resolv.conf) sit on top.
+    let r = node.exec(&id, &["/bin/sh", "-c", "ls /etc | grep -v -e hosts -e hostname -e resolv.conf; cat /etc/fresh; [ -e /bin/true ] || echo no-true"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "fresh\nfresh\nno-true\n", "{}", String::from_utf8_lossy(&r.stderr));
+    node.teardown().await;
+}

@@ -93,12 +93,21 @@ pub fn apply_layer(layer: impl Read, dest: &Path, lowers: &[PathBuf]) -> Result<
                     Err(e) if e.to_string().contains("outside of destination") => {
                         return Err(Error::Escape { path, reason: "through a symlink that points outside".into() })
                     }
-                    Err(e) => return Err(Error::Entry { path, source: e }),
+                    Err(e) => return Err(Error::Entry { path, source: with_cause(e) }),
                 }
             }
         }
     }
     Ok(applied)
+}
+
+/// The tar crate's errors say what failed and keep why in their source;
+/// the message must carry both.
+fn with_cause(e: std::io::Error) -> std::io::Error {
+    match std::error::Error::source(&e).map(|c| c.to_string()) {
+        Some(cause) => std::io::Error::new(e.kind(), format!("{e}: {cause}")),
+        None => e,
+    }
 }
 
 /// gzip and zstd by their magic numbers; anything else is read as tar.

@@ -316,3 +316,60 @@ pub fn push_variant_with_cmd(registry: &Registry, work: &Path, name: &str, cmd: 
     run(&mut config);
     run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:variant", layout.display())).arg(format!("docker://{}/{name}", registry.host())));
 }
+
+/// After [`build_and_push`] in `work`: the same image plus a third layer
+/// that makes /etc opaque (`etc/.wh..wh..opq`) with one new file
+/// `etc/fresh`, and whites out `bin/true`, pushed as `name`. The container
+/// view must show /etc holding `fresh` only, and no /bin/true.
+pub fn push_with_opaque_layer(registry: &Registry, work: &Path, name: &str) {
+    use sha2::Digest;
+    let sha = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    let layout = work.join("oci");
+    let (manifest_digest, _, config_digest) = config_digest_of(&layout, "img");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(&layout, &manifest_digest)).unwrap()).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(&layout, &config_digest)).unwrap()).unwrap();
+
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, body: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(body.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        tar.append_data(&mut h, path, body).unwrap();
+    };
+    add("etc/", tar::EntryType::Directory, 0o755, b"");
+    add("etc/.wh..wh..opq", tar::EntryType::Regular, 0o644, b"");
+    add("etc/fresh", tar::EntryType::Regular, 0o644, b"fresh\n");
+    add("bin/.wh.true", tar::EntryType::Regular, 0o644, b"");
+    let tar = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let layer = gz.finish().unwrap();
+
+    config["rootfs"]["diff_ids"].as_array_mut().unwrap().push(serde_json::json!(sha(&tar)));
+    if let Some(history) = config["history"].as_array_mut() {
+        history.push(serde_json::json!({ "created_by": "berth test: opaque /etc" }));
+    }
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(sha(&config));
+    manifest["config"]["size"] = serde_json::json!(config.len());
+    manifest["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len()
+    }));
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    for b in [&layer, &config, &manifest] {
+        std::fs::write(blob(&layout, &sha(b)), b).unwrap();
+    }
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha(&manifest), "size": manifest.len(),
+        "annotations": { "org.opencontainers.image.ref.name": "opaque" }
+    }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:opaque", layout.display())).arg(format!("docker://{}/{name}", registry.host())));
+}
