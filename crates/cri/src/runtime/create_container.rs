@@ -23,6 +23,9 @@ impl Runtime {
     /// containerd): a created container costs no process.
     pub(crate) async fn create_container(self: &Arc<Self>, req: v1::CreateContainerRequest) -> Result<v1::CreateContainerResponse> {
         let sandbox = self.sandboxes.get(&req.pod_sandbox_id).map_err(|e| e.context("pod_sandbox_id"))?;
+        // Held until the container is registered, so a concurrent Stop or
+        // Remove of the pod cannot miss it.
+        let _pod = sandbox.op.lock().await;
         if !sandbox.is_ready() {
             return Err(Error::FailedPrecondition(format!("pod sandbox {} is not ready (stopped)", sandbox.id)));
         }

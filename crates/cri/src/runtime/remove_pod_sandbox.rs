@@ -14,10 +14,12 @@ impl Runtime {
             Err(Error::NotFound(_)) => return Ok(v1::RemovePodSandboxResponse {}),
             Err(e) => return Err(e),
         };
+        // The pod's lock first: no container can be created or started in
+        // it while it goes (lock order: pod, then container).
+        let _op = sandbox.op.lock().await;
         for container in self.containers_of(&sandbox.id) {
             self.remove(&container).await?;
         }
-        let _op = sandbox.op.lock().await;
         self.tear_down_pod(&sandbox).await?;
         self.remove_sandbox_state(&sandbox).await;
         tracing::info!(pod_id = %sandbox.id, "pod sandbox removed");

@@ -16,12 +16,16 @@ impl Runtime {
     /// as the kubelet expects, and the error is returned.
     pub(crate) async fn start_container(self: &Arc<Self>, req: v1::StartContainerRequest) -> Result<v1::StartContainerResponse> {
         let container = self.containers.get(&req.container_id)?;
+        let sandbox = self.sandboxes.get(&container.sandbox_id)?;
+        // Lock order: pod, then container. Holding the pod's lock keeps a
+        // concurrent StopPodSandbox from missing this container.
+        let _pod = sandbox.op.lock().await;
         let _op = container.op.lock().await;
         let state = container.state();
         if state != ContainerState::Created {
             return Err(Error::FailedPrecondition(format!("container {} is {state:?}; only a Created container can start", container.id)));
         }
-        if !self.sandboxes.get(&container.sandbox_id).is_ok_and(|s| s.is_ready()) {
+        if !sandbox.is_ready() {
             return Err(Error::FailedPrecondition(format!("pod sandbox {} of container {} is not ready", container.sandbox_id, container.id)));
         }
         match self.launch(&container).await {

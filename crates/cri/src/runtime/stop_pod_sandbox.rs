@@ -18,10 +18,12 @@ impl Runtime {
             Err(Error::NotFound(_)) => return Ok(v1::StopPodSandboxResponse {}),
             Err(e) => return Err(e),
         };
+        // The pod's lock first: no container can be created or started in
+        // it while it stops (lock order: pod, then container).
+        let _op = sandbox.op.lock().await;
         for container in self.containers_of(&sandbox.id) {
             self.stop(&container, 0).await?;
         }
-        let _op = sandbox.op.lock().await;
         self.tear_down_pod(&sandbox).await?;
         if sandbox.record().state != SandboxState::NotReady {
             sandbox.record().state = SandboxState::NotReady;
