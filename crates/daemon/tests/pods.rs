@@ -389,3 +389,22 @@ async fn a_container_sees_its_images_whiteouts_and_opaque_directories() {
     assert_eq!(String::from_utf8_lossy(&r.stdout), "fresh\nfresh\nno-true\n", "{}", String::from_utf8_lossy(&r.stderr));
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_removed_under_a_running_container_keeps_its_layers_until_the_container_goes() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("keeper").await;
+    let id = node.run(&pod, "user", &["sleep", "3600"]).await;
+    let image = v1::ImageSpec { image: node.image.clone(), ..Default::default() };
+    node.img.remove_image(v1::RemoveImageRequest { image: Some(image.clone()) }).await.unwrap();
+    assert!(node.img.image_status(v1::ImageStatusRequest { image: Some(image), verbose: false }).await.unwrap().into_inner().image.is_none());
+    let metadata = node.berthd.root().join("snapshots/overlayfs/metadata");
+    assert_eq!(std::fs::read_dir(&metadata).unwrap().count(), 3, "two image layers kept under the container's thin layer");
+    let r = node.exec(&id, &["cat", "/etc/motd"], 5).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "layer two\n", "the container still runs on its layers");
+    node.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.unwrap();
+    node.rt.remove_container(v1::RemoveContainerRequest { container_id: id }).await.unwrap();
+    assert_eq!(std::fs::read_dir(&metadata).unwrap().count(), 0, "the removed image's layers went with its last container");
+    assert_eq!(std::fs::read_dir(node.berthd.root().join("content/blobs/sha256")).unwrap().count(), 0);
+    node.teardown().await;
+}

@@ -9,14 +9,20 @@ impl ImageServer {
     pub(super) async fn remove(&self, req: RemoveImageRequest) -> Result<RemoveImageResponse, Status> {
         let name = req.image.map(|i| i.image).unwrap_or_default();
         let Some(record) = self.index.resolve(&name) else { return Ok(RemoveImageResponse {}) };
-        let _gc = self.gc_lock.lock().await;
         self.index.remove(&record.id).map_err(status_of)?;
-        let (index, content, snapshots) = (self.index.clone(), self.content.clone(), self.snapshots.clone());
-        let collected = tokio::task::spawn_blocking(move || super::gc::collect(&index, &content, &snapshots))
-            .await
-            .map_err(|e| Status::internal(format!("gc task: {e}")))?
-            .map_err(status_of)?;
+        let collected = self.collect_garbage().await.map_err(status_of)?;
         tracing::info!(image = %name, digest = %record.id, layers = collected.0, blobs = collected.1, "removed image");
         Ok(RemoveImageResponse {})
+    }
+
+    /// Removes the layers and blobs no image references. Layers under a
+    /// container's thin snapshot stay (they are its parents) and go with a
+    /// later collection, once the container is removed.
+    pub(crate) async fn collect_garbage(&self) -> Result<(usize, usize), berth_image::Error> {
+        let _gc = self.gc_lock.lock().await;
+        let (index, content, snapshots) = (self.index.clone(), self.content.clone(), self.snapshots.clone());
+        tokio::task::spawn_blocking(move || super::gc::collect(&index, &content, &snapshots))
+            .await
+            .map_err(|e| berth_image::Error::BadImage(format!("gc task: {e}")))?
     }
 }

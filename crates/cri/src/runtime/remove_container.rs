@@ -29,6 +29,15 @@ impl Runtime {
             return Ok(()); // removed by a concurrent call
         }
         self.remove_container_files(&container.id).await;
+        // The image may have been removed while this container ran on its
+        // layers: those are garbage now.
+        let image_id = container.record().image_id.clone();
+        if self.images.index.resolve(&image_id).is_none() {
+            match self.images.collect_garbage().await {
+                Ok((layers, blobs)) => tracing::info!(container_id = %container.id, layers, blobs, "collected the layers of a removed image"),
+                Err(e) => tracing::warn!(container_id = %container.id, error = %e, "garbage collection"),
+            }
+        }
         let name = container.record().name.clone();
         self.containers.remove(&container.id);
         self.container_names.release(&name, &container.id);
