@@ -13,12 +13,11 @@ const MAX_OUTPUT: u64 = 16 << 20;
 
 impl Runtime {
     /// Runs `cmd` in the container with the container's user, env and
-    /// capabilities; returns its output and exit code. stdout and stderr go
-    /// to files the shim appends to, so a background child that keeps them
-    /// open cannot hold the answer back; the shim's Wait returns once the
-    /// command itself exited (after a short drain). `timeout` seconds (0:
-    /// none) bounds the whole call: the command is killed and the answer is
-    /// DeadlineExceeded.
+    /// capabilities; returns its output and exit code. stdout and stderr are
+    /// files the shim hands to the command as its fds (no pipe to drain), so
+    /// a background child that keeps them open cannot hold the answer back.
+    /// `timeout` seconds (0: none) bounds the whole call: the command is
+    /// killed and the answer is DeadlineExceeded.
     pub(crate) async fn exec_sync(self: &Arc<Self>, req: v1::ExecSyncRequest) -> Result<v1::ExecSyncResponse> {
         let container = self.containers.get(&req.container_id)?;
         if req.cmd.is_empty() {
