@@ -12,9 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
+
+/// The tests' helpers: `channel` connects a tonic client to a unix socket.
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+use common::channel;
 
 /// The pause process containerd needs (berth needs none).
 const PAUSE_CMD: [&str; 2] = ["/bin/sleep", "2147483647"];
@@ -198,25 +203,6 @@ state = "{0}/state"
     let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
     let child = Command::new("containerd").arg("--config").arg(&config).stdout(log.try_clone().unwrap()).stderr(log).spawn().ok()?;
     Some(Daemon { name: "containerd", child, socket: dir.join("c.sock"), marker: dir.display().to_string(), cgroup_parent: "/berth-bench-containerd".into(), logs: dir.join("logs") })
-}
-
-async fn channel(socket: &Path) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let path = socket.to_path_buf();
-        let result = Endpoint::try_from("http://bench.invalid")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-            }))
-            .await;
-        match result {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("runtime never came up on {}: {e}", socket.display()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 fn pod_config(d: &Daemon, name: &str) -> v1::PodSandboxConfig {

@@ -84,8 +84,7 @@ impl Runtime {
         let user = user::resolve(&files, sc, &image_config.user)?;
         let mounts = resolve_mounts(&config.mounts)?;
         let devices = if sc.is_some_and(|s| s.privileged) { Vec::new() } else { resolve_devices(&config.devices)? };
-        let host_capabilities = host_capabilities();
-        let caps = berth_oci::container::capabilities(sc, &host_capabilities)?;
+        let caps = berth_oci::container::capabilities(sc, &self.host_capabilities)?;
         let seccomp = seccomp_profile(sc, &caps)?;
         let namespaces = self.namespaces_for(&srec, sc)?;
         let parent = srec.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| self.info.default_cgroup_parent.clone());
@@ -108,7 +107,7 @@ impl Runtime {
             devices,
             seccomp,
             hostname,
-            host_capabilities,
+            host_capabilities: self.host_capabilities.clone(),
         };
         let spec = container_spec(&input)?;
         let log_path = log_path(&srec.config.log_directory, &config.log_path)?;
@@ -228,7 +227,7 @@ impl Runtime {
 }
 
 /// The bounding set berthd runs with: all a container can be given.
-fn host_capabilities() -> Vec<String> {
+pub(super) fn host_capabilities() -> Vec<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let mask = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok()).unwrap_or(0);
     berth_oci::container::capabilities_in_mask(mask)

@@ -71,6 +71,10 @@ pub struct Runtime {
     pub(crate) shims: ShimLauncher,
     pub(crate) events: tokio::sync::broadcast::Sender<v1::ContainerEventResponse>,
     pub(crate) pod_cidr: Mutex<String>,
+    /// This host's cgroup layout, read once: stats and exits need it often.
+    pub(crate) hierarchy: berth_cgroups::Hierarchy,
+    /// berthd's own bounding set: what privileged and `ALL` give a container.
+    pub(crate) host_capabilities: Vec<String>,
 }
 
 pub struct RuntimeServer {
@@ -83,6 +87,7 @@ impl RuntimeServer {
     /// removes what a crash left half-made.
     pub async fn open(info: RuntimeInfo, paths: berth_store::Paths, images: Arc<ImageServer>) -> Result<Self> {
         let cni = Cni::new(info.cni.clone().unwrap_or_default());
+        let hierarchy = berth_cgroups::Hierarchy::detect().map_err(|e| Error::Internal(format!("cgroup hierarchy: {e}")))?;
         let rt = Arc::new(Runtime {
             shims: ShimLauncher::new(&info.shim_binary, paths.clone()),
             info,
@@ -95,6 +100,8 @@ impl RuntimeServer {
             cni,
             events: tokio::sync::broadcast::channel(1024).0,
             pod_cidr: Mutex::new(String::new()),
+            hierarchy,
+            host_capabilities: create_container::host_capabilities(),
         });
         recover::recover(&rt).await?;
         Ok(Self { rt })
@@ -120,8 +127,7 @@ impl Runtime {
 
     /// The cgroup of a container, in the hierarchy of this host.
     pub(crate) fn cgroup_of(&self, cgroups_path: &str) -> Result<berth_cgroups::Cgroup> {
-        let hierarchy = berth_cgroups::Hierarchy::detect().map_err(|e| Error::Internal(e.to_string()))?;
-        berth_cgroups::Cgroup::new(hierarchy, cgroups_path).map_err(|e| Error::Internal(e.to_string()))
+        berth_cgroups::Cgroup::new(self.hierarchy.clone(), cgroups_path).map_err(|e| Error::Internal(e.to_string()))
     }
 }
 

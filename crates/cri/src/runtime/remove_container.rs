@@ -4,7 +4,7 @@ use k8s_cri::v1;
 
 use super::Runtime;
 use crate::{
-    error::{Error, Result},
+    error::Result,
     state::Container,
 };
 
@@ -13,11 +13,7 @@ impl Runtime {
     /// and record and frees its name. Unknown is success (CRI). The log
     /// file stays: it is the kubelet's.
     pub(crate) async fn remove_container(self: &Arc<Self>, req: v1::RemoveContainerRequest) -> Result<v1::RemoveContainerResponse> {
-        let container = match self.containers.get(&req.container_id) {
-            Ok(c) => c,
-            Err(Error::NotFound(_)) => return Ok(v1::RemoveContainerResponse {}),
-            Err(e) => return Err(e),
-        };
+        let Some(container) = self.containers.find(&req.container_id)? else { return Ok(v1::RemoveContainerResponse {}) };
         self.remove(&container).await?;
         Ok(v1::RemoveContainerResponse {})
     }

@@ -3,17 +3,13 @@ use std::sync::Arc;
 use k8s_cri::v1;
 
 use super::Runtime;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Runtime {
     /// Removes the pod and all its containers, stopping what still runs.
     /// An unknown pod is success (CRI).
     pub(crate) async fn remove_pod_sandbox(self: &Arc<Self>, req: v1::RemovePodSandboxRequest) -> Result<v1::RemovePodSandboxResponse> {
-        let sandbox = match self.sandboxes.get(&req.pod_sandbox_id) {
-            Ok(s) => s,
-            Err(Error::NotFound(_)) => return Ok(v1::RemovePodSandboxResponse {}),
-            Err(e) => return Err(e),
-        };
+        let Some(sandbox) = self.sandboxes.find(&req.pod_sandbox_id)? else { return Ok(v1::RemovePodSandboxResponse {}) };
         // The pod's lock first: no container can be created or started in
         // it while it goes (lock order: pod, then container).
         let _op = sandbox.op.lock().await;

@@ -16,11 +16,7 @@ impl Runtime {
     /// container after `timeout` seconds. Not running (or unknown) is
     /// success, as the CRI says.
     pub(crate) async fn stop_container(self: &Arc<Self>, req: v1::StopContainerRequest) -> Result<v1::StopContainerResponse> {
-        let container = match self.containers.get(&req.container_id) {
-            Ok(c) => c,
-            Err(Error::NotFound(_)) => return Ok(v1::StopContainerResponse {}),
-            Err(e) => return Err(e),
-        };
+        let Some(container) = self.containers.find(&req.container_id)? else { return Ok(v1::StopContainerResponse {}) };
         if req.timeout < 0 {
             return Err(Error::InvalidArgument(format!("timeout {} is negative", req.timeout)));
         }

@@ -13,11 +13,7 @@ impl Runtime {
     /// Kills every container of the pod, takes its network down and unpins
     /// its namespaces. Idempotent; an unknown pod is success (CRI).
     pub(crate) async fn stop_pod_sandbox(self: &Arc<Self>, req: v1::StopPodSandboxRequest) -> Result<v1::StopPodSandboxResponse> {
-        let sandbox = match self.sandboxes.get(&req.pod_sandbox_id) {
-            Ok(s) => s,
-            Err(Error::NotFound(_)) => return Ok(v1::StopPodSandboxResponse {}),
-            Err(e) => return Err(e),
-        };
+        let Some(sandbox) = self.sandboxes.find(&req.pod_sandbox_id)? else { return Ok(v1::StopPodSandboxResponse {}) };
         // The pod's lock first: no container can be created or started in
         // it while it stops (lock order: pod, then container).
         let _op = sandbox.op.lock().await;
@@ -25,9 +21,7 @@ impl Runtime {
             self.stop(&container, 0).await?;
         }
         self.tear_down_pod(&sandbox).await?;
-        if sandbox.record().state != SandboxState::NotReady {
-            sandbox.record().state = SandboxState::NotReady;
-        }
+        sandbox.record().state = SandboxState::NotReady;
         self.save_sandbox(&sandbox).await?;
         tracing::info!(pod_id = %sandbox.id, "pod sandbox stopped");
         Ok(v1::StopPodSandboxResponse {})

@@ -40,6 +40,16 @@ impl<T> Registry<T> {
         }
     }
 
+    /// Like [`get`](Self::get), but an unknown id is `None`: for the RPCs
+    /// the CRI makes idempotent (Stop and Remove of what is gone succeed).
+    pub fn find(&self, id: &str) -> Result<Option<Arc<T>>> {
+        match self.get(id) {
+            Ok(item) => Ok(Some(item)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn list(&self) -> Vec<Arc<T>> {
         self.items.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
