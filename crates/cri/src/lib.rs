@@ -4,12 +4,14 @@
 //! answer `Unimplemented` with the name of the RPC, so a client learns
 //! exactly what is missing instead of getting a wrong answer.
 
+pub mod admin;
 pub mod error;
 pub mod image;
 pub mod runtime;
 pub mod shim_client;
 pub(crate) mod state;
 
+pub use admin::AdminImages;
 pub use image::ImageServer;
 pub use runtime::{RuntimeInfo, RuntimeServer};
 

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use clap::{Args, Subcommand};
 use k8s_cri::v1::{
-    image_service_client::ImageServiceClient, AuthConfig, Image, ImageSpec, ListImagesRequest, PullImageRequest, RemoveImageRequest,
+    image_service_client::ImageServiceClient, Image, ImageSpec, ListImagesRequest, RemoveImageRequest,
 };
 
 use crate::client::{connect, rpc_error};
@@ -17,6 +17,15 @@ pub enum ImagesCommand {
     /// Remove images with all their tags; unused layers go too.
     #[command(alias = "remove")]
     Rm { images: Vec<String> },
+    /// Load the images of an OCI image layout (directory or tar) or a
+    /// `docker save` archive (tar or tar.gz), without any registry.
+    Import {
+        /// Repository for images the layout names by tag alone (e.g.
+        /// `example.com/app` for `ref.name: 1.0`).
+        #[arg(long)]
+        base_name: Option<String>,
+        source: std::path::PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -39,18 +48,8 @@ pub async fn run(socket: &Path, cmd: ImagesCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        ImagesCommand::Pull(args) => {
-            let auth = match args.creds.as_deref() {
-                Some(c) => {
-                    let (username, password) = c.split_once(':').ok_or_else(|| anyhow::anyhow!("--creds must be user:password"))?;
-                    Some(AuthConfig { username: username.into(), password: password.into(), ..Default::default() })
-                }
-                None => None,
-            };
-            let req = PullImageRequest { image: Some(spec(&args.image)), auth, ..Default::default() };
-            let id = client.pull_image(req).await.map_err(rpc_error("pull"))?.into_inner().image_ref;
-            println!("{id}");
-        }
+        ImagesCommand::Pull(args) => crate::pull::pull(socket, &args.image, args.creds.as_deref()).await?,
+        ImagesCommand::Import { base_name, source } => crate::import::import(socket, &source, base_name).await?,
         ImagesCommand::Rm { images } => {
             anyhow::ensure!(!images.is_empty(), "name at least one image");
             for image in images {

@@ -4,7 +4,9 @@
 mod client;
 mod containers;
 mod images;
+mod import;
 mod info;
+mod pull;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{berthctl, berthctl_code, Daemon};
+use common::{berthctl, berthctl_code, remove_cgroup_parent, Daemon};
 
 #[test]
 fn run_ps_logs_exec_stop_rm() {
@@ -48,7 +48,5 @@ fn run_ps_logs_exec_stop_rm() {
     let (ok, _, err) = berthctl(&socket, &["logs", "nope"]);
     assert!(!ok && err.contains("NotFound"), "{err}");
     drop(daemon);
-    for c in ["memory", "pids", "cpu,cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", "hugetlb", "net_cls,net_prio", "perf_event"] {
-        let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(c).join(parent.trim_start_matches('/')));
-    }
+    remove_cgroup_parent(&parent);
 }

@@ -3,7 +3,8 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use berth_cri::{ImageServer, RuntimeServer};
+use berth_api::admin::v1::images_server::ImagesServer;
+use berth_cri::{AdminImages, ImageServer, RuntimeServer};
 use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -17,7 +18,9 @@ pub async fn serve(listener: UnixListener, runtime: RuntimeServer, images: Arc<I
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime))
-        .add_service(ImageServiceServer::from_arc(images))
+        .add_service(ImageServiceServer::from_arc(images.clone()))
+        // berth's own API (berthctl's import and pull with progress).
+        .add_service(ImagesServer::new(AdminImages::new(images)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -246,3 +246,63 @@ async fn a_layer_with_a_dotdot_entry_is_rejected() {
     assert_eq!(std::fs::read_dir(root.join("snapshots/overlayfs/metadata")).unwrap().count(), 0, "no half layer");
     assert!(!root.join("snapshots/escaped.txt").exists() && !root.join("escaped.txt").exists());
 }
+
+/// The stores on a 10 MiB filesystem: a 12 MiB layer fills it. The pull
+/// fails with ResourceExhausted, and what was there before is intact,
+/// also across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_pull_and_corrupts_nothing() {
+    assert!(nix_is_root(), "run as root (README)");
+    let registry = berth_testkit::Registry::start();
+    let (small_work, big_work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    berth_testkit::build_and_push(&registry, small_work.path(), "disk/small:1", None);
+    berth_testkit::build_and_push_layers(&registry, big_work.path(), "disk/big:1", 1, 12 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("small-fs");
+    std::fs::create_dir(&root).unwrap();
+    nix::mount::mount(Some("tmpfs"), &root, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=10m")).unwrap();
+    let unmount = Unmount(root.clone());
+    let mut berthd = Berthd::start_with_root(dir, &root, &format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let small = format!("{}/disk/small:1", registry.host());
+    let id = img.pull_image(PullImageRequest { image: spec(&small), ..Default::default() }).await.unwrap().into_inner().image_ref;
+
+    let err = img.pull_image(PullImageRequest { image: spec(&format!("{}/disk/big:1", registry.host())), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("No space left"), "{}", err.message());
+
+    // Nothing corrupt: every stored blob still has the digest it is
+    // filed under, and the index is whole after a crash and restart.
+    let blobs = root.join("content/blobs/sha256");
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let path = entry.unwrap().path();
+        let digest = sha256_hex(&std::fs::read(&path).unwrap());
+        assert_eq!(path.file_name().unwrap().to_str().unwrap(), digest);
+    }
+    berthd.restart();
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let list = img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images;
+    assert_eq!(list.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    // The partial download was dropped to give the space back: with the
+    // small image removed (its layers collected), an image of the same
+    // layers downloads and unpacks them all again, and fits.
+    assert_eq!(std::fs::read_dir(root.join("content/ingest")).unwrap().count(), 0);
+    img.remove_image(RemoveImageRequest { image: spec(&small) }).await.unwrap();
+    berth_testkit::push_variant_with_cmd(&registry, small_work.path(), "disk/other:1", &["/bin/true"]);
+    img.pull_image(PullImageRequest { image: spec(&format!("{}/disk/other:1", registry.host())), ..Default::default() }).await.unwrap();
+    drop(berthd);
+    drop(unmount);
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -23,6 +23,12 @@ impl ContentStore {
         for d in [&blobs, &ingest] {
             fs::create_dir_all(d).map_err(Error::io("create", d))?;
         }
+        // An import a crash interrupted cannot resume an unnamed blob.
+        for entry in fs::read_dir(&ingest).map_err(Error::io("read", &ingest))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("unnamed-") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
         Ok(Self { blobs, ingest })
     }
 
@@ -69,18 +75,39 @@ impl ContentStore {
             return Ok(target);
         }
         let mut ingest = self.begin(digest, expected_size)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match rest.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // Keep what we have: the next attempt resumes from here.
-                Err(e) => return Err(Error::Read(e)),
-            };
-            ingest.write(&buf[..n])?;
-        }
+        // On a read error, what was written stays: the next attempt resumes.
+        for_each_chunk(&mut rest, |chunk| ingest.write(chunk))?;
         ingest.commit()
+    }
+
+    /// Stores a blob whose digest is not known in advance (a layer of a
+    /// `docker save` archive, named by path only): hashed while written to
+    /// a private temp file, then committed under the digest it has.
+    /// Returns (digest, size).
+    pub fn ingest_unnamed(&self, mut data: impl Read) -> Result<(String, u64)> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = self.ingest.join(format!("unnamed-{}-{n}", std::process::id()));
+        let result = (|| {
+            let mut file = File::create(&temp).map_err(Error::io("create", &temp))?;
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            for_each_chunk(&mut data, |chunk| {
+                hasher.update(chunk);
+                size += chunk.len() as u64;
+                file.write_all(chunk).map_err(Error::io("write", &temp))
+            })?;
+            let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+            file.sync_all().map_err(Error::io("fsync", &temp))?;
+            let target = self.blob_path(&digest)?;
+            fs::rename(&temp, &target).map_err(Error::io("commit", &target))?;
+            File::open(&self.blobs).and_then(|d| d.sync_all()).map_err(Error::io("fsync", &self.blobs))?;
+            Ok((digest, size))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
     }
 
     /// Digests of every stored blob.
@@ -149,6 +176,19 @@ impl Ingest {
         fs::rename(&self.partial, &self.target).map_err(Error::io("commit", &self.target))?;
         File::open(&self.blobs).and_then(|d| d.sync_all()).map_err(Error::io("fsync", &self.blobs))?;
         Ok(self.target)
+    }
+}
+
+/// Reads `data` to its end in 256 KiB chunks, handing each to `f`.
+fn for_each_chunk(data: &mut impl Read, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match data.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => f(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Read(e)),
+        }
     }
 }
 

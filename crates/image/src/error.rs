@@ -29,6 +29,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// The filesystem under the stores is full (ENOSPC, or EDQUOT). The
+    /// tar crate wraps such errors with context but keeps their kind.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            Error::Entry { source, .. } | Error::Io { source, .. } | Error::Read(source) => source,
+            _ => return false,
+        };
+        matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+            || matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }

@@ -1,12 +1,12 @@
-//! Images: the content store where blobs land verified, and the unpacking
-//! of layer tarballs into snapshot directories in overlay form.
-//!
-//! Still to come (issue 3): the registry client, the image index, the CRI
-//! ImageService and `berthctl images`.
+//! Images: pulls from registries and imports from archives, the content
+//! store where blobs land verified, the unpacking of layer tarballs into
+//! snapshot directories in overlay form, and the index of image names.
 
 pub mod content;
 mod error;
+pub mod import;
 pub mod index;
+pub mod progress;
 pub mod pull;
 pub mod unpack;
 

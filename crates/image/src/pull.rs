@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     content::ContentStore,
     error::{Error, Result},
+    progress::{LayerState, Progress, Throttle},
     unpack::apply_layer,
 };
 
@@ -81,7 +82,7 @@ impl BlobLocks {
 }
 
 pub async fn pull(image: &str, auth: RegistryAuth, opts: &PullOptions, content: Arc<ContentStore>, snapshots: Arc<Overlay>) -> Result<Pulled> {
-    pull_with_locks(image, auth, opts, content, snapshots, &BlobLocks::default()).await
+    pull_with_locks(image, auth, opts, content, snapshots, &BlobLocks::default(), &Progress::default()).await
 }
 
 pub async fn pull_with_locks(
@@ -91,19 +92,20 @@ pub async fn pull_with_locks(
     content: Arc<ContentStore>,
     snapshots: Arc<Overlay>,
     locks: &BlobLocks,
+    progress: &Progress,
 ) -> Result<Pulled> {
     let origin = parse_reference(image)?;
     let mirrors = opts.mirrors.get(origin.registry()).cloned().unwrap_or_default();
     for mirror in &mirrors {
         let mut via = origin.clone();
         via.set_mirror_registry(mirror.clone());
-        match pull_from(via, auth.clone(), opts, content.clone(), snapshots.clone(), locks).await {
+        match pull_from(via, auth.clone(), opts, content.clone(), snapshots.clone(), locks, progress).await {
             Ok(pulled) => return Ok(pulled),
             // A mirror is an optimisation: on any failure, go on.
             Err(e) => tracing::warn!(mirror = %mirror, image = %origin.whole(), error = %e, "mirror failed; trying the next source"),
         }
     }
-    pull_from(origin, auth, opts, content, snapshots, locks).await
+    pull_from(origin, auth, opts, content, snapshots, locks, progress).await
 }
 
 async fn pull_from(
@@ -113,6 +115,7 @@ async fn pull_from(
     content: Arc<ContentStore>,
     snapshots: Arc<Overlay>,
     locks: &BlobLocks,
+    progress: &Progress,
 ) -> Result<Pulled> {
     let config = ClientConfig {
         protocol: ClientProtocol::HttpsExcept(opts.insecure_registries.clone()),
@@ -144,27 +147,39 @@ async fn pull_from(
         return Err(Error::BadImage(format!("{} layers but {} diff_ids", layers.len(), diff_ids.len())));
     }
     let chain_ids = chain_ids(&diff_ids);
+    for layer in &layers {
+        progress.report(&layer.digest, layer.size.max(0) as u64, 0, LayerState::Waiting);
+    }
     // Downloads run `max_concurrent_layers` at once but complete in layer
     // order, so layer i unpacks while later layers still download; unpacks
     // run one after the other, each on its parent.
     let mut downloads = futures_util::stream::iter(layers.clone().into_iter().map(|layer| async {
         let lock = locks.get(&layer.digest);
         let _held = lock.lock().await;
-        download(&client, &reference, layer, content.clone()).await
+        download(&client, &reference, layer, content.clone(), progress).await
     }))
     .buffered(opts.max_concurrent_layers.max(1));
     let mut unpacking: Option<tokio::task::JoinHandle<Result<()>>> = None;
     let mut i = 0;
     while let Some(done) = downloads.next().await {
-        done?;
+        let downloaded = done?;
         let previous = unpacking.take();
         let (content, snapshots, chain, parent, digest) =
             (content.clone(), snapshots.clone(), chain_ids[i].clone(), i.checked_sub(1).map(|p| chain_ids[p].clone()), layers[i].digest.clone());
+        let (progress, size) = (progress.clone(), layers[i].size.max(0) as u64);
         unpacking = Some(tokio::spawn(async move {
             if let Some(p) = previous {
                 p.await.map_err(|e| Error::BadImage(format!("unpack task: {e}")))??;
             }
-            blocking(move || unpack_layer(&content, &snapshots, &digest, &chain, parent.as_deref())).await
+            if downloaded {
+                progress.report(&digest, size, size, LayerState::Unpacking);
+            }
+            let reported = digest.clone();
+            blocking(move || unpack_layer(&content, &snapshots, &digest, &chain, parent.as_deref())).await?;
+            if downloaded {
+                progress.report(&reported, size, size, LayerState::Done);
+            }
+            Ok(())
         }));
         i += 1;
     }
@@ -178,12 +193,16 @@ async fn pull_from(
 }
 
 /// Streams one layer into the content store unless it is already there,
-/// resuming a partial download from an earlier attempt.
-async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, content: Arc<ContentStore>) -> Result<()> {
+/// resuming a partial download from an earlier attempt. Says whether it
+/// downloaded anything.
+async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, content: Arc<ContentStore>, progress: &Progress) -> Result<bool> {
+    let size = layer.size.max(0) as u64;
     if content.has(&layer.digest) {
-        return Ok(());
+        progress.report(&layer.digest, size, size, LayerState::Exists);
+        return Ok(false);
     }
     let offset = content.ingest_offset(&layer.digest)?;
+    progress.report(&layer.digest, size, offset, LayerState::Downloading);
     let response = client
         .pull_blob_stream_partial(reference, &layer, offset, None)
         .await
@@ -198,7 +217,7 @@ async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, 
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let store = content.clone();
-    let (digest, size) = (layer.digest.clone(), layer.size.max(0) as u64);
+    let digest = layer.digest.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut ingest = store.begin(&digest, Some(size))?;
         while let Some(chunk) = rx.blocking_recv() {
@@ -206,21 +225,36 @@ async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, 
         }
         ingest.commit().map(drop)
     });
+    let (mut stored, mut throttle) = (if restart { 0 } else { offset }, Throttle::new());
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::Registry {
             reference: reference.whole(),
             kind: crate::RegistryErrorKind::Unavailable,
             message: format!("layer {}: {e}", layer.digest),
         })?;
+        stored += chunk.len() as u64;
+        if throttle.due() {
+            progress.report(&layer.digest, size, stored, LayerState::Downloading);
+        }
         if tx.send(chunk.to_vec()).await.is_err() {
             break; // the writer failed; its error is reported below
         }
     }
     drop(tx);
-    writer.await.map_err(|e| Error::BadImage(format!("writer task: {e}")))?
+    let written = writer.await.map_err(|e| Error::BadImage(format!("writer task: {e}")))?;
+    if let Err(e) = written {
+        if e.is_disk_full() {
+            // Keeping the partial for a resume would keep the disk full and
+            // fail every other pull; give the space back instead.
+            let _ = content.delete(&layer.digest);
+        }
+        return Err(e);
+    }
+    progress.report(&layer.digest, size, size, LayerState::Downloaded);
+    Ok(true)
 }
 
-fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain: &str, parent: Option<&str>) -> Result<()> {
+pub(crate) fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain: &str, parent: Option<&str>) -> Result<()> {
     if snapshots.exists(chain) {
         return Ok(());
     }
@@ -292,7 +326,7 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 }
 
 /// diff_ids and User from an image config.
-fn parse_config(json: &str) -> Result<(Vec<String>, String)> {
+pub(crate) fn parse_config(json: &str) -> Result<(Vec<String>, String)> {
     let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::BadImage(format!("config: {e}")))?;
     let ids = value["rootfs"]["diff_ids"]
         .as_array()

@@ -111,7 +111,7 @@ fn with_cause(e: std::io::Error) -> std::io::Error {
 }
 
 /// gzip and zstd by their magic numbers; anything else is read as tar.
-fn decompress<'a>(layer: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decompress<'a>(layer: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     let mut reader = BufReader::with_capacity(256 * 1024, layer);
     let head = reader.fill_buf().map_err(Error::Read)?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {

@@ -94,6 +94,19 @@ pub fn build_and_push(registry: &Registry, work: &Path, name: &str, user: Option
 
 /// [`build_and_push`] with registry credentials (`user:password`).
 pub fn build_and_push_as(registry: &Registry, work: &Path, name: &str, user: Option<&str>, creds: Option<&str>) {
+    let image = build_layout(work, user);
+    let mut copy = Command::new("skopeo");
+    copy.args(["copy", "--dest-tls-verify=false"]);
+    if let Some(c) = creds {
+        copy.args(["--dest-creds", c]);
+    }
+    copy.args([format!("oci:{image}"), format!("docker://{}/{name}", registry.host())]);
+    run(&mut copy);
+}
+
+/// Builds [`build_and_push`]'s image as an OCI layout in `work/oci`, tagged
+/// `img`; returns `<layout>:img`, as skopeo and umoci name it.
+pub fn build_layout(work: &Path, user: Option<&str>) -> String {
     let layout = work.join("oci");
     let image = format!("{}:img", layout.display());
     let bundle = work.join("bundle");
@@ -123,13 +136,7 @@ pub fn build_and_push_as(registry: &Registry, work: &Path, name: &str, user: Opt
         config.args(["--config.user", u]);
     }
     run(&mut config);
-    let mut copy = Command::new("skopeo");
-    copy.args(["copy", "--dest-tls-verify=false"]);
-    if let Some(c) = creds {
-        copy.args(["--dest-creds", c]);
-    }
-    copy.args([format!("oci:{image}"), format!("docker://{}/{name}", registry.host())]);
-    run(&mut copy);
+    image
 }
 
 /// Config digest of the manifest tagged `tag` in an OCI layout.

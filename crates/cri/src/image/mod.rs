@@ -95,6 +95,9 @@ pub(crate) fn to_cri(r: &berth_image::index::ImageRecord) -> v1::Image {
 /// The one place image errors become gRPC statuses.
 pub(crate) fn status_of(e: berth_image::Error) -> Status {
     use berth_image::Error as E;
+    if e.is_disk_full() {
+        return Status::resource_exhausted(e.to_string());
+    }
     match &e {
         E::InvalidReference { .. } | E::InvalidDigest(_) => Status::invalid_argument(e.to_string()),
         E::Registry { kind, .. } => match kind {

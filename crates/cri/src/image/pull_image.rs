@@ -1,4 +1,4 @@
-use berth_image::pull::pull_with_locks;
+use berth_image::{index::ImageRecord, progress::Progress, pull::pull_with_locks};
 use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
 use oci_client::secrets::RegistryAuth;
 use tonic::Status;
@@ -13,13 +13,20 @@ impl ImageServer {
             return Err(Status::invalid_argument("image.image is empty"));
         }
         let auth = registry_auth(req.auth.as_ref())?;
+        let record = self.pull_and_record(&image, auth, &Progress::default()).await?;
+        Ok(PullImageResponse { image_ref: record.id })
+    }
+
+    /// The one pull path, for the CRI and for berthctl's pull with
+    /// progress: mirrors, blob locks, then the index.
+    pub(crate) async fn pull_and_record(&self, image: &str, auth: RegistryAuth, progress: &Progress) -> Result<ImageRecord, Status> {
         let started = std::time::Instant::now();
-        let pulled = pull_with_locks(&image, auth, &self.pull_options, self.content.clone(), self.snapshots.clone(), &self.blob_locks)
+        let pulled = pull_with_locks(image, auth, &self.pull_options, self.content.clone(), self.snapshots.clone(), &self.blob_locks, progress)
             .await
             .map_err(status_of)?;
         let record = self.index.add(&pulled).map_err(status_of)?;
         tracing::info!(image = %pulled.reference, digest = %record.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");
-        Ok(PullImageResponse { image_ref: record.id })
+        Ok(record)
     }
 }
 

@@ -18,6 +18,15 @@ pub fn berthctl_code(socket: &Path, args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Removes the (empty) cgroup parent the tests gave berthd, in every
+/// hierarchy this host may have.
+pub fn remove_cgroup_parent(parent: &str) {
+    for c in ["memory", "pids", "cpu,cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", "hugetlb", "net_cls,net_prio", "perf_event"] {
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(parent.trim_start_matches('/')));
+    }
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(parent.trim_start_matches('/')));
+}
+
 pub struct Daemon {
     pub child: Child,
     pub dir: tempfile::TempDir,

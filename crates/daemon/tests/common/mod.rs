@@ -23,13 +23,17 @@ impl Berthd {
     /// state in a temp dir) and `extra` config lines.
     pub fn start(extra: &str) -> Berthd {
         let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        Self::start_with_root(dir, &root, extra)
+    }
+
+    /// [`Self::start`] with the image and snapshot stores under `root`
+    /// (e.g. a small filesystem), the rest in `dir`.
+    pub fn start_with_root(dir: tempfile::TempDir, root: &Path, extra: &str) -> Berthd {
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
-            format!(
-                "socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{extra}\n",
-                dir.path().display()
-            ),
+            format!("socket = \"{0}/b.sock\"\nroot = \"{1}\"\nstate = \"{0}/state\"\n{extra}\n", dir.path().display(), root.display()),
         )
         .unwrap();
         let socket = dir.path().join("b.sock");

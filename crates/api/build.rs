@@ -1,0 +1,8 @@
+// Generates the admin API's messages, client and server from the proto
+// file (protoc comes from hack/setup.sh, as for the CRI bindings).
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/berth/admin/v1/admin.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    tonic_prost_build::configure().compile_protos(&[proto], &["proto"])?;
+    Ok(())
+}
