@@ -127,9 +127,30 @@ impl Shim {
     /// Registers an exec (an OCI Process as JSON, as containerd sends it);
     /// it runs at `start(exec_id)`.
     pub async fn exec(&self, exec_id: &str, process_json: Vec<u8>, stdout: String, stderr: String) -> Result<(), ShimError> {
+        self.exec_with_stdio(exec_id, process_json, ExecStdio { stdout, stderr, ..Default::default() }).await
+    }
+
+    /// [`Self::exec`] with every stdio option: a stdin path and a terminal
+    /// (the shim allocates the pty; stdout then carries the terminal).
+    pub async fn exec_with_stdio(&self, exec_id: &str, process_json: Vec<u8>, stdio: ExecStdio) -> Result<(), ShimError> {
         let spec = protobuf::well_known_types::any::Any { type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(), value: process_json, ..Default::default() };
-        let req = api::ExecProcessRequest { id: self.id.clone(), exec_id: exec_id.into(), spec: Some(spec).into(), stdout, stderr, ..Default::default() };
+        let req = api::ExecProcessRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.into(),
+            spec: Some(spec).into(),
+            stdin: stdio.stdin,
+            stdout: stdio.stdout,
+            stderr: stdio.stderr,
+            terminal: stdio.terminal,
+            ..Default::default()
+        };
         self.call(Some(RPC_TIMEOUT), move |c, ctx| c.exec(ctx, &req).map(drop)).await
+    }
+
+    /// Sets the terminal size of a process started with a terminal.
+    pub async fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<(), ShimError> {
+        let req = api::ResizePtyRequest { id: self.id.clone(), exec_id: exec_id.into(), width, height, ..Default::default() };
+        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.resize_pty(ctx, &req).map(drop)).await
     }
 
     /// Forgets an exited exec.
@@ -160,4 +181,13 @@ impl Shim {
         let req = api::ShutdownRequest { id: self.id.clone(), ..Default::default() };
         self.call(Some(RPC_TIMEOUT), move |c, ctx| c.shutdown(ctx, &req).map(drop)).await
     }
+}
+
+/// Stdio targets of an exec, as the shim's ExecProcessRequest takes them.
+#[derive(Debug, Clone, Default)]
+pub struct ExecStdio {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
 }

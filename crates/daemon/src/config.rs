@@ -30,6 +30,51 @@ pub struct Config {
     pub runtime_handlers: Vec<String>,
     pub registry: RegistryConfig,
     pub cni: CniSection,
+    pub streaming: StreamingSection,
+}
+
+/// The server Exec, Attach and PortForward URLs point at (the kubelet
+/// proxies to it, or crictl connects directly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingSection {
+    /// Listen address; keep it on loopback unless clients must reach it
+    /// from elsewhere (it has no TLS yet).
+    pub address: String,
+    /// 0 picks a free port at start.
+    pub port: u16,
+    /// A stream with no data either way for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// How long a SPDY client has to open its streams after upgrading.
+    pub stream_creation_timeout_secs: u64,
+    /// How long an Exec/Attach/PortForward URL stays valid (once).
+    pub token_ttl_secs: u64,
+}
+
+impl Default for StreamingSection {
+    fn default() -> Self {
+        let d = berth_streaming::Config::default();
+        Self {
+            address: d.address.ip().to_string(),
+            port: d.address.port(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            stream_creation_timeout_secs: d.stream_creation_timeout.as_secs(),
+            token_ttl_secs: d.token_ttl.as_secs(),
+        }
+    }
+}
+
+impl StreamingSection {
+    pub fn server_config(&self) -> anyhow::Result<berth_streaming::Config> {
+        let ip: std::net::IpAddr = self.address.parse().map_err(|e| anyhow::anyhow!("streaming.address {:?}: {e}", self.address))?;
+        let secs = |n: u64| std::time::Duration::from_secs(n.max(1));
+        Ok(berth_streaming::Config {
+            address: std::net::SocketAddr::new(ip, self.port),
+            idle_timeout: secs(self.idle_timeout_secs),
+            stream_creation_timeout: secs(self.stream_creation_timeout_secs),
+            token_ttl: secs(self.token_ttl_secs),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +135,7 @@ impl Default for Config {
             runtime_handlers: Vec::new(),
             registry: RegistryConfig::default(),
             cni: CniSection::default(),
+            streaming: StreamingSection::default(),
         }
     }
 }

@@ -72,7 +72,9 @@ async fn main() -> anyhow::Result<()> {
         mirrors: config.registry.mirrors.clone(),
     };
     let images = std::sync::Arc::new(berth_cri::ImageServer::open(paths.clone(), pull_options).context("open image stores")?);
-    let runtime = berth_cri::RuntimeServer::open(info, paths, images.clone()).await.context("recover runtime state")?;
+    let streaming = berth_streaming::Streaming::bind(config.streaming.server_config()?).await.context("bind the streaming server")?;
+    tracing::info!(url = streaming.base_url(), "streaming server (exec, attach, port-forward) listening");
+    let runtime = berth_cri::RuntimeServer::open(info, paths, images.clone(), streaming).await.context("recover runtime state")?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
     let result = server::serve(listener, runtime, images, shutdown_signal()).await;
     let _ = std::fs::remove_file(&config.socket);

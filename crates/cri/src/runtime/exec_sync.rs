@@ -2,10 +2,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use k8s_cri::v1;
 
-use super::Runtime;
+use super::{exec_spec::exec_process_json, Runtime};
 use crate::{
     error::{blocking, Error, Result},
-    state::{new_id, ContainerState},
+    state::new_id,
 };
 
 /// The kubelet's gRPC message limit: more output than this is cut.
@@ -26,29 +26,21 @@ impl Runtime {
         if req.timeout < 0 {
             return Err(Error::InvalidArgument(format!("timeout {} is negative", req.timeout)));
         }
-        let state = container.state();
-        let shim = match (state, container.shim()) {
-            (ContainerState::Running, Some(shim)) => shim,
-            _ => return Err(Error::FailedPrecondition(format!("container {} is {state:?}; exec needs it Running", container.id))),
-        };
+        let shim = container.shim_for_exec()?;
         let exec_id = format!("sync-{}", &new_id()?[..16]);
         let bundle = self.paths.bundle(&container.id)?;
         let (out, err) = (bundle.join(format!("{exec_id}.out")), bundle.join(format!("{exec_id}.err")));
-        let process = {
-            let (bundle, cmd, out, err) = (bundle.clone(), req.cmd.clone(), out.clone(), err.clone());
+        let process = exec_process_json(bundle.clone(), req.cmd.clone(), false).await?;
+        {
+            let (out, err) = (out.clone(), err.clone());
             blocking(move || {
-                let text = std::fs::read(bundle.join("config.json")).map_err(|e| Error::Internal(format!("read spec: {e}")))?;
-                let mut spec: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::Internal(format!("parse spec: {e}")))?;
-                let mut process = spec["process"].take();
-                process["args"] = serde_json::json!(cmd);
-                process["terminal"] = serde_json::json!(false);
                 for f in [&out, &err] {
                     std::fs::File::create(f).map_err(|e| Error::Internal(format!("create {}: {e}", f.display())))?;
                 }
-                serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))
+                Ok(())
             })
-            .await?
-        };
+            .await?;
+        }
         let file_uri = |p: &PathBuf| format!("file://{}", p.display());
         let run = async {
             shim.exec(&exec_id, process, file_uri(&out), file_uri(&err)).await?;

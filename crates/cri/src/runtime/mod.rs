@@ -4,6 +4,9 @@
 mod container_stats;
 mod container_status;
 mod create_container;
+mod dial_in_pod;
+mod exec;
+mod exec_spec;
 mod events;
 mod exec_sync;
 mod exit_monitor;
@@ -13,6 +16,7 @@ mod metrics;
 mod pause;
 mod pod_files;
 mod pod_sandbox_status;
+mod port_forward;
 mod recover;
 mod remove_container;
 mod remove_pod_sandbox;
@@ -23,6 +27,8 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
+mod stream_exec;
+mod streaming_backend;
 mod update_container_resources;
 mod update_runtime_config;
 mod user;
@@ -75,6 +81,8 @@ pub struct Runtime {
     pub(crate) hierarchy: berth_cgroups::Hierarchy,
     /// berthd's own bounding set: what privileged and `ALL` give a container.
     pub(crate) host_capabilities: Vec<String>,
+    /// Where Exec, Attach and PortForward URLs point.
+    pub(crate) streaming: Arc<berth_streaming::Streaming>,
 }
 
 pub struct RuntimeServer {
@@ -85,7 +93,9 @@ impl RuntimeServer {
     /// Opens the runtime state under `paths`: reloads every pod and
     /// container record, reconnects to the shims that still run, and
     /// removes what a crash left half-made.
-    pub async fn open(info: RuntimeInfo, paths: berth_store::Paths, images: Arc<ImageServer>) -> Result<Self> {
+    /// The streaming server starts serving here, with this runtime behind
+    /// its URLs.
+    pub async fn open(info: RuntimeInfo, paths: berth_store::Paths, images: Arc<ImageServer>, streaming: Arc<berth_streaming::Streaming>) -> Result<Self> {
         let cni = Cni::new(info.cni.clone().unwrap_or_default());
         let hierarchy = berth_cgroups::Hierarchy::detect().map_err(|e| Error::Internal(format!("cgroup hierarchy: {e}")))?;
         let rt = Arc::new(Runtime {
@@ -102,8 +112,10 @@ impl RuntimeServer {
             pod_cidr: Mutex::new(String::new()),
             hierarchy,
             host_capabilities: create_container::host_capabilities(),
+            streaming: streaming.clone(),
         });
         recover::recover(&rt).await?;
+        streaming.serve(Arc::new(streaming_backend::StreamingBackend(rt.clone())));
         Ok(Self { rt })
     }
 }
@@ -232,16 +244,16 @@ impl RuntimeService for RuntimeServer {
         answer("ExecSync", false, self.rt.exec_sync(req.into_inner()).await)
     }
 
-    async fn exec(&self, _: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
-        Err(not_yet("Exec"))
+    async fn exec(&self, req: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
+        answer("Exec", false, self.rt.exec(req.into_inner()).await)
     }
 
     async fn attach(&self, _: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
         Err(not_yet("Attach"))
     }
 
-    async fn port_forward(&self, _: Request<v1::PortForwardRequest>) -> Result<Response<v1::PortForwardResponse>, Status> {
-        Err(not_yet("PortForward"))
+    async fn port_forward(&self, req: Request<v1::PortForwardRequest>) -> Result<Response<v1::PortForwardResponse>, Status> {
+        answer("PortForward", false, self.rt.port_forward(req.into_inner()).await)
     }
 
     async fn container_stats(&self, req: Request<v1::ContainerStatsRequest>) -> Result<Response<v1::ContainerStatsResponse>, Status> {

@@ -114,6 +114,16 @@ impl Container {
         self.shim.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The shim of a running container, for an exec; anything else is
+    /// FailedPrecondition naming the state.
+    pub fn shim_for_exec(&self) -> crate::error::Result<Shim> {
+        let state = self.state();
+        match (state, self.shim()) {
+            (ContainerState::Running, Some(shim)) => Ok(shim),
+            _ => Err(crate::error::Error::FailedPrecondition(format!("container {} is {state:?}; exec needs it Running", self.id))),
+        }
+    }
+
     pub fn set_shim(&self, shim: Option<Shim>) {
         *self.shim.lock().unwrap_or_else(|e| e.into_inner()) = shim;
     }

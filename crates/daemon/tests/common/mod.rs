@@ -102,3 +102,4 @@ pub async fn channel(socket: &Path) -> Channel {
 }
 
 pub mod node;
+pub mod stream_client;

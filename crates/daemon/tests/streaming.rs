@@ -1,0 +1,225 @@
+//! Exec and PortForward through berthd's streaming server, over WebSocket
+//! and SPDY/3.1, spoken as kubectl, crictl and the kubelet speak them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{node::Node, stream_client::*};
+use k8s_cri::v1;
+
+const T: Duration = Duration::from_secs(20);
+
+fn exec_request(id: &str, cmd: &[&str], tty: bool, stdin: bool) -> v1::ExecRequest {
+    v1::ExecRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), tty, stdin, stdout: true, stderr: !tty }
+}
+
+async fn exec_url(node: &mut Node, req: v1::ExecRequest) -> String {
+    node.rt.exec(req).await.unwrap().into_inner().url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_over_websocket_with_exit_codes_stdin_tty_and_resize() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("ws").await;
+    let id = node.run(&pod, "box", &["sleep", "3600"]).await;
+
+    // Output on the right channels; a non-zero exit code in the status.
+    let url = exec_url(&mut node, exec_request(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"], false, false)).await;
+    let (mut ws, chosen) = websocket(&url, "v5.channel.k8s.io,v4.channel.k8s.io").await.unwrap();
+    assert_eq!(chosen, "v5.channel.k8s.io");
+    let got = collect_ws(&mut ws, None, T).await;
+    assert_eq!((got.stdout(), String::from_utf8_lossy(&got.stderr).as_ref()), ("out\n".to_string(), "err\n"));
+    assert_eq!(got.exit_code(), Some(3), "{:?}", got.status);
+    assert_eq!(got.status.as_ref().unwrap()["reason"], "NonZeroExitCode");
+
+    // The URL was single-use; a made-up one is unknown too.
+    assert_eq!(websocket(&url, "v4.channel.k8s.io").await.err().map(|e| e.0), Some(404));
+    let (code, body) = websocket(&url.replace("/exec/", "/exec/0000"), "v4.channel.k8s.io").await.err().unwrap();
+    assert!(code == 404 && body.contains("unknown or expired"), "{code} {body}");
+
+    // stdin without a terminal; v5's close signal is the EOF.
+    let url = exec_url(&mut node, exec_request(&id, &["cat"], false, true)).await;
+    let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
+    send(&mut ws, 0, b"through cat\n").await;
+    send(&mut ws, 255, &[0]).await;
+    let got = collect_ws(&mut ws, None, T).await;
+    assert_eq!((got.stdout(), got.exit_code()), ("through cat\n".to_string(), Some(0)));
+
+    // An interactive shell on a terminal, resized, over v4.
+    let url = exec_url(&mut node, exec_request(&id, &["sh"], true, true)).await;
+    let (mut ws, chosen) = websocket(&url, "v4.channel.k8s.io").await.unwrap();
+    assert_eq!(chosen, "v4.channel.k8s.io");
+    send(&mut ws, 4, br#"{"Width":100,"Height":40}"#).await;
+    send(&mut ws, 0, b"tty; echo size $(stty size) TERM=$TERM; exit 7\n").await;
+    let got = collect_ws(&mut ws, None, T).await;
+    let out = got.stdout();
+    assert!(out.contains("/dev/pts/") && out.contains("size 40 100 TERM=xterm"), "{out:?}");
+    assert_eq!(got.exit_code(), Some(7));
+
+    // Bad input.
+    let err = node.rt.exec(exec_request(&id, &[], false, false)).await.unwrap_err();
+    assert!(err.code() == tonic::Code::InvalidArgument && err.message().contains("cmd"), "{err:?}");
+    let mut both = exec_request(&id, &["sh"], true, true);
+    both.stderr = true;
+    assert_eq!(node.rt.exec(both).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(node.rt.exec(exec_request("nope", &["sh"], false, false)).await.unwrap_err().code(), tonic::Code::NotFound);
+    let url = exec_url(&mut node, exec_request(&id, &["sh"], false, false)).await;
+    let (code, body) = websocket(&url, "base64.channel.k8s.io").await.err().unwrap();
+    assert!(code == 400 && body.contains("subprotocol"), "{code} {body}");
+    node.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.unwrap();
+    let err = node.rt.exec(exec_request(&id, &["sh"], false, false)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    node.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_over_spdy_and_a_client_that_vanishes_leaves_no_process() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("spdy").await;
+    let id = node.run(&pod, "box", &["sleep", "3600"]).await;
+
+    // The remotecommand streams, opened in kubectl's order.
+    let url = exec_url(&mut node, exec_request(&id, &["sh", "-c", "read line; echo got $line; echo bad >&2; exit 5"], false, true)).await;
+    let (conn, _session) = spdy(&url, "v4.channel.k8s.io").await.unwrap();
+    let mut error = conn.open(headers(&[("streamtype", "error")])).await.unwrap();
+    let stdin = conn.open(headers(&[("streamtype", "stdin")])).await.unwrap();
+    let mut stdout = conn.open(headers(&[("streamtype", "stdout")])).await.unwrap();
+    let mut stderr = conn.open(headers(&[("streamtype", "stderr")])).await.unwrap();
+    stdin.writer.send(b"spdy\n").await;
+    stdin.writer.finish().await;
+    assert_eq!(read_all(&mut stdout, T).await, b"got spdy\n");
+    assert_eq!(read_all(&mut stderr, T).await, b"bad\n");
+    let status: serde_json::Value = serde_json::from_slice(&read_all(&mut error, T).await).unwrap();
+    assert_eq!(status["details"]["causes"][0]["message"], "5", "{status}");
+
+    // A terminal over SPDY, resized through its resize stream.
+    let url = exec_url(&mut node, exec_request(&id, &["sh"], true, true)).await;
+    let (conn, _session) = spdy(&url, "v4.channel.k8s.io").await.unwrap();
+    let mut error = conn.open(headers(&[("streamtype", "error")])).await.unwrap();
+    let stdin = conn.open(headers(&[("streamtype", "stdin")])).await.unwrap();
+    let mut stdout = conn.open(headers(&[("streamtype", "stdout")])).await.unwrap();
+    let resize = conn.open(headers(&[("streamtype", "resize")])).await.unwrap();
+    resize.writer.send(br#"{"Width":132,"Height":50}"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stdin.writer.send(b"stty size; exit\n").await;
+    let out = String::from_utf8(read_all(&mut stdout, T).await).unwrap();
+    assert!(out.contains("50 132"), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&read_all(&mut error, T).await).unwrap();
+    assert_eq!(status["status"], "Success");
+
+    // A protocol berthd does not speak is refused before the upgrade.
+    let url = exec_url(&mut node, exec_request(&id, &["true"], false, false)).await;
+    let (code, body) = spdy(&url, "channel.k8s.io").await.err().unwrap();
+    assert!(code == 403 && body.contains("v4.channel.k8s.io"), "{code} {body}");
+
+    // A client that leaves mid-command takes its command with it.
+    let url = exec_url(&mut node, exec_request(&id, &["sleep", "600"], false, false)).await;
+    let (conn, session) = spdy(&url, "v4.channel.k8s.io").await.unwrap();
+    let _error = conn.open(headers(&[("streamtype", "error")])).await.unwrap();
+    let _stdout = conn.open(headers(&[("streamtype", "stdout")])).await.unwrap();
+    let _stderr = conn.open(headers(&[("streamtype", "stderr")])).await.unwrap();
+    let sleeping = |ps: &str| ps.lines().any(|l| l.contains("sleep 600"));
+    let deadline = tokio::time::Instant::now() + T;
+    while !sleeping(&String::from_utf8_lossy(&node.exec(&id, &["ps"], 5).await.unwrap().stdout)) {
+        assert!(tokio::time::Instant::now() < deadline, "the exec started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    session.abort();
+    drop(conn);
+    drop(_error);
+    drop(_stdout);
+    drop(_stderr);
+    let deadline = tokio::time::Instant::now() + T;
+    while sleeping(&String::from_utf8_lossy(&node.exec(&id, &["ps"], 5).await.unwrap().stdout)) {
+        assert!(tokio::time::Instant::now() < deadline, "the exec outlived its client");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bundle = node.berthd.dir.path().join("state/containers").join(&id);
+    let leftovers: Vec<_> = std::fs::read_dir(&bundle).into_iter().flatten().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("exec-")).collect();
+    assert!(leftovers.is_empty(), "exec fifos left in the bundle: {leftovers:?}");
+
+    // Malformed frames (SPDY version 2) close that connection; berthd
+    // keeps serving.
+    let url = exec_url(&mut node, exec_request(&id, &["true"], false, false)).await;
+    let (host, path) = url.strip_prefix("http://").unwrap().split_once('/').unwrap();
+    let mut raw = tokio::net::TcpStream::connect(host).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(format!("POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n").as_bytes()).await.unwrap();
+    raw.write_all(&[0x80, 2, 0, 1, 0, 0, 0, 4, 1, 2, 3, 4, 0xff, 0xff]).await.unwrap();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(T, raw.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "berthd closed the malformed connection");
+    let got = {
+        let url = exec_url(&mut node, exec_request(&id, &["echo", "still here"], false, false)).await;
+        let (mut ws, _) = websocket(&url, "v4.channel.k8s.io").await.unwrap();
+        collect_ws(&mut ws, None, T).await
+    };
+    assert_eq!(got.stdout(), "still here\n");
+    node.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_reaches_a_server_inside_the_pod() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("web").await;
+    let script = "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www";
+    node.run(&pod, "httpd", &["sh", "-c", script]).await;
+    let forward_url = |node: &mut Node| {
+        let mut rt = node.rt.clone();
+        let pod_id = pod.0.clone();
+        async move { rt.port_forward(v1::PortForwardRequest { pod_sandbox_id: pod_id, port: vec![8080] }).await.unwrap().into_inner().url }
+    };
+    // httpd listens on the pod's own loopback: only a connection made
+    // inside the pod's network namespace reaches it.
+    let deadline = tokio::time::Instant::now() + T;
+    let page = loop {
+        let url = forward_url(&mut node).await;
+        let (conn, _session) = spdy(&url, "portforward.k8s.io").await.unwrap();
+        let mut error = conn.open(headers(&[("streamtype", "error"), ("port", "8080"), ("requestid", "0")])).await.unwrap();
+        let mut data = conn.open(headers(&[("streamtype", "data"), ("port", "8080"), ("requestid", "0")])).await.unwrap();
+        // A second connection at once, to a port nothing listens on.
+        let mut error2 = conn.open(headers(&[("streamtype", "error"), ("port", "9"), ("requestid", "1")])).await.unwrap();
+        let _data2 = conn.open(headers(&[("streamtype", "data"), ("port", "9"), ("requestid", "1")])).await.unwrap();
+        let refused = String::from_utf8(read_all(&mut error2, T).await).unwrap();
+        assert!(refused.contains("localhost:9") && refused.contains("refused"), "{refused}");
+        data.writer.send(b"GET / HTTP/1.0\r\n\r\n").await;
+        let page = String::from_utf8_lossy(&read_all(&mut data, T).await).into_owned();
+        let errors = read_all(&mut error, T).await;
+        if page.contains("hello-from-pod") || tokio::time::Instant::now() > deadline {
+            assert!(errors.is_empty(), "{}", String::from_utf8_lossy(&errors));
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // httpd not up yet
+    };
+    assert!(page.starts_with("HTTP/1.") && page.contains("hello-from-pod"), "{page}");
+
+    // The same over WebSocket: two channels per port, each first carrying
+    // the port number.
+    let url = forward_url(&mut node).await;
+    let (mut ws, _) = websocket(&format!("{url}?port=8080"), "v4.channel.k8s.io").await.unwrap();
+    use futures_util::StreamExt;
+    let mut prefixes = Vec::new();
+    while prefixes.len() < 2 {
+        if let Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b))) = ws.next().await {
+            prefixes.push(b.to_vec());
+        }
+    }
+    assert_eq!(prefixes, [vec![0, 0x90, 0x1f], vec![1, 0x90, 0x1f]], "port 8080, little-endian, on channels 0 and 1");
+    send(&mut ws, 0, b"GET /index.html HTTP/1.0\r\n\r\n").await;
+    let mut page = Vec::new();
+    while !String::from_utf8_lossy(&page).contains("hello-from-pod") {
+        match tokio::time::timeout(T, ws.next()).await.expect("the page came") {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b))) if b.first() == Some(&0) => page.extend_from_slice(&b[1..]),
+            Some(Ok(_)) => {}
+            other => panic!("websocket ended before the page: {other:?}"),
+        }
+    }
+
+    // Bad input.
+    let err = node.rt.port_forward(v1::PortForwardRequest { pod_sandbox_id: "nope".into(), port: vec![] }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = node.rt.port_forward(v1::PortForwardRequest { pod_sandbox_id: pod.0.clone(), port: vec![70000] }).await.unwrap_err();
+    assert!(err.code() == tonic::Code::InvalidArgument && err.message().contains("70000"), "{err:?}");
+    node.teardown().await;
+}
