@@ -191,3 +191,6 @@ pub struct ExecStdio {
     pub stderr: String,
     pub terminal: bool,
 }
+
+/// The stdin berth-shim reads as "fed by attach clients".
+pub const ATTACH_STDIN: &str = "attach:";

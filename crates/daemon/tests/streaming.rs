@@ -223,3 +223,66 @@ async fn port_forward_reaches_a_server_inside_the_pod() {
     assert!(err.code() == tonic::Code::InvalidArgument && err.message().contains("70000"), "{err:?}");
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_two_clients_at_once_and_a_terminal() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("attach").await;
+    let mut config = node.container_config("reader", &["sh", "-c", "while read line; do echo \"got $line\"; echo \"err $line\" >&2; done; exit 9"]);
+    (config.stdin, config.stdin_once) = (true, true);
+    let id = node.create(&pod, config).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let attach_url = |node: &mut Node, stdin: bool, stderr: bool| {
+        let mut rt = node.rt.clone();
+        let id = id.clone();
+        async move { rt.attach(v1::AttachRequest { container_id: id, tty: false, stdin, stdout: true, stderr }).await.unwrap().into_inner().url }
+    };
+
+    // Client A over WebSocket writes; client B over SPDY only watches.
+    let url_a = attach_url(&mut node, true, true).await;
+    let (mut a, _) = websocket(&url_a, "v5.channel.k8s.io").await.unwrap();
+    let url_b = attach_url(&mut node, false, false).await;
+    let (conn_b, _session_b) = spdy(&url_b, "v4.channel.k8s.io").await.unwrap();
+    let mut error_b = conn_b.open(headers(&[("streamtype", "error")])).await.unwrap();
+    let mut stdout_b = conn_b.open(headers(&[("streamtype", "stdout")])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // both attached
+    send(&mut a, 0, b"one\n").await;
+    let got_a = collect_ws(&mut a, Some("got one"), T).await;
+    assert!(got_a.stdout().contains("got one"), "{got_a:?}");
+    let mut seen_b = Vec::new();
+    while !String::from_utf8_lossy(&seen_b).contains("got one") {
+        seen_b.extend(tokio::time::timeout(T, stdout_b.data.recv()).await.unwrap().expect("B sees the output"));
+    }
+    // stdin_once: A's end of input is the container's; it exits 9, and
+    // both clients hear it.
+    send(&mut a, 255, &[0]).await;
+    let rest_a = collect_ws(&mut a, None, T).await;
+    assert!(String::from_utf8_lossy(&[got_a.stderr.clone(), rest_a.stderr.clone()].concat()).contains("err one"));
+    assert_eq!(rest_a.exit_code(), Some(9), "{:?}", rest_a.status);
+    read_all(&mut stdout_b, T).await;
+    let status: serde_json::Value = serde_json::from_slice(&read_all(&mut error_b, T).await).unwrap();
+    assert_eq!(status["details"]["causes"][0]["message"], "9", "{status}");
+    assert!(node.log_lines("attach", "reader").contains(&"got one".to_string()), "attach does not take output from the log");
+
+    // A terminal: the shell's prompt and echo come back, resized.
+    let mut config = node.container_config("shell", &["sh"]);
+    (config.stdin, config.tty) = (true, true);
+    let id = node.create(&pod, config).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let url = node.rt.attach(v1::AttachRequest { container_id: id.clone(), tty: true, stdin: true, stdout: true, stderr: false }).await.unwrap().into_inner().url;
+    let (mut ws, _) = websocket(&url, "v4.channel.k8s.io").await.unwrap();
+    send(&mut ws, 4, br#"{"Width":90,"Height":30}"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&mut ws, 0, b"stty size; exit 3\n").await;
+    let got = collect_ws(&mut ws, None, T).await;
+    assert!(got.stdout().contains("30 90"), "{:?}", got.stdout());
+    assert_eq!(got.exit_code(), Some(3));
+
+    // Bad input: stdin to a container made without it; a stopped one.
+    let plain = node.run(&pod, "plain", &["sleep", "3600"]).await;
+    let err = node.rt.attach(v1::AttachRequest { container_id: plain.clone(), stdin: true, stdout: true, ..Default::default() }).await.unwrap_err();
+    assert!(err.code() == tonic::Code::InvalidArgument && err.message().contains("stdin"), "{err:?}");
+    let err = node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    node.teardown().await;
+}

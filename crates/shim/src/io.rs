@@ -16,12 +16,17 @@ use std::{
 };
 
 use crate::{
+    attach::Attachments,
     cri_log::{CriLog, Stream},
     error::{Result, ShimError},
 };
 
 /// URI scheme for "write my output as a CRI log file at this path".
 pub const CRI_LOG_SCHEME: &str = "cri-log://";
+
+/// The stdin value for "stdin comes from attach clients": a pipe (or the
+/// terminal) the shim holds open, fed by whoever attaches.
+pub const ATTACH_STDIN: &str = "attach:";
 
 #[derive(Debug, Clone, Default)]
 pub struct StdioConfig {
@@ -55,6 +60,8 @@ pub struct ProcessIo {
     running_copiers: Arc<(Mutex<usize>, Condvar)>,
     /// Where tty output goes once the console arrives.
     tty_sink: Mutex<Option<Sink>>,
+    /// Clients attached to this process's stdio.
+    pub attachments: Arc<Attachments>,
 }
 
 impl ProcessIo {
@@ -82,6 +89,7 @@ impl ProcessIo {
             console: Mutex::new(None),
             running_copiers: Arc::new((Mutex::new(0), Condvar::new())),
             tty_sink: Mutex::new(None),
+            attachments: Arc::default(),
         };
         let null = || -> Result<OwnedFd> { Ok(File::open("/dev/null").map_err(ShimError::internal("open /dev/null"))?.into()) };
         if config.terminal {
@@ -103,6 +111,7 @@ impl ProcessIo {
             Sink::Fd(f) => f.into(),
             Sink::Log(log) => {
                 let (read, write) = pipe()?;
+                let read = Tee { inner: read, stream, attachments: self.attachments.clone() };
                 self.spawn_copier("log-copy", move || {
                     if let Err(e) = log.copy_from(stream, read) {
                         log::warn!("copy {stream:?} to {}: {e}", log.path().display());
@@ -122,6 +131,9 @@ impl ProcessIo {
         }
         let (read, write) = pipe()?;
         *self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(write));
+        if self.config.stdin == ATTACH_STDIN {
+            return Ok(Some(read.into()));
+        }
         let (path, target) = (PathBuf::from(&self.config.stdin), self.stdin_pipe.clone());
         std::thread::Builder::new().name("stdin".into()).stack_size(COPY_STACK).spawn(move || {
             feed_stdin(&path, &target);
@@ -136,6 +148,7 @@ impl ProcessIo {
         let master = File::from(master);
         let reader = master.try_clone().map_err(ShimError::internal("dup pty master"))?;
         let sink = self.tty_sink.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or(Sink::Null);
+        let reader = Tee { inner: reader, stream: Stream::Stdout, attachments: self.attachments.clone() };
         self.spawn_copier("tty-copy", move || match sink {
             Sink::Log(log) => {
                 if let Err(e) = log.copy_from(Stream::Stdout, reader) {
@@ -145,7 +158,10 @@ impl ProcessIo {
             Sink::Fd(out) => copy_raw(reader, out),
             Sink::Null => copy_raw(reader, std::io::sink()),
         })?;
-        if !self.config.stdin.is_empty() {
+        if self.config.stdin == ATTACH_STDIN {
+            let writer = master.try_clone().map_err(ShimError::internal("dup pty master"))?;
+            *self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
+        } else if !self.config.stdin.is_empty() {
             let writer = master.try_clone().map_err(ShimError::internal("dup pty master"))?;
             *self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
             let (path, target) = (PathBuf::from(&self.config.stdin), self.stdin_pipe.clone());
@@ -168,6 +184,13 @@ impl ProcessIo {
             return Err(ShimError::Internal(format!("resize pty: {}", std::io::Error::last_os_error())));
         }
         Ok(())
+    }
+
+    /// Input from an attach client.
+    pub fn write_stdin(&self, data: &[u8]) {
+        if let Some(target) = self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let _ = target.write_all(data);
+        }
     }
 
     /// Ends the child's input (EOF on a pipe, ^D on a terminal).
@@ -207,6 +230,7 @@ impl ProcessIo {
 
     /// Drops the console and stdin so copy threads end (on Delete).
     pub fn close(&self) {
+        self.attachments.stop();
         self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.console.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
@@ -217,11 +241,17 @@ impl ProcessIo {
 
     fn spawn_copier(&self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         let counter = self.running_copiers.clone();
+        let attachments = self.attachments.clone();
         *counter.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let result = std::thread::Builder::new().name(name.into()).stack_size(COPY_STACK).spawn(move || {
             f();
             let (lock, cv) = &*counter;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
+            *left -= 1;
+            if *left == 0 {
+                // All output is out: attached clients get their EOF.
+                attachments.close_all();
+            }
             cv.notify_all();
         });
         if let Err(e) = result {
@@ -229,6 +259,23 @@ impl ProcessIo {
             return Err(ShimError::Internal(format!("spawn copy thread: {e}")));
         }
         Ok(())
+    }
+}
+
+/// Output on its way to the log, copied to attached clients as it passes.
+struct Tee<R> {
+    inner: R,
+    stream: Stream,
+    attachments: Arc<Attachments>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.attachments.broadcast(self.stream, &buf[..n]);
+        }
+        Ok(n)
     }
 }
 

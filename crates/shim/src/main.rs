@@ -10,6 +10,7 @@
 //! ```
 
 mod args;
+mod attach;
 mod cri_log;
 mod error;
 mod io;

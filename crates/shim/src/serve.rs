@@ -19,7 +19,10 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     leave_parent_cgroup(&a.cgroup);
     let reaper = Reaper::start().map_err(|e| format!("start reaper: {e}"))?;
     let shutdown = Arc::new(ShutdownSignal::default());
-    let service = Arc::new(TaskService::new(a.id.clone(), reaper, shutdown.clone()));
+    let mut service = TaskService::new(a.id.clone(), reaper, shutdown.clone());
+    // berthd finds it beside the Task API socket.
+    service.attach_socket = Some(a.socket.with_extension("attach"));
+    let service = Arc::new(service);
     // Wait and blocking Start calls each hold a handler thread; allow
     // plenty so one client's waits cannot starve its other calls.
     let mut server = ttrpc::Server::new()

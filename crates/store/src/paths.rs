@@ -77,6 +77,11 @@ impl Paths {
         let digest = Sha256::digest(id.as_bytes());
         self.state.join("s").join(&hex::encode(digest)[..32])
     }
+
+    /// Where a shim takes attach clients: beside its Task API socket.
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.shim_socket(id).with_extension("attach")
+    }
 }
 
 /// Ids become directory names: refuse anything that could escape or

@@ -16,7 +16,11 @@ use hyper::{body::Bytes, body::Incoming, header, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_tungstenite::{
-    tungstenite::{handshake::derive_accept_key, protocol::Role, Message},
+    tungstenite::{
+        handshake::derive_accept_key,
+        protocol::{frame::coding::CloseCode, CloseFrame, Role},
+        Message,
+    },
     WebSocketStream,
 };
 
@@ -118,7 +122,9 @@ fn spawn_writer(mut sink: futures_util::stream::SplitSink<Socket, Message>, mut 
                 return;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        // A normal closure (1000): Go clients read it as the streams' EOF,
+        // and a close without a code as an error.
+        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))).await;
     })
 }
 

@@ -1,6 +1,7 @@
 //! RuntimeService: one file per RPC (or per family of stats RPCs); this
 //! file holds the shared state and routes.
 
+mod attach;
 mod container_stats;
 mod container_status;
 mod create_container;
@@ -27,6 +28,7 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
+mod stream_attach;
 mod stream_exec;
 mod streaming_backend;
 mod update_container_resources;
@@ -248,8 +250,8 @@ impl RuntimeService for RuntimeServer {
         answer("Exec", false, self.rt.exec(req.into_inner()).await)
     }
 
-    async fn attach(&self, _: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
-        Err(not_yet("Attach"))
+    async fn attach(&self, req: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
+        answer("Attach", false, self.rt.attach(req.into_inner()).await)
     }
 
     async fn port_forward(&self, req: Request<v1::PortForwardRequest>) -> Result<Response<v1::PortForwardResponse>, Status> {

@@ -15,8 +15,8 @@ impl Backend for StreamingBackend {
         self.0.stream_exec(container_id, cmd, tty, io).await.map_err(|e| e.to_string())
     }
 
-    async fn attach(&self, container_id: &str, _tty: bool, _io: ProcessIo) -> Result<i32, String> {
-        Err(format!("attach to container {container_id}: not supported by berthd yet"))
+    async fn attach(&self, container_id: &str, _tty: bool, io: ProcessIo) -> Result<i32, String> {
+        self.0.stream_attach(container_id, io).await.map_err(|e| e.to_string())
     }
 
     async fn port_forward(&self, pod_id: &str, port: u16) -> Result<tokio::net::TcpStream, String> {

@@ -45,6 +45,9 @@ impl TaskService {
             let spawned = spawn_init(bootstrap, child_stdio, &io, cgroup.as_ref(), &self.reaper)?;
             let pid = spawned.pid;
             let init = Proc::new(io, ProcState { pid, pending_start: Some(spawned), ..Default::default() });
+            if let Some(path) = &self.attach_socket {
+                init.io.attachments.listen(path, std::sync::Arc::downgrade(&init)).map_err(ShimError::internal("attach socket"))?;
+            }
             Ok(Container { id: req.id.clone(), bundle: bundle.clone(), rootfs_mount: undo.rootfs.take(), cgroup: undo.cgroup.take(), init, execs: Default::default(), pending_execs: Default::default() })
         })();
         match result {

@@ -53,11 +53,13 @@ pub struct TaskService {
     pub reaper: Reaper,
     container: Mutex<Option<Container>>,
     pub shutdown: Arc<ShutdownSignal>,
+    /// Where attach clients of the container connect (none: no attach).
+    pub attach_socket: Option<std::path::PathBuf>,
 }
 
 impl TaskService {
     pub fn new(id: String, reaper: Reaper, shutdown: Arc<ShutdownSignal>) -> Self {
-        Self { id, reaper, container: Mutex::new(None), shutdown }
+        Self { id, reaper, container: Mutex::new(None), shutdown, attach_socket: None }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Container>> {

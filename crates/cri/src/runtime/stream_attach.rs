@@ -1,0 +1,96 @@
+//! An attach for the streaming server: a connection to the shim's attach
+//! socket (see berth-shim's `attach.rs` for its frames). The shim copies
+//! the container's output to it as it goes to the log, and takes stdin
+//! and resizes from it. The shim closes it when the output ends; the
+//! answer is then the container's exit code.
+
+use std::sync::Arc;
+
+use berth_streaming::ProcessIo;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::UnixStream,
+};
+
+use super::Runtime;
+use crate::error::{Error, Result};
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const CLOSE_STDIN: u8 = 3;
+const RESIZE: u8 = 4;
+
+impl Runtime {
+    pub(crate) async fn stream_attach(self: &Arc<Self>, container_id: &str, mut io: ProcessIo) -> Result<i32> {
+        let container = self.containers.get(container_id)?;
+        container.shim_for_exec()?;
+        let stdin_once = container.record().config.stdin_once;
+        let path = self.paths.attach_socket(&container.id);
+        let conn = UnixStream::connect(&path).await.map_err(|e| Error::Unavailable(format!("attach to container {}: {}: {e}", container.id, path.display())))?;
+        let (mut read, mut write) = conn.into_split();
+        let header = serde_json::json!({ "stdout": io.stdout.is_some(), "stderr": io.stderr.is_some() });
+        write.write_all(format!("{header}\n").as_bytes()).await.map_err(|e| Error::Unavailable(format!("attach: {e}")))?;
+        let (stdout, stderr) = (io.stdout.take(), io.stderr.take());
+        let output = async move {
+            let mut head = [0u8; 5];
+            while read.read_exact(&mut head).await.is_ok() {
+                let mut data = vec![0u8; u32::from_be_bytes(head[1..5].try_into().expect("4 bytes")) as usize];
+                if read.read_exact(&mut data).await.is_err() {
+                    break;
+                }
+                let to = match head[0] {
+                    STDOUT => &stdout,
+                    STDERR => &stderr,
+                    _ => continue,
+                };
+                if let Some(tx) = to {
+                    if tx.send(data).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        };
+        let (mut stdin, mut resize) = (io.stdin.take(), io.resize.take());
+        let input = async move {
+            loop {
+                let frame = tokio::select! {
+                    data = async { stdin.as_mut()?.recv().await }, if stdin.is_some() => match data {
+                        Some(d) => (STDIN, d),
+                        None => {
+                            stdin = None;
+                            // Only a stdin_once container loses its stdin
+                            // with its client; others wait for the next.
+                            if !stdin_once { continue }
+                            (CLOSE_STDIN, Vec::new())
+                        }
+                    },
+                    size = async { resize.as_mut()?.recv().await }, if resize.is_some() => match size {
+                        Some(s) => (RESIZE, [s.width.to_be_bytes(), s.height.to_be_bytes()].concat()),
+                        None => { resize = None; continue }
+                    },
+                    else => std::future::pending().await,
+                };
+                let mut bytes = vec![frame.0];
+                bytes.extend_from_slice(&(frame.1.len() as u32).to_be_bytes());
+                bytes.extend_from_slice(&frame.1);
+                if write.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = output => {}
+            _ = input => {}
+            _ = &mut io.hangup => return Ok(0),
+        }
+        // The output ended: the container exited. Its exit code is the
+        // exit monitor's to record.
+        tokio::select! {
+            () = container.wait_exited() => {}
+            _ = &mut io.hangup => return Ok(0),
+        }
+        let code = container.record().exit_code;
+        Ok(code)
+    }
+}
