@@ -191,6 +191,3 @@ pub struct ExecStdio {
     pub stderr: String,
     pub terminal: bool,
 }
-
-/// The stdin berth-shim reads as "fed by attach clients".
-pub const ATTACH_STDIN: &str = "attach:";

@@ -3,16 +3,7 @@
 //! the log, and may feed its stdin and resize its terminal. Several
 //! clients at once; one leaving changes nothing for the others.
 //!
-//! The wire form, after the client's one-line JSON header
-//! `{"stdout":true,"stderr":true}`, is frames of `[kind u8][len u32 BE]`
-//! then `len` bytes:
-//!
-//! | from   | kind | payload                                   |
-//! | ------ | ---- | ----------------------------------------- |
-//! | shim   | 1, 2 | stdout, stderr bytes                      |
-//! | client | 0    | stdin bytes                               |
-//! | client | 3    | close stdin (the container's `stdin_once`) |
-//! | client | 4    | resize: width u16 BE, height u16 BE       |
+//! The wire form is `berth_oci::attach` (shared with berthd).
 //!
 //! When the container's output ends (it exited), the shim closes every
 //! client's connection: that EOF is the end of the attach.
@@ -25,13 +16,9 @@ use std::{
     time::Duration,
 };
 
-use crate::{cri_log::Stream, state::Proc};
+use berth_oci::attach::{frame, CLOSE_STDIN, RESIZE, STDERR, STDIN, STDOUT};
 
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const STDIN: u8 = 0;
-const CLOSE_STDIN: u8 = 3;
-const RESIZE: u8 = 4;
+use crate::{cri_log::Stream, state::Proc};
 
 /// A client slower than this to take output is dropped, so it cannot hold
 /// up the container's output (or the log).
@@ -159,12 +146,4 @@ fn read_input(mut from: impl Read, proc: &Proc) -> std::io::Result<()> {
             _ => {}
         }
     }
-}
-
-fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(5 + data.len());
-    f.push(kind);
-    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    f.extend_from_slice(data);
-    f
 }

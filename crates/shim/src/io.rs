@@ -24,9 +24,9 @@ use crate::{
 /// URI scheme for "write my output as a CRI log file at this path".
 pub const CRI_LOG_SCHEME: &str = "cri-log://";
 
-/// The stdin value for "stdin comes from attach clients": a pipe (or the
-/// terminal) the shim holds open, fed by whoever attaches.
-pub const ATTACH_STDIN: &str = "attach:";
+/// Stdin from attach clients: a pipe (or the terminal) the shim holds
+/// open, fed by whoever attaches.
+use berth_oci::attach::ATTACH_STDIN;
 
 #[derive(Debug, Clone, Default)]
 pub struct StdioConfig {

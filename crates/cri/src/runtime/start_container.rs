@@ -83,7 +83,7 @@ impl Runtime {
             bundle: bundle.display().to_string(),
             rootfs: rootfs.iter().map(|m| api::Mount { type_: m.typ.clone(), source: m.source.clone(), options: m.options.clone(), ..Default::default() }).collect(),
             // With stdin, attach clients feed it (the shim holds it open).
-            stdin: if record.config.stdin { crate::shim_client::ATTACH_STDIN.into() } else { String::new() },
+            stdin: if record.config.stdin { berth_oci::attach::ATTACH_STDIN.into() } else { String::new() },
             stdout: output.clone(),
             stderr: output,
             terminal: record.config.tty,

@@ -1,5 +1,5 @@
 //! An attach for the streaming server: a connection to the shim's attach
-//! socket (see berth-shim's `attach.rs` for its frames). The shim copies
+//! socket (frames as in `berth_oci::attach`). The shim copies
 //! the container's output to it as it goes to the log, and takes stdin
 //! and resizes from it. The shim closes it when the output ends; the
 //! answer is then the container's exit code.
@@ -12,14 +12,10 @@ use tokio::{
     net::UnixStream,
 };
 
+use berth_oci::attach::{frame, CLOSE_STDIN, RESIZE, STDERR, STDIN, STDOUT};
+
 use super::Runtime;
 use crate::error::{Error, Result};
-
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const CLOSE_STDIN: u8 = 3;
-const RESIZE: u8 = 4;
 
 impl Runtime {
     pub(crate) async fn stream_attach(self: &Arc<Self>, container_id: &str, mut io: ProcessIo) -> Result<i32> {
@@ -54,7 +50,7 @@ impl Runtime {
         let (mut stdin, mut resize) = (io.stdin.take(), io.resize.take());
         let input = async move {
             loop {
-                let frame = tokio::select! {
+                let (kind, payload) = tokio::select! {
                     data = async { stdin.as_mut()?.recv().await }, if stdin.is_some() => match data {
                         Some(d) => (STDIN, d),
                         None => {
@@ -71,10 +67,7 @@ impl Runtime {
                     },
                     else => std::future::pending().await,
                 };
-                let mut bytes = vec![frame.0];
-                bytes.extend_from_slice(&(frame.1.len() as u32).to_be_bytes());
-                bytes.extend_from_slice(&frame.1);
-                if write.write_all(&bytes).await.is_err() {
+                if write.write_all(&frame(kind, &payload)).await.is_err() {
                     return;
                 }
             }
