@@ -34,9 +34,9 @@ async fn version_status_and_runtime_config() {
     assert_eq!(c.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
 
     // What is missing says so, by name.
-    let err = rt.exec(ExecRequest::default()).await.unwrap_err();
+    let err = rt.checkpoint_container(CheckpointContainerRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("Exec"), "{}", err.message());
+    assert!(err.message().contains("CheckpointContainer"), "{}", err.message());
     assert!(rt.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items.is_empty());
     let mut img = ImageServiceClient::new(channel(&socket).await);
     assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty());
