@@ -286,3 +286,20 @@ async fn attach_two_clients_at_once_and_a_terminal() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_is_closed_and_its_command_ends() {
+    let mut node = Node::start_with("streaming.idle_timeout_secs = 1", "").await;
+    let pod = node.run_pod("idle").await;
+    let id = node.run(&pod, "box", &["sleep", "3600"]).await;
+    let url = exec_url(&mut node, exec_request(&id, &["sleep", "600"], false, false)).await;
+    let started = std::time::Instant::now();
+    let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
+    let got = collect_ws(&mut ws, None, T).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "closed after {took:?}");
+    assert_eq!(got.exit_code(), Some(137), "killed: {:?}", got.status);
+    let ps = String::from_utf8_lossy(&node.exec(&id, &["ps"], 5).await.unwrap().stdout).into_owned();
+    assert!(!ps.contains("sleep 600"), "{ps}");
+    node.teardown().await;
+}
