@@ -49,6 +49,9 @@ pub struct StreamingSection {
     pub stream_creation_timeout_secs: u64,
     /// How long an Exec/Attach/PortForward URL stays valid (once).
     pub token_ttl_secs: u64,
+    /// Serve https with this PEM certificate chain and key (both or none).
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
 }
 
 impl Default for StreamingSection {
@@ -60,6 +63,8 @@ impl Default for StreamingSection {
             idle_timeout_secs: d.idle_timeout.as_secs(),
             stream_creation_timeout_secs: d.stream_creation_timeout.as_secs(),
             token_ttl_secs: d.token_ttl.as_secs(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
         }
     }
 }
@@ -68,7 +73,13 @@ impl StreamingSection {
     pub fn server_config(&self) -> anyhow::Result<berth_streaming::Config> {
         let ip: std::net::IpAddr = self.address.parse().map_err(|e| anyhow::anyhow!("streaming.address {:?}: {e}", self.address))?;
         let secs = |n: u64| std::time::Duration::from_secs(n.max(1));
+        let tls = match (self.tls_cert_file.as_os_str().is_empty(), self.tls_key_file.as_os_str().is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(berth_streaming::TlsFiles { cert_chain: self.tls_cert_file.clone(), private_key: self.tls_key_file.clone() }),
+            _ => anyhow::bail!("streaming.tls_cert_file and streaming.tls_key_file go together"),
+        };
         Ok(berth_streaming::Config {
+            tls,
             address: std::net::SocketAddr::new(ip, self.port),
             idle_timeout: secs(self.idle_timeout_secs),
             stream_creation_timeout: secs(self.stream_creation_timeout_secs),

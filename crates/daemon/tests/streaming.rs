@@ -303,3 +303,40 @@ async fn an_idle_stream_is_closed_and_its_command_ends() {
     assert!(!ps.contains("sleep 600"), "{ps}");
     node.teardown().await;
 }
+
+/// With a certificate configured, URLs are https and the streams run over
+/// TLS (a WebSocket exec, through a client that trusts only that cert).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    berth_testkit::run(std::process::Command::new("openssl").args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=berth-test", "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"]).arg(&key).arg("-out").arg(&cert));
+    let mut node = Node::start_with(&format!("streaming.tls_cert_file = \"{}\"\nstreaming.tls_key_file = \"{}\"", cert.display(), key.display()), "").await;
+    let pod = node.run_pod("tls").await;
+    let id = node.run(&pod, "box", &["sleep", "3600"]).await;
+    let url = exec_url(&mut node, exec_request(&id, &["echo", "over tls"], false, false)).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    use rustls_pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
+    let client = tokio_rustls::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let host = url.strip_prefix("https://").unwrap().split('/').next().unwrap();
+    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)).connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.replace("https://", "wss://").into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "v4.channel.k8s.io".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    let mut out = Vec::new();
+    use futures_util::StreamExt;
+    while let Some(Ok(m)) = tokio::time::timeout(T, ws.next()).await.unwrap() {
+        if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
+            if b.first() == Some(&1) {
+                out.extend_from_slice(&b[1..]);
+            }
+        }
+    }
+    assert_eq!(out, b"over tls\n");
+    node.teardown().await;
+}

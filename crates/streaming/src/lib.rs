@@ -22,7 +22,7 @@ mod websocket;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use server::{Config, Streaming};
+pub use server::{Config, Streaming, TlsFiles};
 pub use tokens::Pending;
 
 /// Terminal size, as the resize channel carries it.

@@ -33,6 +33,27 @@ pub struct Config {
     pub stream_creation_timeout: Duration,
     /// How long a URL handed out stays valid (once).
     pub token_ttl: Duration,
+    /// Serve https with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_chain: std::path::PathBuf,
+    pub private_key: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+        use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+        let invalid = |what: &std::path::Path, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: {e}", what.display()));
+        let chain = CertificateDer::pem_file_iter(&self.cert_chain)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| invalid(&self.cert_chain, &e))?;
+        let key = PrivateKeyDer::from_pem_file(&self.private_key).map_err(|e| invalid(&self.private_key, &e))?;
+        let config = tokio_rustls::rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).map_err(|e| invalid(&self.cert_chain, &e))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 impl Default for Config {
@@ -42,6 +63,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(4 * 3600),
             stream_creation_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -52,16 +74,24 @@ pub struct Streaming {
     tokens: Arc<Tokens>,
     base_url: String,
     listener: Mutex<Option<TcpListener>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
+
+/// A TLS handshake that takes longer is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Streaming {
     pub async fn bind(config: Config) -> std::io::Result<Arc<Self>> {
+        // Bad certificate files fail the start, not the first client.
+        let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
         let listener = TcpListener::bind(config.address).await?;
         let local = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         Ok(Arc::new(Self {
             tokens: Arc::new(Tokens::new(config.token_ttl)),
-            base_url: format!("http://{local}"),
+            base_url: format!("{scheme}://{local}"),
             listener: Mutex::new(Some(listener)),
+            tls,
             config,
         }))
     }
@@ -93,17 +123,32 @@ impl Streaming {
                 };
                 let (this, backend) = (this.clone(), backend.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let (this, backend) = (this.clone(), backend.clone());
-                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, backend)) }
-                    });
-                    let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(socket), service).with_upgrades().await;
-                    if let Err(e) = served {
-                        tracing::debug!(%peer, error = %e, "streaming connection ended with an error");
+                    match this.tls.clone() {
+                        None => this.serve_connection(socket, backend, peer).await,
+                        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(socket)).await {
+                            Ok(Ok(stream)) => this.serve_connection(stream, backend, peer).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        },
                     }
                 });
             }
         });
+    }
+
+    async fn serve_connection<I>(self: Arc<Self>, io: I, backend: Arc<dyn Backend>, peer: SocketAddr)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let this = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let (this, backend) = (this.clone(), backend.clone());
+            async move { Ok::<_, std::convert::Infallible>(this.handle(req, backend)) }
+        });
+        let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await;
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "streaming connection ended with an error");
+        }
     }
 
     fn handle(&self, req: Request<Incoming>, backend: Arc<dyn Backend>) -> Response<Full<Bytes>> {
