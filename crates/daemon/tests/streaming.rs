@@ -113,7 +113,10 @@ async fn exec_over_spdy_and_a_client_that_vanishes_leaves_no_process() {
     let (code, body) = spdy(&url, "channel.k8s.io").await.err().unwrap();
     assert!(code == 403 && body.contains("v4.channel.k8s.io"), "{code} {body}");
 
-    // A client that leaves mid-command takes its command with it.
+    // A client that leaves mid-command takes its command with it, and
+    // berthd's fds for it.
+    let berthd_fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let fds_before = berthd_fds(node.berthd.child.id());
     let url = exec_url(&mut node, exec_request(&id, &["sleep", "600"], false, false)).await;
     let (conn, session) = spdy(&url, "v4.channel.k8s.io").await.unwrap();
     let _error = conn.open(headers(&[("streamtype", "error")])).await.unwrap();
@@ -133,6 +136,11 @@ async fn exec_over_spdy_and_a_client_that_vanishes_leaves_no_process() {
     let deadline = tokio::time::Instant::now() + T;
     while sleeping(&String::from_utf8_lossy(&node.exec(&id, &["ps"], 5).await.unwrap().stdout)) {
         assert!(tokio::time::Instant::now() < deadline, "the exec outlived its client");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + T;
+    while berthd_fds(node.berthd.child.id()) > fds_before {
+        assert!(tokio::time::Instant::now() < deadline, "berthd holds {} fds, {fds_before} before the exec", berthd_fds(node.berthd.child.id()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bundle = node.berthd.dir.path().join("state/containers").join(&id);
