@@ -224,6 +224,17 @@ async fn port_forward_reaches_a_server_inside_the_pod() {
         }
     }
 
+    // SPDY tunnelled in WebSocket messages (kubectl and crictl 1.30+).
+    let url = forward_url(&mut node).await;
+    let (ws, chosen) = websocket(&url, "SPDY/3.1+portforward.k8s.io").await.unwrap();
+    assert_eq!(chosen, "SPDY/3.1+portforward.k8s.io");
+    let (conn, _incoming, _session) = berth_streaming::spdy::start(berth_streaming::websocket_tunnel(ws), false);
+    let _error = conn.open(headers(&[("streamtype", "error"), ("port", "8080"), ("requestid", "0")])).await.unwrap();
+    let mut data = conn.open(headers(&[("streamtype", "data"), ("port", "8080"), ("requestid", "0")])).await.unwrap();
+    data.writer.send(b"GET / HTTP/1.0\r\n\r\n").await;
+    let page = String::from_utf8_lossy(&read_all(&mut data, T).await).into_owned();
+    assert!(page.contains("hello-from-pod"), "{page}");
+
     // Bad input.
     let err = node.rt.port_forward(v1::PortForwardRequest { pod_sandbox_id: "nope".into(), port: vec![] }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);

@@ -5,7 +5,9 @@
 //! - WebSocket with the `v4.channel.k8s.io`/`v5.channel.k8s.io`
 //!   subprotocols: every binary message starts with its channel byte
 //!   (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; 255 close in v5).
-//!   Port-forward over WebSocket uses two channels per `port` query value.
+//!   Port-forward over WebSocket uses two channels per `port` query value,
+//!   or (`SPDY/3.1+portforward.k8s.io`, Kubernetes 1.30+) SPDY frames
+//!   tunnelled in binary messages.
 //! - SPDY/3.1 (`spdy`, written from the draft 3 spec) with the
 //!   `v4.channel.k8s.io` remotecommand streams or `portforward.k8s.io`.
 //!
@@ -24,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use server::{Config, Streaming, TlsFiles};
 pub use tokens::Pending;
+pub use websocket::tunnel as websocket_tunnel;
 
 /// Terminal size, as the resize channel carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]

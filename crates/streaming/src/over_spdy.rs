@@ -38,11 +38,28 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => return tracing::debug!(error = %e, "SPDY upgrade failed"),
-        };
-        let (conn, incoming, session) = spdy::start(TokioIo::new(upgraded), true);
+        match on_upgrade.await {
+            Ok(upgraded) => serve_session(TokioIo::new(upgraded), request, backend, idle, creation).await,
+            Err(e) => tracing::debug!(error = %e, "SPDY upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, header::HeaderValue::from_static("SPDY/3.1"));
+    h.insert(PROTOCOL_HEADER, header::HeaderValue::from_static(ours));
+    response
+}
+
+/// Serves one request over a SPDY session on `io` (an upgraded HTTP
+/// connection, or a WebSocket tunnel).
+pub(crate) async fn serve_session<T>(io: T, request: Pending, backend: Arc<dyn Backend>, idle: Duration, creation: Duration)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    {
+        let (conn, incoming, session) = spdy::start(io, true);
         let activity = Activity::new();
         // The connection is gone, or idle too long: `hangup` says so.
         let (hangup_tx, hangup_rx) = tokio::sync::oneshot::channel::<()>();
@@ -60,14 +77,7 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
         }
         conn.go_away().await;
         watcher.abort();
-    });
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = response.headers_mut();
-    h.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, header::HeaderValue::from_static("SPDY/3.1"));
-    h.insert(PROTOCOL_HEADER, header::HeaderValue::from_static(ours));
-    response
+    }
 }
 
 /// The streams of one exec or attach, as the client opened them.

@@ -34,6 +34,9 @@ use crate::{
 
 const V5: &str = "v5.channel.k8s.io";
 const V4: &str = "v4.channel.k8s.io";
+/// Port-forward as SPDY frames carried in binary messages (what kubectl
+/// and crictl send since Kubernetes 1.30 when asked for websockets).
+const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -48,7 +51,7 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
     };
     let offers = offered(&req, "sec-websocket-protocol");
     let ours: &[&str] = match request {
-        Pending::PortForward { .. } => &[V4],
+        Pending::PortForward { .. } => &[SPDY_TUNNEL, V4],
         _ => &[V5, V4],
     };
     let chosen = ours.iter().find(|p| offers.iter().any(|o| o == *p)).copied();
@@ -56,6 +59,7 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
         return plain(StatusCode::BAD_REQUEST, format!("no supported websocket subprotocol in {offers:?}; berthd speaks {ours:?}"));
     }
     let ports = match &request {
+        Pending::PortForward { .. } if chosen == Some(SPDY_TUNNEL) => Vec::new(),
         Pending::PortForward { .. } => match ports_of(req.uri().query().unwrap_or("")) {
             Ok(p) => p,
             Err(e) => return plain(StatusCode::BAD_REQUEST, e),
@@ -70,6 +74,9 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         match request {
+            p @ Pending::PortForward { .. } if chosen == Some(SPDY_TUNNEL) => {
+                crate::over_spdy::serve_session(tunnel(ws), p, backend, idle, SPDY_STREAM_CREATION).await
+            }
             Pending::PortForward { pod_id } => port_forward(ws, pod_id, ports, backend, idle).await,
             other => remote_command(ws, chosen == Some(V5), other, backend, idle).await,
         }
@@ -84,6 +91,52 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, header::HeaderValue::from_static(p));
     }
     response
+}
+
+/// Port-forward streams arrive as the client's connections do, so the
+/// creation timeout does not apply; this only bounds a session's setup.
+const SPDY_STREAM_CREATION: Duration = Duration::from_secs(30);
+
+/// The WebSocket as a byte stream: each binary message's payload in, each
+/// write out as one binary message. Either end of a tunnel can use it.
+pub fn tunnel<S>(ws: WebSocketStream<S>) -> tokio::io::DuplexStream
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    let (mut read, mut write) = tokio::io::split(theirs);
+    let (mut sink, mut source) = ws.split();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Some(Ok(message)) = source.next().await {
+            match message {
+                Message::Binary(b) => {
+                    if write.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))).await;
+    });
+    ours
 }
 
 /// `port=80&port=8080` (the kubelet's form; also `ports=80,8080`).
