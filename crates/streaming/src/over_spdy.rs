@@ -18,7 +18,7 @@ use crate::{
     portforward::forward,
     remotecommand::{self, channels, parse_sizes, status_json, Wanted},
     server::{offered, plain, Activity},
-    spdy::{self, header as header_of, Connection, Stream, StreamWriter},
+    spdy::{self, header as header_of, Stream, StreamWriter},
     tokens::Pending,
     Backend,
 };
@@ -73,7 +73,7 @@ where
         });
         match request {
             Pending::PortForward { pod_id } => port_forward(incoming, pod_id, backend, activity, hangup_rx).await,
-            other => remote_command(&conn, incoming, other, backend, creation, activity, hangup_rx).await,
+            other => remote_command(incoming, other, backend, creation, activity, hangup_rx).await,
         }
         conn.go_away().await;
         watcher.abort();
@@ -97,7 +97,6 @@ impl CommandStreams {
 }
 
 async fn remote_command(
-    _conn: &Connection,
     mut incoming: mpsc::Receiver<Stream>,
     request: Pending,
     backend: Arc<dyn Backend>,
@@ -132,13 +131,10 @@ async fn remote_command(
         };
         *slot = Some(stream);
     }
-    let (ends, mut io) = channels(wanted);
-    // The backend hears of a hang-up through its own channel; ours is
-    // relayed, so this task can still tell the two apart.
-    let (relay_tx, relay_rx) = tokio::sync::oneshot::channel();
-    io.hangup = relay_rx;
-    let (client_hangup, mut relay_tx) = (ends.hangup, Some(relay_tx));
-    drop(client_hangup);
+    let (ends, io) = channels(wanted);
+    // The session's hang-up (client gone, or idle) is passed on to the
+    // backend through the request's own channel.
+    let mut relay_tx = Some(ends.hangup);
     let mut relays = Vec::new();
     if let (Some(s), Some(tx)) = (streams.stdin.take(), ends.stdin) {
         relays.push(tokio::spawn(relay_in(s.data, tx, activity.clone())));
