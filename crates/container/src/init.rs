@@ -112,7 +112,8 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap) -> Result<Never> {
             .map_err(|e| Error::Rootfs { path: process.cwd().clone(), reason: format!("create cwd: {e}") })?;
     }
     if b.terminal {
-        let master = tty::setup_console()?;
+        let size = process.console_size().as_ref().map(|b| (b.width() as u16, b.height() as u16));
+        let master = tty::setup_console(size)?;
         channel.send_with_fd(&InitMessage::Console, Some(master.as_fd()))?;
     }
     if !is_exec {

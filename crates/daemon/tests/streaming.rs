@@ -57,6 +57,14 @@ async fn exec_over_websocket_with_exit_codes_stdin_tty_and_resize() {
     assert!(out.contains("/dev/pts/") && out.contains("size 40 100 TERM=xterm"), "{out:?}");
     assert_eq!(got.exit_code(), Some(7));
 
+    // A command that asks for the size at once gets the client's first
+    // one: it becomes the terminal's size before the command runs.
+    let url = exec_url(&mut node, exec_request(&id, &["stty", "size"], true, false)).await;
+    let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
+    send(&mut ws, 4, br#"{"Width":123,"Height":45}"#).await;
+    let got = collect_ws(&mut ws, None, T).await;
+    assert_eq!((got.stdout().trim(), got.exit_code()), ("45 123", Some(0)));
+
     // Bad input.
     let err = node.rt.exec(exec_request(&id, &[], false, false)).await.unwrap_err();
     assert!(err.code() == tonic::Code::InvalidArgument && err.message().contains("cmd"), "{err:?}");

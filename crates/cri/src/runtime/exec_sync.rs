@@ -30,7 +30,7 @@ impl Runtime {
         let exec_id = format!("sync-{}", &new_id()?[..16]);
         let bundle = self.paths.bundle(&container.id)?;
         let (out, err) = (bundle.join(format!("{exec_id}.out")), bundle.join(format!("{exec_id}.err")));
-        let process = exec_process_json(bundle.clone(), req.cmd.clone(), false).await?;
+        let process = exec_process_json(bundle.clone(), req.cmd.clone(), false, None).await?;
         {
             let (out, err) = (out.clone(), err.clone());
             blocking(move || {

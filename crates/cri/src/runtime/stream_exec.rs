@@ -27,6 +27,9 @@ use crate::{
 /// background child holding the fifo must not hold the stream for ever.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a terminal exec waits for the client's first size.
+const FIRST_SIZE_WAIT: Duration = Duration::from_millis(500);
+
 impl Runtime {
     pub(crate) async fn stream_exec(self: &Arc<Self>, container_id: &str, cmd: Vec<String>, tty: bool, io: ProcessIo) -> Result<i32> {
         let container = self.containers.get(container_id)?;
@@ -78,7 +81,16 @@ impl Runtime {
             None => None,
         };
         let uri = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        let process = exec_process_json(bundle.to_path_buf(), cmd, tty).await?;
+        // Clients send the terminal's size as soon as they connect: wait
+        // for it briefly, so the command starts with it (a shell's first
+        // prompt, `stty size`) rather than racing the resize.
+        let mut first_size = None;
+        if let (true, Some(sizes)) = (tty, io.resize.as_mut()) {
+            if let Ok(Some(size)) = tokio::time::timeout(FIRST_SIZE_WAIT, sizes.recv()).await {
+                first_size = Some((size.width, size.height));
+            }
+        }
+        let process = exec_process_json(bundle.to_path_buf(), cmd, tty, first_size).await?;
         let stdio = ExecStdio { stdin: uri(&stdin_path), stdout: uri(&stdout_path), stderr: uri(&stderr_path), terminal: tty };
         shim.exec_with_stdio(exec_id, process, stdio).await?;
         shim.start(exec_id).await?;
