@@ -367,3 +367,28 @@ async fn streams_over_tls() {
     assert_eq!(out, b"over tls\n");
     node.teardown().await;
 }
+
+/// berthd killed (-9) while a client streams an exec: the next berthd
+/// finds that exec by its fifos, kills it and removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execs_left_by_a_killed_berthd_are_ended_at_restart() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("orphans").await;
+    let id = node.run(&pod, "box", &["sleep", "3600"]).await;
+    let url = exec_url(&mut node, exec_request(&id, &["sleep", "700"], false, true)).await;
+    let (_ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
+    let sleeping = |ps: &str| ps.lines().any(|l| l.contains("sleep 700"));
+    let deadline = tokio::time::Instant::now() + T;
+    while !sleeping(&String::from_utf8_lossy(&node.exec(&id, &["ps"], 5).await.unwrap().stdout)) {
+        assert!(tokio::time::Instant::now() < deadline, "the exec started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.berthd.restart();
+    node.rt = k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(common::channel(&node.berthd.socket).await);
+    let ps = String::from_utf8_lossy(&node.exec(&id, &["ps"], 5).await.unwrap().stdout).into_owned();
+    assert!(!sleeping(&ps), "the orphaned exec was ended during recovery: {ps}");
+    let bundle = node.berthd.dir.path().join("state/containers").join(&id);
+    let leftovers: Vec<_> = std::fs::read_dir(&bundle).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with("exec-")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    node.teardown().await;
+}

@@ -14,6 +14,7 @@ mod exit_monitor;
 mod list_containers;
 mod list_pod_sandbox;
 mod metrics;
+mod orphaned_execs;
 mod pause;
 mod pod_files;
 mod pod_sandbox_status;

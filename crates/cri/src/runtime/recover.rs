@@ -72,6 +72,7 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
                             r.pid = s.pid;
                             r.started_at = now_nanos();
                         }
+                        rt.end_orphaned_execs(&container, &shim).await;
                         container.set_shim(Some(shim));
                         rt.spawn_exit_monitor(container.clone());
                         running += 1;
