@@ -79,6 +79,8 @@ pub struct Streaming {
 
 /// A TLS handshake that takes longer is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// As is a request whose headers take longer.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Streaming {
     pub async fn bind(config: Config) -> std::io::Result<Arc<Self>> {
@@ -145,7 +147,13 @@ impl Streaming {
             let (this, backend) = (this.clone(), backend.clone());
             async move { Ok::<_, std::convert::Infallible>(this.handle(req, backend)) }
         });
-        let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await;
+        // A client that never finishes its request headers is dropped.
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+            .await;
         if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "streaming connection ended with an error");
         }
