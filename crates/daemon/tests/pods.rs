@@ -134,9 +134,20 @@ async fn stats_follow_cpu_and_memory_use() {
     let layer = third_layer(&mut node, &id).await;
     assert!(layer >= 3_000_000, "the thin layer holds the written file: {layer}");
 
+    // Traffic into the pod: connections refused by its eth0 (SYN in,
+    // RST out) move the pod's counters, which match the kernel's own.
+    let ip = node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: pod.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip;
+    for _ in 0..3 {
+        let _ = std::net::TcpStream::connect_timeout(&format!("{ip}:9").parse().unwrap(), Duration::from_secs(1));
+    }
     let pods = node.rt.list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest::default()).await.unwrap().into_inner().stats;
     assert_eq!(pods.len(), 1);
     let linux = pods[0].linux.as_ref().unwrap();
+    let eth0 = linux.network.as_ref().and_then(|n| n.default_interface.clone()).expect("the pod's network counters");
+    let kernel = node.exec(&id, &["cat", "/sys/class/net/eth0/statistics/rx_bytes"], 5).await.unwrap();
+    let kernel: u64 = String::from_utf8_lossy(&kernel.stdout).trim().parse().unwrap();
+    let (rx, tx) = (eth0.rx_bytes.unwrap().value, eth0.tx_bytes.unwrap().value);
+    assert!(eth0.name == "eth0" && rx >= 3 * 54 && tx > 0 && rx <= kernel, "eth0 rx {rx} tx {tx}, kernel rx {kernel}");
     assert_eq!(linux.containers.len(), 1);
     assert!(linux.cpu.as_ref().unwrap().usage_core_nano_seconds.as_ref().unwrap().value >= cpu(&second));
     let listed = node.rt.list_container_stats(v1::ListContainerStatsRequest::default()).await.unwrap().into_inner().stats;

@@ -88,12 +88,13 @@ impl Runtime {
         }
         let now = now_nanos();
         let (cpu, memory) = cpu_memory(&total, now);
+        let network = self.pod_network_stats(&r).await;
         Ok(v1::PodSandboxStats {
             attributes: Some(v1::PodSandboxAttributes { id: r.id.clone(), metadata: Some(r.metadata()), labels: r.config.labels.clone(), annotations: r.config.annotations.clone() }),
             linux: Some(v1::LinuxPodSandboxStats {
                 cpu: Some(cpu),
                 memory: Some(memory),
-                network: None,
+                network,
                 process: Some(v1::ProcessUsage { timestamp: now, process_count: value(total.processes) }),
                 containers,
             }),

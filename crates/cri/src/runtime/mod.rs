@@ -17,6 +17,8 @@ mod metrics;
 mod orphaned_execs;
 mod pause;
 mod pod_files;
+mod pod_netns;
+mod pod_network_stats;
 mod pod_sandbox_status;
 mod port_forward;
 mod recover;
