@@ -380,3 +380,28 @@ pub fn push_with_opaque_layer(registry: &Registry, work: &Path, name: &str) {
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:opaque", layout.display())).arg(format!("docker://{}/{name}", registry.host())));
 }
+
+/// Removes the (empty) cgroup `relative` (e.g. `/berth-test-1-2`) and
+/// everything below it, in every hierarchy this host mounts: v1
+/// controllers, named hierarchies such as `name=systemd`, and cgroup2.
+/// Busy cgroups stay (rmdir refuses them); call after the processes ended.
+pub fn remove_cgroup_everywhere(relative: &str) {
+    fn remove_tree(dir: &Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let relative = relative.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_path_buf()];
+    hierarchies.extend(std::fs::read_dir(root).into_iter().flatten().flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+    for h in hierarchies {
+        let dir = h.join(relative);
+        if dir.is_dir() {
+            remove_tree(&dir);
+        }
+    }
+}

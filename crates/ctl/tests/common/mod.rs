@@ -19,12 +19,9 @@ pub fn berthctl_code(socket: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Removes the (empty) cgroup parent the tests gave berthd, in every
-/// hierarchy this host may have.
+/// hierarchy this host has.
 pub fn remove_cgroup_parent(parent: &str) {
-    for c in ["memory", "pids", "cpu,cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", "hugetlb", "net_cls,net_prio", "perf_event"] {
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(parent.trim_start_matches('/')));
-    }
-    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(parent.trim_start_matches('/')));
+    berth_testkit::remove_cgroup_everywhere(parent);
 }
 
 pub struct Daemon {

@@ -223,8 +223,8 @@ impl Node {
             let parent = Path::new("/sys/fs/cgroup").join(controller).join(self.cgroup_parent.trim_start_matches('/'));
             let leftovers = leaf_cgroups(&parent);
             assert!(leftovers.is_empty(), "container cgroups left: {leftovers:?}");
-            remove_cgroup_tree(&parent);
         }
+        berth_testkit::remove_cgroup_everywhere(&self.cgroup_parent);
         let ns_dir = self.berthd.dir.path().join("state/sandboxes");
         assert_eq!(std::fs::read_dir(&ns_dir).map(|d| d.count()).unwrap_or(0), 0, "pod state left in {}", ns_dir.display());
         self.torn_down = true;
@@ -262,9 +262,7 @@ impl Drop for Node {
         for m in mounts.iter().rev() {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
-        for controller in ["memory", "pids", "cpu,cpuacct", "cpuset", "devices", "freezer", "blkio", "unified", "systemd", "hugetlb", "net_cls,net_prio", "perf_event"] {
-            remove_cgroup_tree(&Path::new("/sys/fs/cgroup").join(controller).join(self.cgroup_parent.trim_start_matches('/')));
-        }
+        berth_testkit::remove_cgroup_everywhere(&self.cgroup_parent);
     }
 }
 
@@ -290,14 +288,3 @@ fn leaf_cgroups(parent: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn remove_cgroup_tree(dir: &Path) {
-    if !dir.exists() {
-        return;
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            remove_cgroup_tree(&e.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
