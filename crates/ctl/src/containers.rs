@@ -39,12 +39,12 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-struct Clients {
-    rt: RuntimeServiceClient<Channel>,
+pub(crate) struct Clients {
+    pub(crate) rt: RuntimeServiceClient<Channel>,
     img: ImageServiceClient<Channel>,
 }
 
-async fn clients(socket: &Path) -> anyhow::Result<Clients> {
+pub(crate) async fn clients(socket: &Path) -> anyhow::Result<Clients> {
     let ch = connect(socket).await?;
     Ok(Clients { rt: RuntimeServiceClient::new(ch.clone()), img: ImageServiceClient::new(ch) })
 }

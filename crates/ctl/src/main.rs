@@ -6,6 +6,7 @@ mod containers;
 mod images;
 mod import;
 mod info;
+mod interactive;
 mod pull;
 
 use std::path::PathBuf;
@@ -48,12 +49,19 @@ enum Command {
         follow: bool,
         container: String,
     },
-    /// Run a command in a running container (not interactive) and exit
-    /// with its exit code.
+    /// Run a command in a running container and exit with its exit code.
+    /// Without -i/-t it runs to its end and its output is printed; with
+    /// them it streams (through berthd's streaming server).
     Exec {
-        /// Seconds before the command is killed (0: no limit).
+        /// Seconds before the command is killed (0: no limit; not with -i/-t).
         #[arg(long, default_value_t = 0)]
         timeout: i64,
+        /// Send stdin to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a terminal (this one, in raw mode).
+        #[arg(short, long)]
+        tty: bool,
         container: String,
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
@@ -85,7 +93,8 @@ async fn main() -> std::process::ExitCode {
         Command::Run(args) => containers::run(socket, args).await,
         Command::Ps { all } => containers::ps(socket, all).await.map(|()| 0),
         Command::Logs { follow, container } => containers::logs(socket, &container, follow).await.map(|()| 0),
-        Command::Exec { timeout, container, command } => containers::exec(socket, &container, command, timeout).await,
+        Command::Exec { timeout: _, interactive, tty, container, command } if interactive || tty => interactive::exec(socket, &container, command, interactive, tty).await,
+        Command::Exec { timeout, container, command, .. } => containers::exec(socket, &container, command, timeout).await,
         Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),
         Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
     };

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{berthctl, berthctl_code, remove_cgroup_parent, Daemon};
+use common::{berthctl, berthctl_code, berthctl_with_stdin, remove_cgroup_parent, Daemon};
 
 #[test]
 fn run_ps_logs_exec_stop_rm() {
@@ -35,6 +35,16 @@ fn run_ps_logs_exec_stop_rm() {
     assert_eq!((code, out.as_str()), (4, "inside\n"));
     let (ok, out, _) = berthctl(&socket, &["logs", &id]);
     assert!(ok && out == "started\n", "{out}");
+
+    // Streaming exec: stdin with -i; a terminal with -t (under script(1),
+    // which gives berthctl a terminal of its own).
+    let (code, out, err) = berthctl_with_stdin(&socket, &["exec", "-i", &id, "sh", "-c", "read x; echo got $x; exit 3"], b"hello\n");
+    assert_eq!((code, out.as_str()), (3, "got hello\n"), "{err}");
+    let cmd = format!("{} --socket {} exec -it {id} sh -c 'tty; stty size; exit 4'", env!("CARGO_BIN_EXE_berthctl"), socket.display());
+    let term = std::process::Command::new("script").args(["-qec", &format!("stty cols 77 rows 22; {cmd}"), "/dev/null"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&term.stdout);
+    assert!(shown.contains("/dev/pts/") && shown.contains("22 77"), "{shown}");
+    assert_eq!(term.status.code(), Some(4), "{shown}");
     let (ok, _, err) = berthctl(&socket, &["rm", &id]);
     assert!(!ok && err.contains("running"), "{err}");
     let (ok, _, _) = berthctl(&socket, &["stop", "-t", "1", &id]);

@@ -14,6 +14,20 @@
 //! The server knows protocols, not containers: what to run, and where to
 //! connect, is the [`Backend`]'s business (berthd's runtime).
 
+/// Channel numbers of the `channel.k8s.io` WebSocket protocols, for
+/// clients too (berthctl).
+pub mod channel {
+    pub const STDIN: u8 = 0;
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    /// The exit status (a metav1.Status as JSON).
+    pub const ERROR: u8 = 3;
+    /// Terminal size: `{"Width":80,"Height":24}`.
+    pub const RESIZE: u8 = 4;
+    /// v5: `[255, n]` closes channel n (stdin's EOF).
+    pub const CLOSE: u8 = 255;
+}
+
 mod over_spdy;
 mod portforward;
 mod remotecommand;

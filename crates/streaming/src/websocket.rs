@@ -38,12 +38,7 @@ const V4: &str = "v4.channel.k8s.io";
 /// and crictl send since Kubernetes 1.30 when asked for websockets).
 const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
+use crate::channel::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT};
 
 pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc<dyn Backend>, idle: Duration) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {

@@ -24,6 +24,23 @@ pub fn remove_cgroup_parent(parent: &str) {
     berth_testkit::remove_cgroup_everywhere(parent);
 }
 
+/// berthctl with `input` on its stdin; its exit code and output.
+pub fn berthctl_with_stdin(socket: &Path, args: &[&str], input: &[u8]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berthctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
 pub struct Daemon {
     pub child: Child,
     pub dir: tempfile::TempDir,
