@@ -49,6 +49,9 @@ struct Figures {
     ready_par: Vec<Duration>,
     par_wall: Duration,
     exec: Vec<Duration>,
+    /// Exec through the streaming server: the RPC, a WebSocket
+    /// (v4.channel.k8s.io), the output and the exit status.
+    stream_exec: Vec<Duration>,
     idle_rss_kib: u64,
     running_rss_kib: u64,
     running_pss_kib: u64,
@@ -87,6 +90,9 @@ async fn main() {
     println!("  pod-ready p50, in sequence : {:.2}x", ratio(p(&b.ready_seq, 50), p(&c.ready_seq, 50)));
     println!("  pods/s, 4 at a time        : {:.2}x (higher is better)", (pods as f64 / b.par_wall.as_secs_f64()) / (pods as f64 / c.par_wall.as_secs_f64()));
     println!("  ExecSync p50               : {:.2}x", ratio(p(&b.exec, 50), p(&c.exec, 50)));
+    if !b.stream_exec.is_empty() && !c.stream_exec.is_empty() {
+        println!("  Exec over WebSocket p50    : {:.2}x", ratio(p(&b.stream_exec, 50), p(&c.stream_exec, 50)));
+    }
     println!("  daemon idle RSS            : {:.2}x", b.idle_rss_kib as f64 / c.idle_rss_kib.max(1) as f64);
     println!("  RSS per running pod        : {:.2}x", b.running_rss_kib as f64 / c.running_rss_kib.max(1) as f64);
     println!("  PSS per running pod        : {:.2}x", b.running_pss_kib as f64 / c.running_pss_kib.max(1) as f64);
@@ -122,6 +128,9 @@ fn print_figures(name: &str, f: &Figures, pods: usize) {
         pods as f64 / f.par_wall.as_secs_f64()
     );
     println!("ExecSync (`true`), {} calls: p50 {} p90 {}", f.exec.len(), ms(p(&f.exec, 50)), ms(p(&f.exec, 90)));
+    if !f.stream_exec.is_empty() {
+        println!("Exec over WebSocket (`true`: URL, upgrade, exit status), {} calls: p50 {} p90 {}", f.stream_exec.len(), ms(p(&f.stream_exec, 50)), ms(p(&f.stream_exec, 90)));
+    }
     println!("daemon idle RSS (image pulled, one pod run and removed): {:.1} MiB", f.idle_rss_kib as f64 / 1024.0);
     println!(
         "with {pods} pods running: daemon + shims{} = {} processes, RSS {:.1} MiB, PSS {:.1} MiB; per pod RSS {:.2} MiB, PSS {:.2} MiB",
@@ -330,6 +339,23 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
         let r = rt.exec_sync(v1::ExecSyncRequest { container_id: ids[0].clone(), cmd: vec!["/bin/true".into()], timeout: 10 }).await.unwrap().into_inner();
         assert_eq!(r.exit_code, 0);
         f.exec.push(t.elapsed());
+    }
+
+    for _ in 0..50 {
+        let t = Instant::now();
+        let req = v1::ExecRequest { container_id: ids[0].clone(), cmd: vec!["/bin/true".into()], stdout: true, stderr: true, ..Default::default() };
+        let url = rt.exec(req).await.unwrap().into_inner().url;
+        match common::stream_client::websocket(&url, "v4.channel.k8s.io").await {
+            Ok((mut ws, _)) => {
+                let got = common::stream_client::collect_ws(&mut ws, None, Duration::from_secs(10)).await;
+                assert_eq!(got.exit_code(), Some(0), "{:?}", got.status);
+            }
+            Err(refused) => {
+                println!("{}: streamed exec over WebSocket refused: {refused:?}", d.name);
+                break;
+            }
+        }
+        f.stream_exec.push(t.elapsed());
     }
 
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -72,6 +72,9 @@ pub fn spawn_init(bootstrap: Bootstrap, stdio: ChildStdio, io: &ProcessIo, cgrou
         return Err(e.into());
     }
     let mut pid = None;
+    // Pid comes from stage 1 after its fork and Ready from the forked init:
+    // two processes on one socket, so under load Ready can come first.
+    let mut ready = false;
     let fail = |pid: Option<i32>, err: ShimError| -> ShimError {
         if let Some(p) = pid {
             // SAFETY: as above.
@@ -87,13 +90,21 @@ pub fn spawn_init(bootstrap: Bootstrap, stdio: ChildStdio, io: &ProcessIo, cgrou
             Some((InitMessage::Pid(p), _)) => {
                 reaper.watch(p);
                 pid = Some(p);
+                if ready {
+                    break;
+                }
             }
             Some((InitMessage::Console, Some(fd))) => {
                 io.attach_console(fd).map_err(|e| fail(pid, e))?;
             }
             Some((InitMessage::Console, None)) => return Err(fail(pid, ShimError::Internal("init sent Console without a pty fd".into()))),
             Some((InitMessage::Warning(w), _)) => log::warn!("{w}"),
-            Some((InitMessage::Ready, _)) if !is_exec => break,
+            Some((InitMessage::Ready, _)) if !is_exec => {
+                ready = true;
+                if pid.is_some() {
+                    break;
+                }
+            }
             Some((InitMessage::Ready, _)) => {}
             Some((InitMessage::Error { kind, message }, _)) => return Err(fail(pid, ShimError::from_init(kind, message))),
             None => {
