@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints pod-ready latency (50 pods in sequence, 50 with 4 at a time),
-# ExecSync latency and the memory of the runtime with the pods running, for
+# ExecSync and streamed-exec (WebSocket) latency and the memory of the runtime with the pods running, for
 # berthd and, when installed, containerd 1.6 + runc, with their ratios.
 # Usage: sudo hack/bench-pods.sh [PODS=50]
 set -euo pipefail
