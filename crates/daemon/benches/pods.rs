@@ -35,9 +35,35 @@ struct Daemon {
 }
 
 impl Drop for Daemon {
+    /// After a run every pod was removed through the CRI. After a panic,
+    /// end what is left: the containers (by the bench's cgroup parent), the
+    /// shims (by the marker in their command line) and their mounts.
     fn drop(&mut self) {
+        let leftovers = runtime_processes(self);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            return;
+        }
+        let cgroup = Path::new("/sys/fs/cgroup/memory").join(self.cgroup_parent.trim_start_matches('/'));
+        let mut doomed = leftovers;
+        let mut dirs = vec![cgroup];
+        while let Some(dir) = dirs.pop() {
+            doomed.extend(std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.parse::<i32>().ok()));
+            dirs.extend(std::fs::read_dir(&dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        }
+        for pid in doomed {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).filter(|m| m.contains(&self.marker)).map(String::from))
+            .collect();
+        for m in mounts.iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }
 
