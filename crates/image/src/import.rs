@@ -361,6 +361,30 @@ mod tests {
         assert!(!is_bare_tag("busybox:1.0") && !is_bare_tag("example.com/app") && !is_bare_tag("app@sha256:00"));
     }
 
+    /// `docker save` (before Docker 25) stores a layer two images share
+    /// once and links the other image's `layer.tar` to it.
+    #[test]
+    fn a_linked_layer_tar_resolves_to_the_stored_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = ContentStore::new(&berth_store::Paths::new(dir.path().join("root"), dir.path().join("state"))).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let data = b"pretend this is a layer tarball";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "aaa/layer.tar", &data[..]).unwrap();
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        tar.append_link(&mut link, "bbb/layer.tar", "../aaa/layer.tar").unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let files = ArchiveFiles::read(&bytes[..], &content).unwrap();
+        let stored = files.digest("aaa/layer.tar", &content).unwrap();
+        assert_eq!(files.digest("./bbb/layer.tar", &content).unwrap(), stored);
+        assert_eq!(stored, format!("sha256:{}", hex::encode(Sha256::digest(data))));
+        assert!(files.digest("ccc/layer.tar", &content).is_err());
+    }
+
     #[test]
     fn entry_paths_normalise_and_may_not_escape() {
         assert_eq!(normalise(Path::new("./a/../b/layer.tar")).unwrap(), PathBuf::from("b/layer.tar"));
