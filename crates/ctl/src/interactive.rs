@@ -1,5 +1,6 @@
-//! `berthctl exec -i/-t`: an exec through berthd's streaming server, as
-//! `crictl exec -it` does, over WebSocket (`v5.channel.k8s.io`). With -t
+//! `berthctl exec -i/-t` and `berthctl attach`: through berthd's
+//! streaming server, as `crictl exec -it` does, over WebSocket
+//! (`v5.channel.k8s.io`). With -t
 //! the local terminal goes raw for the session and its size follows
 //! SIGWINCH; with -i local stdin is sent, and its EOF closes the
 //! command's stdin.
@@ -28,6 +29,23 @@ pub async fn exec(socket: &Path, id: &str, command: Vec<String>, stdin: bool, tt
     let mut c = clients(socket).await?;
     let req = v1::ExecRequest { container_id: id.into(), cmd: command, tty, stdin, stdout: true, stderr: !tty };
     let url = c.rt.exec(req).await.map_err(rpc_error("exec"))?.into_inner().url;
+    session(&url, stdin, tty).await
+}
+
+/// `berthctl attach`: the container's own stdio, the way it was created
+/// (its terminal, its stdin), until it exits; its exit code.
+pub async fn attach(socket: &Path, id: &str) -> anyhow::Result<i32> {
+    let mut c = clients(socket).await?;
+    let status = c.rt.container_status(v1::ContainerStatusRequest { container_id: id.into(), verbose: true }).await.map_err(rpc_error("attach"))?.into_inner();
+    let info: serde_json::Value = status.info.get("info").and_then(|i| serde_json::from_str(i).ok()).unwrap_or_default();
+    let (tty, stdin) = (info["tty"].as_bool().unwrap_or(false), info["stdin"].as_bool().unwrap_or(false));
+    let req = v1::AttachRequest { container_id: id.into(), stdin, tty, stdout: true, stderr: !tty };
+    let url = c.rt.attach(req).await.map_err(rpc_error("attach"))?.into_inner().url;
+    session(&url, stdin, tty).await
+}
+
+/// One stream session on `url`: local stdio in and out, the exit code.
+async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<i32> {
     let ws_url = url.strip_prefix("http://").map(|rest| format!("ws://{rest}")).with_context(|| format!("berthctl speaks plain-http streaming; berthd gave {url}"))?;
     let mut request = ws_url.into_client_request()?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse()?);

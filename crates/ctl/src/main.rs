@@ -66,6 +66,10 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
     },
+    /// Attach to a running container's output (and its stdin and
+    /// terminal, if it was created with them) until it exits; exits with
+    /// its exit code.
+    Attach { container: String },
     /// Stop containers: the image's stop signal, then SIGKILL after --time.
     Stop {
         #[arg(short, long, default_value_t = 10)]
@@ -95,6 +99,7 @@ async fn main() -> std::process::ExitCode {
         Command::Logs { follow, container } => containers::logs(socket, &container, follow).await.map(|()| 0),
         Command::Exec { timeout: _, interactive, tty, container, command } if interactive || tty => interactive::exec(socket, &container, command, interactive, tty).await,
         Command::Exec { timeout, container, command, .. } => containers::exec(socket, &container, command, timeout).await,
+        Command::Attach { container } => interactive::attach(socket, &container).await,
         Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),
         Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
     };

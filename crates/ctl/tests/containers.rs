@@ -45,6 +45,13 @@ fn run_ps_logs_exec_stop_rm() {
     let shown = String::from_utf8_lossy(&term.stdout);
     assert!(shown.contains("/dev/pts/") && shown.contains("22 77"), "{shown}");
     assert_eq!(term.status.code(), Some(4), "{shown}");
+
+    // Attach: the output from now on, and the exit code at the end.
+    let (ok, late, err) = berthctl(&socket, &["run", "-d", "--network", "host", "--log-dir", &logs, &image, "sh", "-c", "sleep 1; echo tock; exit 6"]);
+    assert!(ok, "{err}");
+    let (code, out, err) = berthctl_code(&socket, &["attach", late.trim()]);
+    assert_eq!((code, out.as_str()), (6, "tock\n"), "{err}");
+    berthctl(&socket, &["rm", late.trim()]);
     let (ok, _, err) = berthctl(&socket, &["rm", &id]);
     assert!(!ok && err.contains("running"), "{err}");
     let (ok, _, _) = berthctl(&socket, &["stop", "-t", "1", &id]);

@@ -16,6 +16,10 @@ impl Runtime {
                 "sandboxID": record.sandbox_id,
                 "cgroupsPath": record.cgroups_path,
                 "bundle": self.paths.bundle(&record.id).ok(),
+                // What a client needs to attach the way it was created.
+                "tty": record.config.tty,
+                "stdin": record.config.stdin,
+                "stdinOnce": record.config.stdin_once,
             });
             info.insert("info".to_string(), detail.to_string());
         }
