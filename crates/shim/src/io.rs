@@ -24,8 +24,8 @@ use crate::{
 /// URI scheme for "write my output as a CRI log file at this path".
 pub const CRI_LOG_SCHEME: &str = "cri-log://";
 
-/// Stdin from attach clients: a pipe (or the terminal) the shim holds
-/// open, fed by whoever attaches.
+// ATTACH_STDIN: stdin from attach clients, a pipe (or the terminal) the
+// shim holds open, fed by whoever attaches.
 use berth_oci::attach::ATTACH_STDIN;
 
 #[derive(Debug, Clone, Default)]

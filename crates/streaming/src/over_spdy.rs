@@ -58,26 +58,24 @@ pub(crate) async fn serve_session<T>(io: T, request: Pending, backend: Arc<dyn B
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    {
-        let (conn, incoming, session) = spdy::start(io, true);
-        let activity = Activity::new();
-        // The connection is gone, or idle too long: `hangup` says so.
-        let (hangup_tx, hangup_rx) = tokio::sync::oneshot::channel::<()>();
-        let watch = activity.clone();
-        let watcher = tokio::spawn(async move {
-            tokio::select! {
-                r = session => if let Ok(Err(e)) = r { tracing::info!(error = %e, "malformed SPDY from the client; connection closed") },
-                () = watch.idle_for(idle) => tracing::info!("stream idle for {idle:?}; closing it"),
-            }
-            let _ = hangup_tx.send(());
-        });
-        match request {
-            Pending::PortForward { pod_id } => port_forward(incoming, pod_id, backend, activity, hangup_rx).await,
-            other => remote_command(incoming, other, backend, creation, activity, hangup_rx).await,
+    let (conn, incoming, session) = spdy::start(io, true);
+    let activity = Activity::new();
+    // The connection is gone, or idle too long: `hangup` says so.
+    let (hangup_tx, hangup_rx) = tokio::sync::oneshot::channel::<()>();
+    let watch = activity.clone();
+    let watcher = tokio::spawn(async move {
+        tokio::select! {
+            r = session => if let Ok(Err(e)) = r { tracing::info!(error = %e, "malformed SPDY from the client; connection closed") },
+            () = watch.idle_for(idle) => tracing::info!("stream idle for {idle:?}; closing it"),
         }
-        conn.go_away().await;
-        watcher.abort();
+        let _ = hangup_tx.send(());
+    });
+    match request {
+        Pending::PortForward { pod_id } => port_forward(incoming, pod_id, backend, activity, hangup_rx).await,
+        other => remote_command(incoming, other, backend, creation, activity, hangup_rx).await,
     }
+    conn.go_away().await;
+    watcher.abort();
 }
 
 /// The streams of one exec or attach, as the client opened them.

@@ -142,7 +142,7 @@ impl Streaming {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let this = self.clone();
+        let this = self;
         let service = hyper::service::service_fn(move |req| {
             let (this, backend) = (this.clone(), backend.clone());
             async move { Ok::<_, std::convert::Infallible>(this.handle(req, backend)) }
@@ -169,7 +169,7 @@ impl Streaming {
         let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         let (idle, creation) = (self.config.idle_timeout, self.config.stream_creation_timeout);
         if upgrade == "websocket" {
-            websocket::upgrade(req, request, backend, idle)
+            websocket::upgrade(req, request, backend, idle, creation)
         } else if upgrade.starts_with("spdy/3.1") {
             over_spdy::upgrade(req, request, backend, idle, creation)
         } else {

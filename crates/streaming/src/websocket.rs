@@ -40,7 +40,7 @@ const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 use crate::channel::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT};
 
-pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc<dyn Backend>, idle: Duration) -> Response<Full<Bytes>> {
+pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc<dyn Backend>, idle: Duration, creation: Duration) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {
         return plain(StatusCode::BAD_REQUEST, "websocket upgrade without Sec-WebSocket-Key".into());
     };
@@ -70,7 +70,7 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         match request {
             p @ Pending::PortForward { .. } if chosen == Some(SPDY_TUNNEL) => {
-                crate::over_spdy::serve_session(tunnel(ws), p, backend, idle, SPDY_STREAM_CREATION).await
+                crate::over_spdy::serve_session(tunnel(ws), p, backend, idle, creation).await
             }
             Pending::PortForward { pod_id } => port_forward(ws, pod_id, ports, backend, idle).await,
             other => remote_command(ws, chosen == Some(V5), other, backend, idle).await,
@@ -87,10 +87,6 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
     }
     response
 }
-
-/// Port-forward streams arrive as the client's connections do, so the
-/// creation timeout does not apply; this only bounds a session's setup.
-const SPDY_STREAM_CREATION: Duration = Duration::from_secs(30);
 
 /// The WebSocket as a byte stream: each binary message's payload in, each
 /// write out as one binary message. Either end of a tunnel can use it.

@@ -37,8 +37,8 @@ impl Runtime {
         let exec_id = format!("exec-{}", &new_id()?[..16]);
         let bundle = self.paths.bundle(&container.id)?;
         let fifo = |suffix: &str, wanted: bool| wanted.then(|| bundle.join(format!("{exec_id}.{suffix}")));
-        let fifos: Vec<PathBuf> = [fifo("in", io.stdin.is_some()), fifo("out", io.stdout.is_some()), fifo("err", io.stderr.is_some())].into_iter().flatten().collect();
-        let (stdin_path, stdout_path, stderr_path) = (fifo("in", io.stdin.is_some()), fifo("out", io.stdout.is_some()), fifo("err", io.stderr.is_some()));
+        let paths = (fifo("in", io.stdin.is_some()), fifo("out", io.stdout.is_some()), fifo("err", io.stderr.is_some()));
+        let fifos: Vec<PathBuf> = [&paths.0, &paths.1, &paths.2].into_iter().flatten().cloned().collect();
         let made = fifos.clone();
         blocking(move || {
             for f in &made {
@@ -47,7 +47,7 @@ impl Runtime {
             Ok(())
         })
         .await?;
-        let result = self.run_streamed(&shim, &exec_id, &bundle, cmd, tty, io, (stdin_path, stdout_path, stderr_path)).await;
+        let result = self.run_streamed(&shim, &exec_id, &bundle, cmd, tty, io, paths).await;
         let _ = shim.delete_exec(&exec_id).await;
         let _ = blocking(move || {
             for f in fifos {
