@@ -20,6 +20,12 @@ pub enum Error {
     MissingController { controller: &'static str },
     #[error("cannot detect cgroup hierarchy: {0}")]
     Detect(String),
+    #[error("systemd cgroups path {path:?}: {reason}")]
+    InvalidSystemdPath { path: String, reason: String },
+    #[error("systemd refused unit {unit}: {message}")]
+    Systemd { unit: String, message: String },
+    #[error("D-Bus: {what}: {source}")]
+    Dbus { what: &'static str, source: zbus::Error },
 }
 
 impl Error {
@@ -27,7 +33,7 @@ impl Error {
     /// opposed to the host failing; the shim maps this to InvalidArgument.
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            Error::InvalidPath(_) | Error::InvalidResource { .. } | Error::MissingController { .. } => true,
+            Error::InvalidPath(_) | Error::InvalidResource { .. } | Error::MissingController { .. } | Error::InvalidSystemdPath { .. } => true,
             Error::Write { source, .. } => {
                 matches!(source.raw_os_error(), Some(libc::EINVAL) | Some(libc::ERANGE) | Some(libc::EBUSY))
             }

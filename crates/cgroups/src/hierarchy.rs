@@ -23,6 +23,12 @@ pub struct Hierarchy {
     /// v1 only: controller name (`memory`, `cpu`, `name=systemd`) -> mount.
     /// Co-mounted controllers (`cpu,cpuacct`) appear under each name.
     v1: BTreeMap<String, PathBuf>,
+    /// Hybrid hosts only: the cgroup2 mount beside the v1 controllers
+    /// (`/sys/fs/cgroup/unified`). Processes join it under the same path as
+    /// in v1, as runc does, and the controllers that live only there (a
+    /// kernel gives a controller to cgroup2 when no v1 hierarchy binds it,
+    /// typically hugetlb) are used through it.
+    unified: Option<PathBuf>,
 }
 
 impl Hierarchy {
@@ -65,24 +71,31 @@ impl Hierarchy {
         }
         if !v1.is_empty() {
             let root = v1.values().next().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap_or_default();
-            return Ok(Self { version: Version::V1, root, v1 });
+            return Ok(Self { version: Version::V1, root, v1, unified: v2_root });
         }
         match v2_root {
-            Some(root) => Ok(Self { version: Version::V2, root, v1 }),
+            Some(root) => Ok(Self { version: Version::V2, root, v1, unified: None }),
             None => Err(Error::Detect("no cgroup or cgroup2 filesystem is mounted".into())),
         }
     }
 
     /// A v2 hierarchy rooted at `root` (tests use a temp dir).
     pub fn v2(root: impl Into<PathBuf>) -> Self {
-        Self { version: Version::V2, root: root.into(), v1: BTreeMap::new() }
+        Self { version: Version::V2, root: root.into(), v1: BTreeMap::new(), unified: None }
     }
 
     /// A v1 hierarchy with one directory per controller under `root`.
     pub fn v1(root: impl Into<PathBuf>, controllers: &[&str]) -> Self {
         let root = root.into();
         let v1 = controllers.iter().map(|c| (c.to_string(), root.join(c.trim_start_matches("name=")))).collect();
-        Self { version: Version::V1, root, v1 }
+        Self { version: Version::V1, root, v1, unified: None }
+    }
+
+    /// A hybrid hierarchy: [`Self::v1`] plus a cgroup2 mount at `root/unified`.
+    pub fn hybrid(root: impl Into<PathBuf>, controllers: &[&str]) -> Self {
+        let root = root.into();
+        let unified = Some(root.join("unified"));
+        Self { unified, ..Self::v1(root, controllers) }
     }
 
     pub fn version(&self) -> Version {
@@ -91,6 +104,11 @@ impl Hierarchy {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Hybrid hosts only: the cgroup2 mount beside the v1 controllers.
+    pub fn unified(&self) -> Option<&Path> {
+        self.unified.as_deref()
     }
 
     /// Mount point of a v1 controller, if mounted.
@@ -170,6 +188,7 @@ mod tests {
         assert_eq!(h.v1_controller("name=systemd").unwrap(), Path::new("/sys/fs/cgroup/systemd"));
         assert!(h.v1_controller("pids").is_none());
         assert_eq!(h.v1_mounts().count(), 4);
+        assert_eq!(h.unified(), Some(Path::new("/sys/fs/cgroup/unified")));
     }
 
     #[test]
@@ -186,6 +205,14 @@ mod tests {
         let h = Hierarchy::from_mountinfo(text).unwrap();
         assert_eq!(h.version(), Version::V2);
         assert_eq!(h.root(), Path::new("/sys/fs/cgroup"));
+        assert_eq!(h.unified(), None, "the unified root is the root itself");
+    }
+
+    #[test]
+    fn pure_v1_host_has_no_unified_mount() {
+        let h = Hierarchy::from_mountinfo(&HYBRID.replace("cgroup2 cgroup2", "tmpfs tmpfs")).unwrap();
+        assert_eq!(h.version(), Version::V1);
+        assert_eq!(h.unified(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod error;
 mod fs;
 mod hierarchy;
 mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -27,7 +28,39 @@ pub struct Cgroup {
     path: PathBuf,
 }
 
+/// An OCI `linux.cgroupsPath` in either driver's form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupsPath {
+    /// `/kubepods/burstable/pod<uid>/<id>`: a directory, made by the runtime.
+    Cgroupfs(PathBuf),
+    /// `<slice>:<prefix>:<name>`: a transient scope, made by systemd.
+    Systemd(systemd::SystemdCgroupsPath),
+}
+
+impl CgroupsPath {
+    pub fn parse(path: &str) -> Result<Self> {
+        if systemd::is_systemd_form(path) {
+            systemd::SystemdCgroupsPath::parse(path).map(Self::Systemd)
+        } else {
+            Ok(Self::Cgroupfs(PathBuf::from(path)))
+        }
+    }
+
+    /// Where the cgroup is in each hierarchy, relative to its root.
+    pub fn cgroupfs_path(&self) -> PathBuf {
+        match self {
+            Self::Cgroupfs(path) => path.clone(),
+            Self::Systemd(path) => path.cgroupfs_path(),
+        }
+    }
+}
+
 impl Cgroup {
+    /// The cgroup an OCI `linux.cgroupsPath` of either form names.
+    pub fn from_cgroups_path(hierarchy: Hierarchy, path: &str) -> Result<Self> {
+        Self::new(hierarchy, CgroupsPath::parse(path)?.cgroupfs_path())
+    }
+
     /// `path` is the OCI `linux.cgroupsPath` in cgroupfs form; a leading `/`
     /// is allowed and means the hierarchy root, as runc reads it.
     pub fn new(hierarchy: Hierarchy, path: impl AsRef<Path>) -> Result<Self> {
@@ -113,10 +146,11 @@ impl Cgroup {
         self.main_dir().is_dir()
     }
 
-    /// The directory that holds the cgroup in each mounted hierarchy.
+    /// The directory that holds the cgroup in each mounted hierarchy
+    /// (on a hybrid host, the cgroup2 mount too).
     pub fn dirs(&self) -> Vec<PathBuf> {
         match self.hierarchy.version() {
-            Version::V1 => self.hierarchy.v1_mounts().map(|m| m.join(&self.path)).collect(),
+            Version::V1 => self.hierarchy.v1_mounts().chain(self.hierarchy.unified()).map(|m| m.join(&self.path)).collect(),
             Version::V2 => vec![self.hierarchy.root().join(&self.path)],
         }
     }

@@ -13,6 +13,7 @@ use crate::{
     fs,
     hierarchy::Hierarchy,
     stats::{HugetlbStats, Stats},
+    v2,
 };
 
 /// USER_HZ: the unit of cpuacct.stat. It is 100 on every Linux ABI.
@@ -24,6 +25,9 @@ pub fn create(h: &Hierarchy, path: &Path) -> Result<()> {
     }
     if let Some(cpuset) = h.v1_controller("cpuset") {
         inherit_cpuset(&cpuset, path)?;
+    }
+    if let Some(unified) = h.unified() {
+        v2::create_at(unified, path)?;
     }
     Ok(())
 }
@@ -66,16 +70,17 @@ pub fn apply(h: &Hierarchy, path: &Path, r: &LinuxResources) -> Result<()> {
         fs::write(&d, "pids.max", &value)?;
     }
     if let Some(limits) = r.hugepage_limits() {
-        match dir("hugetlb") {
-            Some(d) => {
+        match (dir("hugetlb"), unified_dir(h, "hugetlb", path)) {
+            (Some(d), _) => {
                 for l in limits {
                     fs::write(&d, &format!("hugetlb.{}.limit_in_bytes", l.page_size()), &l.limit().to_string())?;
                 }
             }
+            (None, Some(d)) => v2::apply_hugetlb(&d, limits)?,
             // The kubelet sends a (zero) limit for every page size the node
             // has; refusing every pod on a node without the controller would
             // be worse than not enforcing a limit nobody asked for.
-            None => log::debug!("hugetlb controller not mounted; hugepage limits not enforced"),
+            (None, None) => log::debug!("hugetlb controller not mounted; hugepage limits not enforced"),
         }
     }
     if let Some(devices) = r.devices() {
@@ -98,6 +103,14 @@ pub fn apply(h: &Hierarchy, path: &Path, r: &LinuxResources) -> Result<()> {
 
 fn controller_dir(h: &Hierarchy, controller: &str, path: &Path) -> Option<PathBuf> {
     h.v1_controller(controller).map(|m| m.join(path))
+}
+
+/// Hybrid hosts: the cgroup's directory in the cgroup2 mount, when that
+/// mount holds `controller` (no v1 hierarchy binds it).
+fn unified_dir(h: &Hierarchy, controller: &str, path: &Path) -> Option<PathBuf> {
+    let unified = h.unified()?;
+    let available = fs::read_optional(unified, "cgroup.controllers")?;
+    available.split_whitespace().any(|c| c == controller).then(|| unified.join(path))
 }
 
 fn apply_memory(dir: Option<PathBuf>, m: &LinuxMemory) -> Result<()> {
@@ -285,6 +298,8 @@ pub fn stats(h: &Hierarchy, path: &Path) -> Result<Stats> {
                 page_size: size,
             })
             .collect();
+    } else if let Some(d) = unified_dir(h, "hugetlb", path) {
+        s.hugetlb = v2::hugetlb_stats(&d);
     }
     Ok(s)
 }
@@ -464,5 +479,52 @@ mod tests {
         let (_tmp, h) = fake_v1();
         assert!(Cgroup::new(h.clone(), "../etc").is_err());
         assert!(Cgroup::new(h, "/").is_err());
+    }
+
+    /// A hybrid host's tree: v1 controllers without hugetlb, which the
+    /// kernel left to the cgroup2 mount (as on this project's CI machines).
+    fn fake_hybrid() -> (tempfile::TempDir, Hierarchy) {
+        let tmp = tempfile::tempdir().unwrap();
+        let controllers = ["cpu", "memory", "pids"];
+        for c in controllers {
+            std::fs::create_dir_all(tmp.path().join(c)).unwrap();
+        }
+        std::fs::create_dir_all(tmp.path().join("unified")).unwrap();
+        std::fs::write(tmp.path().join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        std::fs::write(tmp.path().join("unified/cgroup.subtree_control"), "").unwrap();
+        let h = Hierarchy::hybrid(tmp.path(), &controllers);
+        (tmp, h)
+    }
+
+    #[test]
+    fn hybrid_cgroups_exist_in_the_unified_mount_under_the_same_path() {
+        let (tmp, h) = fake_hybrid();
+        let cg = Cgroup::new(h, "/kubepods/pod1/ctr").unwrap();
+        cg.create(None).unwrap();
+        for dir in ["cpu", "memory", "pids", "unified"] {
+            assert!(tmp.path().join(dir).join("kubepods/pod1/ctr").is_dir(), "{dir}");
+        }
+        assert!(cg.dirs().contains(&tmp.path().join("unified/kubepods/pod1/ctr")), "joined and deleted there too");
+        assert_eq!(read(tmp.path(), "unified/cgroup.subtree_control"), "+hugetlb", "delegated down the unified tree");
+        cg.delete().unwrap();
+        assert!(!tmp.path().join("unified/kubepods/pod1/ctr").exists());
+    }
+
+    #[test]
+    fn hybrid_hugepage_limits_and_stats_use_the_unified_mount() {
+        let (tmp, h) = fake_hybrid();
+        let cg = Cgroup::new(h, "ctr").unwrap();
+        cg.create(None).unwrap();
+        let unified = tmp.path().join("unified/ctr");
+        for file in ["hugetlb.2MB.max", "hugetlb.2MB.current"] {
+            std::fs::write(unified.join(file), "0\n").unwrap();
+        }
+        std::fs::write(unified.join("hugetlb.2MB.events"), "max 2\n").unwrap();
+        let limit = oci_spec::runtime::LinuxHugepageLimitBuilder::default().page_size("2MB").limit(4i64 << 20).build().unwrap();
+        cg.apply(&LinuxResourcesBuilder::default().hugepage_limits(vec![limit]).build().unwrap()).unwrap();
+        assert_eq!(read(&unified, "hugetlb.2MB.max"), (4u64 << 20).to_string());
+        let stats = cg.stats().unwrap();
+        assert_eq!(stats.hugetlb.len(), 1);
+        assert_eq!((stats.hugetlb[0].page_size.as_str(), stats.hugetlb[0].failcnt), ("2MB", 2));
     }
 }

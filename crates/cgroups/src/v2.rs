@@ -2,7 +2,7 @@
 
 use std::{path::Path, thread, time::Duration};
 
-use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
 
 use crate::{
     error::{Error, Result},
@@ -16,10 +16,16 @@ use crate::{
 const CONTROLLERS: [&str; 6] = ["cpu", "cpuset", "memory", "pids", "io", "hugetlb"];
 
 pub fn create(h: &Hierarchy, path: &Path) -> Result<()> {
-    let leaf = h.root().join(path);
+    create_at(h.root(), path)
+}
+
+/// Creates `path` under the cgroup2 mount `root` (the host's root on v2,
+/// the `unified` mount on a hybrid host).
+pub fn create_at(root: &Path, path: &Path) -> Result<()> {
+    let leaf = root.join(path);
     fs::create_dir_all(&leaf)?;
     // Each ancestor must delegate the controllers to its children.
-    let mut dir = h.root().to_path_buf();
+    let mut dir = root.to_path_buf();
     for component in path.components() {
         enable_controllers(&dir)?;
         dir.push(component);
@@ -55,14 +61,7 @@ pub fn apply(h: &Hierarchy, path: &Path, r: &LinuxResources) -> Result<()> {
         fs::write(&dir, "pids.max", &value)?;
     }
     if let Some(limits) = r.hugepage_limits() {
-        for l in limits {
-            let file = format!("hugetlb.{}.max", l.page_size());
-            if dir.join(&file).exists() {
-                fs::write(&dir, &file, &l.limit().to_string())?;
-            } else {
-                log::debug!("{file} missing; hugepage limit not enforced");
-            }
-        }
+        apply_hugetlb(&dir, limits)?;
     }
     if let Some(weight) = r.block_io().as_ref().and_then(|b| b.weight()) {
         if dir.join("io.bfq.weight").exists() {
@@ -80,6 +79,18 @@ pub fn apply(h: &Hierarchy, path: &Path, r: &LinuxResources) -> Result<()> {
                 return Err(Error::InvalidResource { field: "unified", reason: format!("{key:?} is not a cgroup file name") });
             }
             fs::write(&dir, key, value)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn apply_hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
+    for l in limits {
+        let file = format!("hugetlb.{}.max", l.page_size());
+        if dir.join(&file).exists() {
+            fs::write(dir, &file, &l.limit().to_string())?;
+        } else {
+            log::debug!("{file} missing; hugepage limit not enforced");
         }
     }
     Ok(())
@@ -205,18 +216,22 @@ pub fn stats(h: &Hierarchy, path: &Path) -> Result<Stats> {
     }
     s.pids.current = fs::read_u64(&d, "pids.current").unwrap_or(0);
     s.pids.limit = fs::read_u64(&d, "pids.max").unwrap_or(u64::MAX);
-    s.hugetlb = hugetlb_sizes(&d, ".max")
+    s.hugetlb = hugetlb_stats(&d);
+    Ok(s)
+}
+
+pub(crate) fn hugetlb_stats(dir: &Path) -> Vec<HugetlbStats> {
+    hugetlb_sizes(dir, ".max")
         .into_iter()
         .map(|size| HugetlbStats {
-            usage: fs::read_u64(&d, &format!("hugetlb.{size}.current")).unwrap_or(0),
+            usage: fs::read_u64(dir, &format!("hugetlb.{size}.current")).unwrap_or(0),
             max_usage: 0,
-            failcnt: fs::read_optional(&d, &format!("hugetlb.{size}.events"))
+            failcnt: fs::read_optional(dir, &format!("hugetlb.{size}.events"))
                 .and_then(|t| fs::flat_keyed(&t).find(|(k, _)| *k == "max").map(|(_, v)| v))
                 .unwrap_or(0),
             page_size: size,
         })
-        .collect();
-    Ok(s)
+        .collect()
 }
 
 pub fn kill_all(h: &Hierarchy, path: &Path, procs: impl Fn() -> Result<Vec<i32>>) -> Result<()> {

@@ -139,7 +139,8 @@ fn bind_mount(m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
 }
 
 /// `type: cgroup` means "the container's view of the cgroup tree": cgroup2
-/// on a unified host, a tmpfs of per-controller mounts on v1. Inside the new
+/// on a unified host, a tmpfs of per-controller mounts on v1 (plus the
+/// cgroup2 mount on a hybrid host). Inside the new
 /// cgroup namespace both show the container's own cgroup as root.
 fn mount_cgroup(dest: &Path, opts: &MountOptions) -> Result<()> {
     mkdir_all(dest)?;
@@ -159,6 +160,12 @@ fn mount_cgroup(dest: &Path, opts: &MountOptions) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(",");
                 mount_raw(Some(Path::new("cgroup")), &target, Some("cgroup"), flags, Some(&data))?;
+            }
+            // A hybrid host's cgroup2 mount, where the container is too.
+            if let Some(name) = hierarchy.unified().and_then(Path::file_name) {
+                let target = dest.join(name);
+                mkdir_all(&target)?;
+                mount_raw(Some(Path::new("cgroup2")), &target, Some("cgroup2"), flags, None)?;
             }
             // The tmpfs itself becomes read-only too when asked.
             if flags.contains(MsFlags::MS_RDONLY) {

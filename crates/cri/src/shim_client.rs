@@ -22,22 +22,27 @@ pub enum ShimError {
 pub struct ShimLauncher {
     binary: PathBuf,
     paths: berth_store::Paths,
+    /// Under the systemd driver each shim gets a scope of its own
+    /// (`berth-shim-<id>.scope` in system.slice); otherwise shims share
+    /// the shim's default cgroupfs home.
+    systemd: bool,
 }
 
 impl ShimLauncher {
-    pub fn new(binary: impl Into<PathBuf>, paths: berth_store::Paths) -> Self {
-        Self { binary: binary.into(), paths }
+    pub fn new(binary: impl Into<PathBuf>, paths: berth_store::Paths, systemd: bool) -> Self {
+        Self { binary: binary.into(), paths, systemd }
     }
 
     /// Starts (or finds, if already running) the shim of container `id`.
     pub async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError> {
         let socket = self.paths.shim_socket(id);
         let err = |reason: String| ShimError::Start { id: id.into(), reason };
-        let out = tokio::process::Command::new(&self.binary)
-            .args(["start", "--id", id, "--socket"])
-            .arg(&socket)
-            .arg("--bundle")
-            .arg(bundle)
+        let mut command = tokio::process::Command::new(&self.binary);
+        command.args(["start", "--id", id, "--socket"]).arg(&socket).arg("--bundle").arg(bundle);
+        if self.systemd {
+            command.args(["--cgroup", &format!("{}:berth-shim:{id}", berth_cgroups::systemd::DEFAULT_SLICE)]);
+        }
+        let out = command
             .output()
             .await
             .map_err(|e| err(format!("run {}: {e}", self.binary.display())))?;

@@ -33,7 +33,7 @@ async fn a_pulled_image_runs_as_a_container_on_its_own_thin_layer() {
     spec.linux_mut().as_mut().unwrap().set_cgroups_path(Some(format!("/berth-test/{id}").into()));
     std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
 
-    let shim = ShimLauncher::new(&shim_binary, paths.clone()).start(&id, &bundle).await.unwrap();
+    let shim = ShimLauncher::new(&shim_binary, paths.clone(), false).start(&id, &bundle).await.unwrap();
     let log = work.path().join("ctr.log");
     let rootfs = mounts
         .iter()

@@ -45,9 +45,8 @@ impl Drop for Daemon {
         if !std::thread::panicking() {
             return;
         }
-        let cgroup = Path::new("/sys/fs/cgroup/memory").join(self.cgroup_parent.trim_start_matches('/'));
         let mut doomed = leftovers;
-        let mut dirs = vec![cgroup];
+        let mut dirs = berth_testkit::cgroups::HostCgroup::new(&self.cgroup_parent).dirs();
         while let Some(dir) = dirs.pop() {
             doomed.extend(std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.parse::<i32>().ok()));
             dirs.extend(std::fs::read_dir(&dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));

@@ -24,7 +24,8 @@ pub struct Config {
     /// berth-shim binary; empty means the one installed beside berthd.
     pub shim_binary: PathBuf,
     /// cgroup parent of containers whose pod names none (crictl without
-    /// `linux.cgroup_parent`); the kubelet always names one.
+    /// `linux.cgroup_parent`); the kubelet always names one. Empty: the
+    /// driver's default, `/berth` (cgroupfs) or `berth.slice` (systemd).
     pub default_cgroup_parent: String,
     /// RuntimeClass handler names accepted besides the default "".
     pub runtime_handlers: Vec<String>,
@@ -142,7 +143,7 @@ impl Default for Config {
             cgroup_driver: CgroupDriver::Cgroupfs,
             log_level: "info".into(),
             shim_binary: PathBuf::new(),
-            default_cgroup_parent: "/berth".into(),
+            default_cgroup_parent: String::new(),
             runtime_handlers: Vec::new(),
             registry: RegistryConfig::default(),
             cni: CniSection::default(),
@@ -152,6 +153,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// `default_cgroup_parent`, or the driver's own default; an error when
+    /// it does not fit the driver.
+    pub fn effective_default_cgroup_parent(&self) -> anyhow::Result<String> {
+        let slice = berth_cgroups::systemd::is_slice_name(&self.default_cgroup_parent);
+        match (self.cgroup_driver, self.default_cgroup_parent.as_str()) {
+            (CgroupDriver::Cgroupfs, "") => Ok("/berth".into()),
+            (CgroupDriver::Systemd, "") => Ok("berth.slice".into()),
+            (CgroupDriver::Systemd, parent) if !slice => {
+                anyhow::bail!("default_cgroup_parent {parent:?} is not a systemd slice (such as berth.slice), which cgroup_driver = \"systemd\" needs")
+            }
+            (CgroupDriver::Cgroupfs, parent) if slice => {
+                anyhow::bail!("default_cgroup_parent {parent:?} is a systemd slice; cgroup_driver = \"cgroupfs\" needs a path such as /berth")
+            }
+            (_, parent) => Ok(parent.to_string()),
+        }
+    }
+
     /// Reads `path`. A missing file at the default path means defaults; a
     /// missing file the operator named explicitly is an error.
     pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Config> {

@@ -40,8 +40,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log_level).context("log_level")?)
         .init();
 
-    if config.cgroup_driver == CgroupDriver::Systemd {
-        anyhow::bail!("cgroup_driver = \"systemd\" is not supported yet; use \"cgroupfs\" (and the kubelet's cgroupDriver: cgroupfs)");
+    let default_cgroup_parent = config.effective_default_cgroup_parent()?;
+    let systemd_cgroup = config.cgroup_driver == CgroupDriver::Systemd;
+    if systemd_cgroup {
+        check_systemd()?;
     }
     let listener = bind(&config.socket)?;
     let shim_binary = if config.shim_binary.as_os_str().is_empty() {
@@ -53,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!(path = %shim_binary.display(), "berth-shim not found: containers cannot start (RuntimeReady is false)");
     }
     let info = berth_cri::RuntimeInfo {
-        systemd_cgroup: false,
+        systemd_cgroup,
         verbose_config: toml::to_string(&config).unwrap_or_default(),
         shim_binary,
         cni: Some(berth_network::CniConfig {
@@ -62,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
             plugin_timeout: std::time::Duration::from_secs(config.cni.plugin_timeout_secs.max(1)),
         }),
         runtime_handlers: config.runtime_handlers.clone(),
-        default_cgroup_parent: config.default_cgroup_parent.clone(),
+        default_cgroup_parent,
     };
     let paths = berth_store::Paths::new(&config.root, &config.state);
     let pull_options = berth_image::pull::PullOptions {
@@ -88,6 +90,21 @@ async fn main() -> anyhow::Result<()> {
     // until the container ends. The containers keep running; the next
     // berthd reconnects to their shims.
     std::process::exit(0)
+}
+
+/// The systemd driver needs systemd as this host's init, reachable over
+/// D-Bus: fail at start, not at the first container.
+fn check_systemd() -> anyhow::Result<()> {
+    if !std::path::Path::new("/run/systemd/system").is_dir() {
+        anyhow::bail!(
+            "cgroup_driver = \"systemd\", but systemd is not this host's init (/run/systemd/system is missing): \
+             use cgroup_driver = \"cgroupfs\", with the kubelet's cgroupDriver: cgroupfs"
+        );
+    }
+    let version = berth_cgroups::systemd::version()
+        .context("cgroup_driver = \"systemd\", but systemd does not answer over D-Bus (is dbus running?)")?;
+    tracing::info!(systemd = %version, "cgroup driver: systemd");
+    Ok(())
 }
 
 /// Binds the CRI socket, replacing a stale one, readable by root only.

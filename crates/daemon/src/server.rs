@@ -6,8 +6,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 use berth_api::admin::v1::images_server::ImagesServer;
 use berth_cri::{AdminImages, ImageServer, RuntimeServer};
 use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
+use berth_h2_authority::AuthorityRepair;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{wrappers::UnixListenerStream, StreamExt};
 
 /// How long in-flight RPCs may finish after shutdown was asked for. Clients
 /// such as the kubelet keep their connection open for ever, so a graceful
@@ -21,7 +22,10 @@ pub async fn serve(listener: UnixListener, runtime: RuntimeServer, images: Arc<I
         .add_service(ImageServiceServer::from_arc(images.clone()))
         // berth's own API (berthctl's import and pull with progress).
         .add_service(ImagesServer::new(AdminImages::new(images)))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        // Every connection reads through AuthorityRepair, so clients that
+        // send the socket path as :authority (grpc-core, grpc-java) are
+        // served like grpc-go's `localhost`.
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityRepair::new)), async {
             let _ = stop_rx.await;
         });
     tokio::pin!(server);

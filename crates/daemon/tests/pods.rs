@@ -251,7 +251,7 @@ async fn events_updates_and_log_reopen_reach_the_running_container() {
     // New limits land in the container's cgroup and in its status.
     let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 48 << 20, cpu_shares: 512, ..Default::default() };
     node.rt.update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(resources), ..Default::default() }).await.unwrap();
-    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/ops/{id}/memory.limit_in_bytes", node.cgroup_parent)).unwrap();
+    let limit = berth_testkit::cgroups::HostCgroup::new(&format!("{}/ops/{id}", node.cgroup_parent)).memory_limit().to_string();
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
     assert_eq!(node.status(&id).await.resources.unwrap().linux.unwrap().cpu_shares, 512);
 

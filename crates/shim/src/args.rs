@@ -8,7 +8,8 @@ pub struct Args {
     pub id: String,
     pub socket: PathBuf,
     pub bundle: Option<PathBuf>,
-    /// cgroup (cgroupfs path) the shim moves itself into.
+    /// cgroup the shim moves itself into: a cgroupfs path, or the systemd
+    /// form `slice:prefix:name` (a scope of its own).
     pub cgroup: String,
 }
 

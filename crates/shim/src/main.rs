@@ -11,6 +11,7 @@
 
 mod args;
 mod attach;
+mod container_cgroup;
 mod cri_log;
 mod error;
 mod io;

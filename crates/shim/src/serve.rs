@@ -4,10 +4,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use berth_cgroups::{Cgroup, Hierarchy};
 use containerd_shim_protos::create_task;
 
-use crate::{args, logger, reaper::Reaper, task::{ShutdownSignal, TaskService}};
+use crate::{args, container_cgroup::ContainerCgroup, logger, reaper::Reaper, task::{ShutdownSignal, TaskService}};
 
 const LISTENER_FD: i32 = 3;
 
@@ -16,7 +15,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     logger::init(&a.id);
     // Orphans of the container are reparented to us, not to the host init.
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
-    leave_parent_cgroup(&a.cgroup);
+    leave_parent_cgroup(&a.cgroup, &a.id);
     let reaper = Reaper::start().map_err(|e| format!("start reaper: {e}"))?;
     let shutdown = Arc::new(ShutdownSignal::default());
     let mut service = TaskService::new(a.id.clone(), reaper, shutdown.clone());
@@ -45,12 +44,12 @@ pub fn run(argv: &[String]) -> Result<(), String> {
 /// Moves the shim into its own cgroup so that stopping the process (or
 /// pod) that started it does not kill it. Failing here is logged, not
 /// fatal: the container still works, it just shares the parent's fate.
-fn leave_parent_cgroup(path: &str) {
-    let result = Hierarchy::detect().and_then(|h| {
-        let cg = Cgroup::new(h, path)?;
-        cg.create(None)?;
-        cg.add_process(0)
-    });
+///
+/// `path` has either driver's form: under systemd the shim gets a scope of
+/// its own (`slice:berth-shim:<id>`), which systemd removes when the shim
+/// exits.
+fn leave_parent_cgroup(path: &str, id: &str) {
+    let result = ContainerCgroup::new(path, None, format!("berth-shim of {id}")).and_then(|cg| cg.start_with(std::process::id() as i32));
     if let Err(e) = result {
         log::warn!("could not move to cgroup {path}: {e}");
     }

@@ -7,11 +7,11 @@ use std::{
     time::Duration,
 };
 
-use berth_cgroups::Cgroup;
 use berth_container::sync::{Bootstrap, Channel, InitMessage, ShimMessage, SYNC_FD_ENV};
 
 use crate::{
     error::{Result, ShimError},
+    container_cgroup::ContainerCgroup,
     io::{ChildStdio, ProcessIo},
     reaper::Reaper,
 };
@@ -29,7 +29,7 @@ pub struct Spawned {
 
 /// Spawns the init, puts it in the cgroup, and drives it until the
 /// container process is Ready (create) or has exec'd (exec).
-pub fn spawn_init(bootstrap: Bootstrap, stdio: ChildStdio, io: &ProcessIo, cgroup: Option<&Cgroup>, reaper: &Reaper) -> Result<Spawned> {
+pub fn spawn_init(bootstrap: Bootstrap, stdio: ChildStdio, io: &ProcessIo, cgroup: Option<&ContainerCgroup>, reaper: &Reaper) -> Result<Spawned> {
     let is_exec = bootstrap.exec.is_some();
     let (shim_end, init_end) = Channel::pair()?;
     set_recv_timeout(&shim_end, STEP_TIMEOUT);
@@ -62,9 +62,12 @@ pub fn spawn_init(bootstrap: Bootstrap, stdio: ChildStdio, io: &ProcessIo, cgrou
         unsafe { libc::kill(stage1, libc::SIGKILL) };
     };
     if let Some(cg) = cgroup {
-        if let Err(e) = cg.add_process(stage1) {
+        // The container's first process starts a systemd scope; an exec
+        // joins the cgroup that is there.
+        let joined = if is_exec { cg.join(stage1) } else { cg.start_with(stage1) };
+        if let Err(e) = joined {
             kill_stage1();
-            return Err(e.into());
+            return Err(e);
         }
     }
     if let Err(e) = shim_end.send(&ShimMessage::Bootstrap(bootstrap)) {

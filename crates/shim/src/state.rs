@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use berth_cgroups::Cgroup;
+use crate::container_cgroup::ContainerCgroup;
 use oci_spec::runtime::Process;
 
 use crate::{
@@ -68,7 +68,7 @@ pub struct Container {
     pub bundle: PathBuf,
     /// Where the shim mounted `CreateTaskRequest.rootfs`, to undo on Delete.
     pub rootfs_mount: Option<PathBuf>,
-    pub cgroup: Option<Cgroup>,
+    pub cgroup: Option<ContainerCgroup>,
     pub init: Arc<Proc>,
     pub execs: HashMap<String, Arc<Proc>>,
     /// Execs added but not started: nothing exists for them yet.

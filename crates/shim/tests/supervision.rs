@@ -58,7 +58,8 @@ fn killing_the_shims_parent_leaves_container_and_shim_serving() {
     client.delete(Shim::ctx(), &api::DeleteRequest { id: id.clone(), ..Default::default() }).unwrap();
     wait_until("the shim exits after Delete", || !alive(shim_pid));
     assert!(!socket.exists());
-    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth-test").join(&id).exists());
+    let left = berth_testkit::cgroups::HostCgroup::new(&format!("berth-test/{id}")).existing_dirs();
+    assert!(left.is_empty(), "cgroup left behind: {left:?}");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Real parts for tests: Debian's docker-registry on 127.0.0.1 and images
 //! built from busybox-static with umoci and pushed with skopeo.
 
+pub mod cgroups;
+
 use std::{
     net::{TcpListener, TcpStream},
     path::Path,

@@ -2,6 +2,7 @@
 //! file holds the shared state and routes.
 
 mod attach;
+mod cgroup_paths;
 mod container_stats;
 mod container_status;
 mod create_container;
@@ -104,7 +105,7 @@ impl RuntimeServer {
         let cni = Cni::new(info.cni.clone().unwrap_or_default());
         let hierarchy = berth_cgroups::Hierarchy::detect().map_err(|e| Error::Internal(format!("cgroup hierarchy: {e}")))?;
         let rt = Arc::new(Runtime {
-            shims: ShimLauncher::new(&info.shim_binary, paths.clone()),
+            shims: ShimLauncher::new(&info.shim_binary, paths.clone(), info.systemd_cgroup),
             info,
             paths,
             images,
@@ -144,7 +145,7 @@ impl Runtime {
 
     /// The cgroup of a container, in the hierarchy of this host.
     pub(crate) fn cgroup_of(&self, cgroups_path: &str) -> Result<berth_cgroups::Cgroup> {
-        berth_cgroups::Cgroup::new(self.hierarchy.clone(), cgroups_path).map_err(|e| Error::Internal(e.to_string()))
+        berth_cgroups::Cgroup::from_cgroups_path(self.hierarchy.clone(), cgroups_path).map_err(|e| Error::Internal(e.to_string()))
     }
 }
 

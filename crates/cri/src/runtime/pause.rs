@@ -16,8 +16,8 @@ impl Runtime {
     pub(crate) async fn start_pause(&self, sandbox: &Sandbox) -> Result<u32> {
         let record = sandbox.snapshot();
         let pin = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Namespace::Join(p.display().to_string())).unwrap_or(Namespace::Host);
-        let parent = record.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| self.info.default_cgroup_parent.clone());
-        let spec = pause_spec(&pin(&record.netns), &pin(&record.ipcns), &pin(&record.utsns), &format!("{}/{}", parent.trim_end_matches('/'), record.id));
+        let cgroups_path = self.cgroups_path(&self.cgroup_parent_of(&record.config), &record.id);
+        let spec = pause_spec(&pin(&record.netns), &pin(&record.ipcns), &pin(&record.utsns), &cgroups_path);
         let bundle = self.paths.sandbox_state(&record.id)?.join("pause");
         let json = serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?;
         let dir = bundle.clone();

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use berth_network::{NamespaceSet, PodNamespaces, PodNetwork, PortMapping};
 use k8s_cri::v1;
 
-use super::{pod_files, Runtime};
+use super::{cgroup_paths::check_cgroup_parent, pod_files, Runtime};
 use crate::{
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Sandbox, SandboxRecord, SandboxState},
@@ -37,6 +37,7 @@ impl Runtime {
         let host_network = ns.network == v1::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == v1::NamespaceMode::Node as i32;
         check_sysctls(&config, host_network, host_ipc)?;
+        check_cgroup_parent(config.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or(""), self.info.systemd_cgroup)?;
         let port_mappings = pod_ports(&config)?;
 
         let name = format!("{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt);

@@ -219,8 +219,8 @@ impl Node {
             assert!(std::time::Instant::now() < deadline, "left behind: mounts {mounts:?}, {shims} shim sockets");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for controller in ["memory", "pids", "cpu,cpuacct", "unified"] {
-            let parent = Path::new("/sys/fs/cgroup").join(controller).join(self.cgroup_parent.trim_start_matches('/'));
+        // Every hierarchy of this host (v1 controllers, named ones, cgroup2).
+        for parent in berth_testkit::cgroups::HostCgroup::new(&self.cgroup_parent).dirs() {
             let leftovers = leaf_cgroups(&parent);
             assert!(leftovers.is_empty(), "container cgroups left: {leftovers:?}");
         }
@@ -242,8 +242,7 @@ impl Drop for Node {
         let _ = self.berthd.child.kill();
         let _ = self.berthd.child.wait();
         let dir = self.berthd.dir.path().display().to_string();
-        for controller in ["memory", "pids"] {
-            let parent = Path::new("/sys/fs/cgroup").join(controller).join(self.cgroup_parent.trim_start_matches('/'));
+        for parent in berth_testkit::cgroups::HostCgroup::new(&self.cgroup_parent).dirs() {
             kill_cgroup_tree(&parent);
         }
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {

@@ -1,12 +1,12 @@
 use std::path::{Path, PathBuf};
 
-use berth_cgroups::{Cgroup, Hierarchy};
 use berth_container::sync::Bootstrap;
 use containerd_shim_protos::api::{CreateTaskRequest, CreateTaskResponse};
 use oci_spec::runtime::Spec;
 
 use super::TaskService;
 use crate::{
+    container_cgroup::ContainerCgroup,
     error::{Result, ShimError},
     io::{ProcessIo, StdioConfig},
     rootfs_mount::{mount_rootfs, unmount_rootfs},
@@ -37,12 +37,12 @@ impl TaskService {
         let mut undo = Undo::default();
         let result = (|| -> Result<Container> {
             undo.rootfs = mount_rootfs(&bundle, &req.rootfs)?;
-            let cgroup = create_cgroup(&spec, &req.id)?;
-            undo.cgroup = cgroup.clone();
+            let cgroup = ContainerCgroup::for_container(&spec, &req.id)?;
+            undo.cgroup = Some(cgroup.clone());
             let stdio = StdioConfig { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
             let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
             let bootstrap = Bootstrap { bundle: bundle.clone(), terminal: req.terminal, exec: None };
-            let spawned = spawn_init(bootstrap, child_stdio, &io, cgroup.as_ref(), &self.reaper)?;
+            let spawned = spawn_init(bootstrap, child_stdio, &io, Some(&cgroup), &self.reaper)?;
             let pid = spawned.pid;
             let init = Proc::new(io, ProcState { pid, pending_start: Some(spawned), ..Default::default() });
             if let Some(path) = &self.attach_socket {
@@ -71,15 +71,15 @@ impl TaskService {
 #[derive(Default)]
 struct Undo {
     rootfs: Option<PathBuf>,
-    cgroup: Option<Cgroup>,
+    cgroup: Option<ContainerCgroup>,
 }
 
 impl Undo {
     fn run(self) {
         if let Some(cg) = self.cgroup {
-            let _ = cg.kill_all();
-            if let Err(e) = cg.delete() {
-                log::warn!("cleanup cgroup {}: {e}", cg.path().display());
+            let _ = cg.cgroup().kill_all();
+            if let Err(e) = cg.remove() {
+                log::warn!("cleanup cgroup {}: {e}", cg.cgroup().path().display());
             }
         }
         if let Some(target) = self.rootfs {
@@ -97,21 +97,4 @@ fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| ShimError::InvalidArgument(format!("read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| ShimError::InvalidArgument(format!("parse {}: {e}", path.display())))
-}
-
-/// The container's cgroup: `linux.cgroupsPath` (cgroupfs form), or
-/// `berth/<id>` when the spec names none.
-fn create_cgroup(spec: &Spec, id: &str) -> Result<Option<Cgroup>> {
-    let linux = spec.linux().as_ref();
-    let path = linux
-        .and_then(|l| l.cgroups_path().clone())
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("berth").join(id));
-    let hierarchy = Hierarchy::detect()?;
-    let cgroup = Cgroup::new(hierarchy, &path)?;
-    if let Err(e) = cgroup.create(linux.and_then(|l| l.resources().as_ref())) {
-        let _ = cgroup.delete();
-        return Err(e.into());
-    }
-    Ok(Some(cgroup))
 }

@@ -75,7 +75,8 @@ impl TaskService {
 /// first error is returned.
 fn teardown(c: &Container) -> Result<()> {
     let mut first_error = None;
-    if let Some(cg) = &c.cgroup {
+    if let Some(container_cgroup) = &c.cgroup {
+        let cg = container_cgroup.cgroup();
         if cg.exists() {
             if let Err(e) = cg.kill_all() {
                 first_error.get_or_insert(ShimError::from(e));
@@ -84,9 +85,10 @@ fn teardown(c: &Container) -> Result<()> {
             while cg.procs().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if let Err(e) = cg.delete() {
-                first_error.get_or_insert(ShimError::from(e));
-            }
+        }
+        // Also when the directory is gone already: a scope may outlive it.
+        if let Err(e) = container_cgroup.remove() {
+            first_error.get_or_insert(e);
         }
     }
     if let Some(target) = &c.rootfs_mount {

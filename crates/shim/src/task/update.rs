@@ -19,7 +19,7 @@ impl TaskService {
             let resources: LinuxResources = serde_json::from_slice(&any.value)
                 .map_err(|e| ShimError::InvalidArgument(format!("resources are not OCI LinuxResources: {e}")))?;
             let cg = cgroup.ok_or_else(|| ShimError::FailedPrecondition("container has no cgroup".into()))?;
-            cg.apply(&resources)?;
+            cg.update(&resources)?;
         }
         if req.annotations.contains_key(REOPEN_LOG_ANNOTATION) {
             init.io.reopen_log()?;

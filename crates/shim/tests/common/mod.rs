@@ -202,8 +202,10 @@ impl Shim {
         self.log_records().into_iter().map(|r| r.2).collect::<Vec<_>>().join("\n")
     }
 
-    pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
-        PathBuf::from("/sys/fs/cgroup").join(controller).join("berth-test").join(&self.id)
+    /// The container's cgroup (`berth-test/<id>` in the test specs) in
+    /// whatever hierarchies this host has.
+    pub fn cgroup(&self) -> berth_testkit::cgroups::HostCgroup {
+        berth_testkit::cgroups::HostCgroup::new(&format!("berth-test/{}", self.id))
     }
 
     /// Stops and deletes the container, then asserts that nothing of it is
@@ -224,9 +226,8 @@ impl Shim {
         if container_pid > 0 {
             assert!(!alive(container_pid as i32), "container process {container_pid} still alive");
         }
-        for c in ["memory", "pids", "cpu", "freezer"] {
-            assert!(!self.cgroup_dir(c).exists(), "cgroup {} left behind", self.cgroup_dir(c).display());
-        }
+        let left = self.cgroup().existing_dirs();
+        assert!(left.is_empty(), "cgroup left behind: {left:?}");
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let dir = self.dir.path().display().to_string();
         assert!(!mounts.contains(&dir), "mount under {dir} left behind");
