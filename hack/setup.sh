@@ -14,6 +14,8 @@ packages=(
   containernetworking-plugins  # CNI plugins (bridge, host-local, loopback, portmap) in /usr/lib/cni
   iptables                     # used by the bridge and portmap CNI plugins
   openssl                      # a certificate for the streaming-over-TLS test
+  debootstrap                  # builds the root the systemd-driver tests boot (below)
+  systemd-container            # systemd-nspawn, which boots that root
 )
 
 missing=()
@@ -41,6 +43,76 @@ if ! "$BERTH_PYTHON_VENV/bin/python3" -c 'import grpc, h2' >/dev/null 2>&1; then
   "$BERTH_PYTHON_VENV/bin/pip" install -q --disable-pip-version-check "${python_packages[@]}"
 fi
 export BERTH_TEST_PYTHON="$BERTH_PYTHON_VENV/bin/python3"
+
+# A minimal Debian root in which the systemd cgroup driver's tests boot a real
+# systemd under systemd-nspawn (berth_testkit::systemd). Built once; machines
+# boot it as the lower layer of an overlay, so it is never modified. Building
+# into a temp dir and renaming at the end means an interrupted build never
+# leaves a half root in place. BERTH_SKIP_SYSTEMD_ROOT=1 skips it.
+BERTH_SYSTEMD_ROOT=${BERTH_SYSTEMD_ROOT:-/var/cache/berth/systemd-root}
+export BERTH_SYSTEMD_ROOT
+systemd_root_packages=(
+  systemd systemd-sysv dbus   # the init and the bus the driver talks to
+  libseccomp2                 # berthd and berth-shim link it (libc and libgcc are in every root)
+  iproute2 iptables           # the bridge and portmap CNI plugins (bind-mounted from /usr/lib/cni)
+  procps                      # ps and friends, for reading a failing test's state
+)
+systemd_root_stamp="etc/berth-systemd-root"   # inside the root: the package list it was built with
+if [ "${BERTH_SKIP_SYSTEMD_ROOT:-0}" != 1 ] &&
+  [ "$(cat "$BERTH_SYSTEMD_ROOT/$systemd_root_stamp" 2>/dev/null)" != "${systemd_root_packages[*]}" ]; then
+  (
+    set -euo pipefail
+    # Unmounts whatever a (possibly interrupted) debootstrap left mounted below
+    # $1 (it mounts /proc and /sys in its target), deepest first, then removes
+    # the tree without ever crossing into another file system.
+    remove_tree() {
+      [ -e "$1" ] || return 0
+      { findmnt -rn -o TARGET | grep -F "$1/" || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
+      rm -rf --one-file-system "$1"
+    }
+    # The mirror apt itself uses for the bookworm suite, whatever the format of
+    # its sources (one-line sources.list or deb822 .sources).
+    mirror=$(apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' |
+      awk '$1 == "deb" && $2 == "bookworm" { print $3; exit }')
+    if [ -z "$mirror" ]; then
+      echo "setup: apt has no source for the bookworm suite; cannot build $BERTH_SYSTEMD_ROOT" >&2
+      exit 1
+    fi
+    building="$BERTH_SYSTEMD_ROOT.building"
+    remove_tree "$building"
+    mkdir -p "$(dirname "$BERTH_SYSTEMD_ROOT")"
+    trap 'remove_tree "$building"' EXIT
+    echo "setup: building the systemd test root $BERTH_SYSTEMD_ROOT from $mirror (about a minute)"
+    started=$SECONDS
+    include=$(IFS=,; echo "${systemd_root_packages[*]}")
+    if ! debootstrap --variant=minbase --include="$include" bookworm "$building" "$mirror" \
+      >"$building.log" 2>&1; then
+      tail -n 30 "$building.log" >&2
+      echo "setup: debootstrap failed; the whole log is $building.log" >&2
+      exit 1
+    fi
+    rm -f "$building.log"
+    echo berth-systemd >"$building/etc/hostname"
+    # Empty: each machine writes a machine ID of its own into its overlay.
+    : >"$building/etc/machine-id"
+    rm -f "$building/var/lib/dbus/machine-id"
+    # nspawn's console is read-only and no one logs in: no getty.
+    ln -sf /dev/null "$building/etc/systemd/system/console-getty.service"
+    ln -sf /dev/null "$building/etc/systemd/system/getty@.service"
+    # Leave nothing of the build in the image.
+    rm -rf --one-file-system "$building"/var/cache/apt/archives/*.deb "$building"/var/lib/apt/lists/*
+    echo "${systemd_root_packages[*]}" >"$building/$systemd_root_stamp"
+    # Swap in: a root built with other packages is replaced (machines still
+    # booted on it keep their open lower layer until they stop).
+    if [ -e "$BERTH_SYSTEMD_ROOT" ]; then
+      mv -T "$BERTH_SYSTEMD_ROOT" "$BERTH_SYSTEMD_ROOT.old"
+      remove_tree "$BERTH_SYSTEMD_ROOT.old"
+    fi
+    mv -T "$building" "$BERTH_SYSTEMD_ROOT"
+    trap - EXIT
+    echo "setup: $BERTH_SYSTEMD_ROOT built in $((SECONDS - started)) s, $(du -sh --one-file-system "$BERTH_SYSTEMD_ROOT" | cut -f1)"
+  )
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   for d in "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do

@@ -1,5 +1,8 @@
-//! Real parts for tests: Debian's docker-registry on 127.0.0.1 and images
-//! built from busybox-static with umoci and pushed with skopeo.
+//! Real parts for tests: Debian's docker-registry on 127.0.0.1, images
+//! built from busybox-static with umoci and pushed with skopeo, and a real
+//! systemd booted in a container ([`systemd`]).
+
+pub mod systemd;
 
 pub mod cgroups;
 
