@@ -3,7 +3,7 @@
 # /lib/systemd/system/berthd.service (deploy/systemd) and a commented
 # default /etc/berth/config.toml (deploy/config, a conffile).
 #
-#   hack/build-deb.sh [--bin-dir DIR] [--out DIR] [--version V]
+#   hack/build-deb.sh [--bin-dir DIR] [--out DIR] [--version V] [--compression xz|gzip|none]
 #
 # Without --bin-dir it runs `cargo build --release --bins` and packages
 # target/release. The tests package the suite's own debug build instead
@@ -15,13 +15,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin_dir="" out=target/deb
+bin_dir="" out=target/deb compression=xz
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin-dir) bin_dir=$2; shift ;;
     --out) out=$2; shift ;;
     --version) version=$2; shift ;;
+    --compression) compression=$2; shift ;;
     *) echo "build-deb: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -66,5 +67,5 @@ Description: Kubernetes container runtime (CRI v1)
 CONTROL
 mkdir -p "$out"
 deb="$out/berth_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+dpkg-deb --root-owner-group "-Z$compression" --build "$stage" "$deb" >/dev/null
 echo "$deb"

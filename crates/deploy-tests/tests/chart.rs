@@ -235,3 +235,25 @@ fn the_rendered_config_is_what_berthd_reads() {
     let err = berthd_accepts(&f).unwrap_err();
     assert!(err.contains("sockt"), "{err}");
 }
+
+/// NOTES.txt (which `helm template` does not render) says what was
+/// installed and how to check it, in each mode.
+#[test]
+fn notes_say_what_was_installed_and_how_to_check() {
+    let notes = |args: &[&str]| {
+        let out = run(Command::new(helm()).args(["install", "--dry-run", "t"]).arg(chart()).args(["--namespace", "berth-system"]).args(args));
+        assert!(out.status.success(), "helm install --dry-run {args:?}: {}", text(&out.stderr));
+        let all = text(&out.stdout);
+        all[all.find("NOTES:").expect("NOTES rendered")..].to_owned()
+    };
+    let handler = notes(&[]);
+    for s in ["/usr/local/bin/containerd-shim-berth-v2", "io.containerd.berth.v2", "kubectl get runtimeclass berth", "rollout status daemonset/t-berth", "runtimeClassName"] {
+        assert!(handler.contains(s), "{s:?} not in\n{handler}");
+    }
+    let node = notes(&["--set", "mode=node", "--set", "config.socket=/run/b.sock"]);
+    for s in ["/etc/systemd/system/berthd.service", "/etc/berth/config.toml", "systemctl status berthd", "unix:///run/b.sock", "node.switchKubelet=true"] {
+        assert!(node.contains(s), "{s:?} not in\n{node}");
+    }
+    let switched = notes(&["--set", "mode=node", "--set", "node.switchKubelet=true"]);
+    assert!(switched.contains("/var/lib/kubelet/kubeadm-flags.env now names berthd"), "{switched}");
+}
