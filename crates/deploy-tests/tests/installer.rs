@@ -293,3 +293,24 @@ fn bad_arguments_are_refused() {
         assert!(text(&out.stderr).contains(says), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn both_modes_on_one_host_are_recorded_and_uninstalled_apart() {
+    let host = Host::new();
+    let conf = host.path("/etc/containerd/config.toml");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, containerd_default_config()).unwrap();
+    let before = host.tree(false);
+    host.install_ok(&["install"]);
+    let handler_only = host.tree(false);
+    host.install_ok(&["install", "--mode", "node"]);
+    host.take_systemctl();
+
+    // the wrong mode's uninstall leaves the other alone
+    let out = host.install_ok(&["uninstall", "--mode", "node"]);
+    assert_eq!(handler_only, host.tree(false), "{out}");
+    let out = host.install_ok(&["uninstall", "--mode", "node"]);
+    assert!(out.contains("handler mode is"), "{out}");
+    host.install_ok(&["uninstall"]);
+    assert_eq!(before, host.tree(false));
+}
