@@ -20,13 +20,23 @@ fn lint_is_clean() {
     }
 }
 
-fn render_and_validate(args: &[&str]) -> Vec<Value> {
-    let yaml = template(args).unwrap_or_else(|e| panic!("helm template {args:?}: {e}"));
+/// Renders with each set of arguments, validates all the objects (one
+/// validator run per Kubernetes version), and returns each rendering's.
+fn render_and_validate_all(renders: &[&[&str]]) -> Vec<Vec<Value>> {
+    let yamls: Vec<String> = renders.iter().map(|args| template(args).unwrap_or_else(|e| panic!("helm template {args:?}: {e}"))).collect();
+    let all = yamls.iter().map(|y| format!("---\n{y}\n")).collect::<String>();
     for v in K8S_VERSIONS {
-        let report = validate(&yaml, v).unwrap_or_else(|e| panic!("objects of {args:?} invalid for Kubernetes {v}:\n{e}"));
+        let report = validate(&all, v).unwrap_or_else(|e| panic!("objects of {renders:?} invalid for Kubernetes {v}:\n{e}"));
         assert!(!report.contains("ERROR") && !report.contains("WARN"), "{report}");
+        let passed = report.matches("passed for resource").count();
+        let total: usize = yamls.iter().map(|y| objects(y).len()).sum();
+        assert_eq!(passed, total, "every object was validated: {report}");
     }
-    objects(&yaml)
+    yamls.iter().map(|y| objects(y)).collect()
+}
+
+fn render_and_validate(args: &[&str]) -> Vec<Value> {
+    render_and_validate_all(&[args]).remove(0)
 }
 
 #[test]
@@ -34,14 +44,18 @@ fn every_object_is_valid_in_both_modes_and_with_defaults() {
     let kinds = |objs: &[Value]| objs.iter().map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap())).collect::<BTreeSet<_>>();
     let cleanup = ["ServiceAccount/t-berth-cleanup", "Role/t-berth-cleanup", "RoleBinding/t-berth-cleanup", "DaemonSet/t-berth-cleanup", "Job/t-berth-cleanup-wait"];
 
-    let default = render_and_validate(&[]);
+    let mut rendered = render_and_validate_all(&[
+        &[],
+        &["--set", "mode=handler", "--set", "nodeSelector.berth\\.io/node=yes", "--set", "tolerations[0].operator=Exists"],
+        &["--set", "mode=node", "--set", "config.log_level=debug", "--set", "node.switchKubelet=true"],
+    ])
+    .into_iter();
+    let (default, handler, node) = (rendered.next().unwrap(), rendered.next().unwrap(), rendered.next().unwrap());
     let want: BTreeSet<String> = ["DaemonSet/t-berth", "RuntimeClass/berth"].iter().chain(cleanup.iter()).map(|s| s.to_string()).collect();
     assert_eq!(kinds(&default), want, "default values (handler mode)");
-    let handler = render_and_validate(&["--set", "mode=handler", "--set", "nodeSelector.berth\\.io/node=yes", "--set", "tolerations[0].operator=Exists"]);
     let rc = find(&handler, "RuntimeClass", "berth");
     assert_eq!(rc["scheduling"]["nodeSelector"]["berth.io/node"], "yes", "{rc}");
 
-    let node = render_and_validate(&["--set", "mode=node", "--set", "config.log_level=debug", "--set", "node.switchKubelet=true"]);
     let want: BTreeSet<String> = ["DaemonSet/t-berth", "ConfigMap/t-berth-config"].iter().chain(cleanup.iter()).map(|s| s.to_string()).collect();
     assert_eq!(kinds(&node), want, "node mode: berthd's config, no RuntimeClass");
 
