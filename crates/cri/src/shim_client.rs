@@ -39,6 +39,8 @@ impl ShimLauncher {
         let err = |reason: String| ShimError::Start { id: id.into(), reason };
         let mut command = tokio::process::Command::new(&self.binary);
         command.args(["start", "--id", id, "--socket"]).arg(&socket).arg("--bundle").arg(bundle);
+        // Only berthd talks to its service manager.
+        command.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
         if self.systemd {
             command.args(["--cgroup", &format!("{}:berth-shim:{id}", berth_cgroups::systemd::DEFAULT_SLICE)]);
         }

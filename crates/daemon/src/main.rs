@@ -2,6 +2,7 @@
 //! (`--container-runtime-endpoint unix:///run/berth/berth.sock`).
 
 mod config;
+mod notify;
 mod server;
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf};
@@ -78,7 +79,15 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(url = streaming.base_url(), "streaming server (exec, attach, port-forward) listening");
     let runtime = berth_cri::RuntimeServer::open(info, paths, images.clone(), streaming).await.context("recover runtime state")?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
-    let result = server::serve(listener, runtime, images, shutdown_signal()).await;
+    // The listener is bound and recovery is done: a client connecting from
+    // now on is answered.
+    notify::ready(&format!("serving CRI v1 on {}", config.socket.display()));
+    notify::spawn_watchdog();
+    let result = server::serve(listener, runtime, images, async {
+        shutdown_signal().await;
+        notify::stopping();
+    })
+    .await;
     let _ = std::fs::remove_file(&config.socket);
     if let Err(e) = &result {
         tracing::error!(error = %e, "berthd stopped");

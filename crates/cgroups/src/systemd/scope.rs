@@ -1,5 +1,10 @@
 //! A container's (or a shim's) transient scope, and the cgroup under it.
 
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
 use oci_spec::runtime::LinuxResources;
 
 use super::{
@@ -16,11 +21,15 @@ use crate::{error::Result, Cgroup};
 pub struct Scope {
     path: SystemdCgroupsPath,
     cgroup: Cgroup,
+    /// Whether this scope was started by us. A scope of the same name that
+    /// someone else started (systemd refused ours because of it) must
+    /// survive our cleanup.
+    started: Arc<AtomicBool>,
 }
 
 impl Scope {
     pub fn new(path: SystemdCgroupsPath, cgroup: Cgroup) -> Self {
-        Self { path, cgroup }
+        Self { path, cgroup, started: Arc::default() }
     }
 
     pub fn unit(&self) -> String {
@@ -43,6 +52,7 @@ impl Scope {
             properties.extend(resource_properties(r, version)?);
         }
         manager::start_transient_unit(&self.unit(), &properties)?;
+        self.started.store(true, Ordering::SeqCst);
         let joined = self.cgroup.create(resources).and_then(|()| self.cgroup.add_process(pid));
         if joined.is_err() {
             let _ = self.stop();
@@ -58,8 +68,12 @@ impl Scope {
     }
 
     /// Stops the scope (systemd removes the cgroups it made) and removes
-    /// what berth made beside them. Safe to call again.
+    /// what berth made beside them. Safe to call again; does nothing for a
+    /// scope that was never started here.
     pub fn stop(&self) -> Result<()> {
+        if !self.started.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         manager::stop_unit(&self.unit())?;
         self.cgroup.delete()
     }
