@@ -74,7 +74,7 @@ impl RegistryErrorKind {
             E::Status { status: 404, .. } | E::NoPlatform { .. } => Self::NotFound,
             E::Status { code: Some(C::Unauthorized | C::Denied), .. } => Self::Unauthorized,
             E::Status { code: Some(C::ManifestUnknown | C::BlobUnknown | C::NameUnknown | C::NotFound | C::ManifestBlobUnknown), .. } => Self::NotFound,
-            E::Tls { .. } | E::HttpsOnly { .. } | E::Certs { .. } => Self::Misconfigured,
+            E::Tls { .. } | E::HttpsOnly { .. } | E::HttpsFailed { .. } | E::Certs { .. } => Self::Misconfigured,
             _ => Self::Unavailable,
         }
     }

@@ -48,6 +48,8 @@ application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docke
 const MANIFEST_LIMIT: usize = 4 << 20;
 const CONFIG_LIMIT: usize = 32 << 20;
 const SMALL_ANSWER_LIMIT: usize = 64 << 10;
+/// See `Session::open`.
+const LOOPBACK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How berth reaches registries, from `[registry]` in berthd's config.
 pub(crate) struct Settings<'a> {
@@ -68,6 +70,9 @@ pub enum RegistryError {
     Status { url: String, status: u16, code: Option<OciErrorCode>, message: String },
     #[error("{url}: the registry speaks https (it said \"{message}\"); remove \"{host}\" from registry.insecure")]
     HttpsOnly { url: String, host: String, message: String },
+    /// A loopback registry failed in https, then said it speaks https.
+    #[error("{url}: the registry speaks https (it said \"{message}\"), yet https failed: {https_failure}")]
+    HttpsFailed { url: String, message: String, https_failure: String },
     #[error("token from {realm}: {message}")]
     Token { realm: String, status: Option<u16>, message: String },
     #[error("{url}: reading the answer: {}", chain(source))]
@@ -122,16 +127,15 @@ enum SchemePlan {
     Https,
     /// Listed in `registry.insecure`: plain http, never https.
     Http,
-    /// A loopback host: https, and plain http if the server answers the
-    /// TLS handshake in plain http.
+    /// A loopback host: https, and plain http if the https attempt shows
+    /// the server speaks plain http (`Session::speaks_plain_http`).
     ///
     /// Docker and containerd reach loopback registries without any
     /// configuration: both try https (without verifying the certificate)
     /// and fall back to http. berth keeps the https-first order, so a TLS
     /// registry on loopback is spoken to in TLS, but verifies the
     /// certificate like any other host's (its CA goes in certs.d, as
-    /// elsewhere), and falls back to http only when the server has shown
-    /// it speaks plain http, never on a certificate or connection error.
+    /// elsewhere), and never falls back over a certificate error.
     HttpsThenHttp,
 }
 
@@ -145,6 +149,16 @@ impl SchemePlan {
             SchemePlan::Https
         }
     }
+}
+
+/// Whether `host` names a port (`host:port`, `[v6]:port`).
+fn has_port(host: &str) -> bool {
+    let after_address = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map(|(_, rest)| rest).unwrap_or(""),
+        None if host.parse::<std::net::IpAddr>().is_ok() => "",
+        None => host,
+    };
+    after_address.rsplit_once(':').is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `localhost`, 127.0.0.0/8 or ::1, with or without a port.
@@ -190,6 +204,8 @@ pub(crate) struct Session {
     /// What the registry accepted last (a token, or Basic credentials):
     /// sent up front on the next requests.
     authorization: Mutex<Option<HeaderValue>>,
+    /// Why https failed on a loopback host spoken to in http since.
+    https_failure: Mutex<Option<String>>,
     host_dir: PathBuf,
     client_cert: Option<PathBuf>,
 }
@@ -206,12 +222,20 @@ impl Session {
         };
         let client_cert = certs.identity.as_ref().map(|id| id.cert_file.clone());
         let tls = tls::client_config(certs).map_err(certs_error)?;
+        let plan = SchemePlan::for_host(&host, settings.insecure_registries);
+        // A connection includes its TLS handshake. On loopback both take
+        // milliseconds, and a handshake that hangs means a plain-http
+        // server waiting for a request line: give up on it soon.
+        let connect_timeout = match plan {
+            SchemePlan::HttpsThenHttp => LOOPBACK_CONNECT_TIMEOUT,
+            SchemePlan::Https | SchemePlan::Http => Duration::from_secs(30),
+        };
         let client = reqwest::Client::builder()
             // The rustls config must be of the rustls version reqwest is
             // built with (one in Cargo.lock); otherwise build() fails here.
             .tls_backend_preconfigured(tls)
             .read_timeout(settings.stall_timeout)
-            .connect_timeout(settings.stall_timeout.min(Duration::from_secs(30)))
+            .connect_timeout(settings.stall_timeout.min(connect_timeout))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| RegistryError::Client { host: host.clone(), source })?;
@@ -226,12 +250,13 @@ impl Session {
         };
         Ok(Session {
             client,
-            plan: SchemePlan::for_host(&host, settings.insecure_registries),
+            plan,
             scheme: OnceLock::new(),
             repository: reference.repository().to_string(),
             namespace_query: reference.namespace().map(|ns| format!("?ns={ns}")).unwrap_or_default(),
             credentials,
             authorization: Mutex::new(authorization),
+            https_failure: Mutex::new(None),
             host_dir: host_dir.unwrap_or_default(),
             client_cert,
             host,
@@ -285,12 +310,15 @@ impl Session {
         let announced = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(String::from);
         let body = read_capped(response, MANIFEST_LIMIT).await?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
-        // A digest in the reference is the one the content must have; a
-        // tag's answer is checked against the digest the registry announces.
-        if let Some(expected) = expected_digest.or(announced.as_deref()) {
+        // A digest in the reference is the one the content must have (berth
+        // stores sha256 content only); a tag's answer is checked against the
+        // digest the registry announces, when it is one berth computes.
+        if let Some(expected) = expected_digest {
             if !expected.starts_with("sha256:") {
                 return Err(RegistryError::BadManifest { url, reason: format!("digest {expected}: berth verifies sha256 digests") });
             }
+        }
+        if let Some(expected) = expected_digest.or(announced.as_deref().filter(|d| d.starts_with("sha256:"))) {
             if expected != digest {
                 return Err(RegistryError::DigestMismatch { url, expected: expected.to_string(), actual: digest });
             }
@@ -327,15 +355,29 @@ impl Session {
             }
             Err(error) => error,
         };
-        if self.plan == SchemePlan::HttpsThenHttp && self.scheme.get().is_none() {
-            if let RegistryError::Tls { failure: TlsFailure::PlainHttpServer { .. }, .. } = &error {
-                tracing::debug!(registry = %self.host, "loopback registry answered in plain http; speaking http to it");
-                let response = self.send_in(Scheme::Http, path, accept, range_from, authorization).await?;
-                let _ = self.scheme.set(Scheme::Http);
-                return Ok(response);
-            }
+        if self.plan == SchemePlan::HttpsThenHttp && self.scheme.get().is_none() && self.speaks_plain_http(&error) {
+            tracing::debug!(registry = %self.host, error = %error, "loopback registry: https failed; speaking plain http to it");
+            *self.https_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+            let response = self.send_in(Scheme::Http, path, accept, range_from, authorization).await?;
+            let _ = self.scheme.set(Scheme::Http);
+            return Ok(response);
         }
         Err(error)
+    }
+
+    /// Whether a loopback host's failed https attempt says it speaks
+    /// plain http: it answered the ClientHello in http; or it never
+    /// answered it (some http servers wait for a request line that the
+    /// binary ClientHello may never complete, so the handshake times out);
+    /// or, with no port in the name, nothing listens on 443 (http then
+    /// goes to 80, another port). Anything else, a certificate error
+    /// above all, is the answer.
+    fn speaks_plain_http(&self, error: &RegistryError) -> bool {
+        match error {
+            RegistryError::Tls { failure: TlsFailure::PlainHttpServer { .. }, .. } => true,
+            RegistryError::Request { source, .. } if source.is_connect() => source.is_timeout() || !has_port(&self.host),
+            _ => false,
+        }
     }
 
     async fn send_in(
@@ -441,7 +483,11 @@ impl Session {
         // Go's https servers answer a plain http request with this text and
         // nothing typed: the one place the text is all there is.
         if plain_http && status == 400 && String::from_utf8_lossy(&body).contains("HTTP request to an HTTPS server") {
-            return RegistryError::HttpsOnly { url, host: self.host.clone(), message: excerpt(&body) };
+            let message = excerpt(&body);
+            return match self.https_failure.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                Some(https_failure) => RegistryError::HttpsFailed { url, message, https_failure },
+                None => RegistryError::HttpsOnly { url, host: self.host.clone(), message },
+            };
         }
         let first = serde_json::from_slice::<OciEnvelope>(&body).ok().and_then(|e| e.errors.into_iter().next());
         match first {
@@ -526,6 +572,16 @@ mod tests {
         }
         for host in ["registry.local:5000", "10.0.0.1:5000", "localhost.example.com", "[::2]:5000", "docker.io"] {
             assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn ports_are_told_from_addresses() {
+        for host in ["localhost:5000", "127.0.0.1:80", "[::1]:5000", "registry.local:443"] {
+            assert!(has_port(host), "{host}");
+        }
+        for host in ["localhost", "127.0.0.1", "::1", "[::1]", "registry.local", "host:"] {
+            assert!(!has_port(host), "{host}");
         }
     }
 
