@@ -2,6 +2,8 @@
 //! http, or https with certificates made by openssl) and images built from
 //! busybox-static with umoci and pushed with skopeo.
 
+mod token;
+
 use std::{
     net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
     path::Path,
@@ -17,6 +19,7 @@ pub struct Registry {
     pub port: u16,
     /// Its certificates, when it serves https.
     pub tls: Option<RegistryTls>,
+    token_server: Option<token::TokenServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -25,6 +28,9 @@ pub struct Registry {
 pub struct RegistryOptions<'a> {
     /// HTTP Basic auth (htpasswd, bcrypt) for every request.
     pub credentials: Option<(&'a str, &'a str)>,
+    /// Token auth for every request: a Bearer challenge naming a token
+    /// server (in this process) that gives tokens for these credentials.
+    pub token_credentials: Option<(&'a str, &'a str)>,
     /// https, with a certificate from a CA of its own.
     pub tls: Option<TlsMode>,
     /// Serve from this namespace, on its non-loopback address.
@@ -73,6 +79,17 @@ impl Registry {
             }
             None => String::new(),
         };
+        let token_server = options.token_credentials.map(|(user, password)| token::TokenServer::start(&dir.path().join("token"), user, password));
+        let auth = match &token_server {
+            Some(server) => format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                server.realm(),
+                token::SERVICE,
+                token::ISSUER,
+                server.cert.display()
+            ),
+            None => auth,
+        };
         let (tls, tls_config) = match options.tls {
             Some(mode) => {
                 let (files, config) = make_tls(&dir.path().join("pki"), mode);
@@ -111,7 +128,7 @@ impl Registry {
             assert!(Instant::now() < deadline, "registry did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Registry { child, address, port, tls, _dir: dir }
+        Registry { child, address, port, tls, token_server, _dir: dir }
     }
 
     /// skopeo's arguments to push here: plain http, or https trusting the
@@ -138,6 +155,12 @@ impl Registry {
     pub fn blob_file(&self, digest: &str) -> std::path::PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self._dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+
+    /// A token for `scope` (`repository:<name>:pull`), as its token server
+    /// gives them; `None` without token auth.
+    pub fn token(&self, scope: &str) -> Option<String> {
+        self.token_server.as_ref().map(|t| t.token(scope))
     }
 
     /// `127.0.0.1:<port>` (or the namespace's address)
