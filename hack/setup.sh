@@ -13,7 +13,7 @@ packages=(
   apache2-utils                # htpasswd, for the registry-auth tests
   containernetworking-plugins  # CNI plugins (bridge, host-local, loopback, portmap) in /usr/lib/cni
   iptables                     # used by the bridge and portmap CNI plugins
-  openssl                      # a certificate for the streaming-over-TLS test
+  openssl                      # certificates for the streaming-over-TLS and TLS-registry tests
   debootstrap                  # builds the root the systemd-driver tests boot (below)
   systemd-container            # systemd-nspawn, which boots that root
   containerd                   # a real containerd config for the installer tests (never started by setup)

@@ -110,8 +110,12 @@ impl Default for CniSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// Registries (`host:port`) reached over plain http.
+    /// Registries (`host:port`) reached over plain http only. Loopback
+    /// registries need no entry (https is tried, then http).
     pub insecure: Vec<String>,
+    /// Per-registry TLS material: `<certs_dir>/<host:port>/ca.crt` (CA
+    /// bundle), `client.cert` + `client.key`. A missing directory is fine.
+    pub certs_dir: PathBuf,
     /// A pull that receives nothing for this many seconds fails.
     pub stall_timeout_secs: u64,
     /// Layers downloaded at once per pull.
@@ -123,7 +127,13 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { insecure: Vec::new(), stall_timeout_secs: 60, max_concurrent_downloads: 4, mirrors: Default::default() }
+        Self {
+            insecure: Vec::new(),
+            certs_dir: PathBuf::from(berth_image::pull::DEFAULT_CERTS_DIR),
+            stall_timeout_secs: 60,
+            max_concurrent_downloads: 4,
+            mirrors: Default::default(),
+        }
     }
 }
 
@@ -191,6 +201,7 @@ mod tests {
         let c: Config = toml::from_str("socket = \"/tmp/b.sock\"\ncgroup_driver = \"systemd\"\n[registry]\ninsecure = [\"127.0.0.1:5000\"]\n").unwrap();
         assert_eq!(c.registry.insecure, ["127.0.0.1:5000"]);
         assert_eq!(c.registry.max_concurrent_downloads, 4);
+        assert_eq!(c.registry.certs_dir, PathBuf::from("/etc/berth/certs.d"));
         assert_eq!(c.socket, PathBuf::from("/tmp/b.sock"));
         assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.root, Config::default().root);

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let paths = berth_store::Paths::new(&config.root, &config.state);
     let pull_options = berth_image::pull::PullOptions {
         insecure_registries: config.registry.insecure.clone(),
+        certs_dir: config.registry.certs_dir.clone(),
         stall_timeout: std::time::Duration::from_secs(config.registry.stall_timeout_secs.max(1)),
         max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
         mirrors: config.registry.mirrors.clone(),

@@ -101,6 +101,37 @@ async fn a_registry_behind_basic_auth_wants_the_right_password() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_with_token_auth_gives_a_token_for_the_right_password() {
+    let options = berth_testkit::RegistryOptions { token_credentials: Some(("puller", "s3cret")), ..Default::default() };
+    let registry = berth_testkit::Registry::start_with(options);
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push_as(&registry, work.path(), "private/app:1", None, Some("puller:s3cret"));
+    // On loopback: no registry config at all.
+    let berthd = Berthd::start("");
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let name = format!("{}/private/app:1", registry.host());
+    let auth = |password: &str| Some(AuthConfig { username: "puller".into(), password: password.into(), ..Default::default() });
+
+    // The registry's Bearer challenge sends berth to the token server,
+    // which refuses a wrong password and no password.
+    let err = img.pull_image(PullImageRequest { image: spec(&name), auth: auth("wrong"), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{}", err.message());
+    let err = img.pull_image(PullImageRequest { image: spec(&name), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "anonymous: {}", err.message());
+    let id = img.pull_image(PullImageRequest { image: spec(&name), auth: auth("s3cret"), ..Default::default() }).await.unwrap().into_inner().image_ref;
+    img.remove_image(RemoveImageRequest { image: spec(&name) }).await.unwrap();
+
+    // A token the caller already holds goes straight to the registry.
+    let token = registry.token("repository:private/app:pull").unwrap();
+    let held = Some(AuthConfig { registry_token: token, ..Default::default() });
+    let again = img.pull_image(PullImageRequest { image: spec(&name), auth: held, ..Default::default() }).await.unwrap().into_inner().image_ref;
+    assert_eq!(again, id);
+    let wrong = Some(AuthConfig { registry_token: "not-a-token".into(), ..Default::default() });
+    let err = img.pull_image(PullImageRequest { image: spec(&name), auth: wrong, ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_arch_index_resolves_to_this_nodes_platform() {
     let registry = berth_testkit::Registry::start();
     let work = tempfile::tempdir().unwrap();

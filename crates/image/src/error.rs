@@ -18,8 +18,8 @@ pub enum Error {
     InvalidDigest(String),
     #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
-    #[error("pull {reference}: {message}")]
-    Registry { reference: String, kind: RegistryErrorKind, message: String },
+    #[error("pull {reference}: {source}")]
+    Registry { reference: String, kind: RegistryErrorKind, source: Box<crate::RegistryError> },
     #[error("bad image: {0}")]
     BadImage(String),
     #[error("snapshot: {0}")]
@@ -53,23 +53,28 @@ pub enum RegistryErrorKind {
     Unauthorized,
     /// The repository, tag, manifest or blob does not exist.
     NotFound,
+    /// TLS cannot work as things are set up, on either side: the server's
+    /// certificate chains to no CA this node trusts, names another host or
+    /// has expired; the server wants a client certificate or refused ours;
+    /// it speaks plain http to an https client (or the reverse); a file in
+    /// the host's certs.d directory is unusable. Retrying changes nothing
+    /// until an operator does.
+    Misconfigured,
     /// Anything else: unreachable, 5xx, stalled, malformed answers.
     Unavailable,
 }
 
 impl RegistryErrorKind {
-    pub(crate) fn of(e: &oci_client::errors::OciDistributionError) -> Self {
-        use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    pub(crate) fn of(e: &crate::RegistryError) -> Self {
+        use crate::RegistryError as E;
+        use oci_client::errors::OciErrorCode as C;
         match e {
-            E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => Self::Unauthorized,
-            E::ImageManifestNotFoundError(_) => Self::NotFound,
-            E::ServerError { code: 401 | 403, .. } => Self::Unauthorized,
-            E::ServerError { code: 404, .. } => Self::NotFound,
-            E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
-                Some(C::Unauthorized | C::Denied) => Self::Unauthorized,
-                Some(C::ManifestUnknown | C::BlobUnknown | C::NameUnknown | C::NotFound | C::ManifestBlobUnknown) => Self::NotFound,
-                _ => Self::Unavailable,
-            },
+            E::Token { status: Some(500..=599), .. } => Self::Unavailable,
+            E::Status { status: 401 | 403, .. } | E::Token { .. } => Self::Unauthorized,
+            E::Status { status: 404, .. } | E::NoPlatform { .. } => Self::NotFound,
+            E::Status { code: Some(C::Unauthorized | C::Denied), .. } => Self::Unauthorized,
+            E::Status { code: Some(C::ManifestUnknown | C::BlobUnknown | C::NameUnknown | C::NotFound | C::ManifestBlobUnknown), .. } => Self::NotFound,
+            E::Tls { .. } | E::HttpsOnly { .. } | E::HttpsFailed { .. } | E::Certs { .. } => Self::Misconfigured,
             _ => Self::Unavailable,
         }
     }

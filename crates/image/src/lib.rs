@@ -1,4 +1,4 @@
-//! Images: pulls from registries and imports from archives, the content
+//! Images: pulls from registries (berth's own registry client) and imports from archives, the content
 //! store where blobs land verified, the unpacking of layer tarballs into
 //! snapshot directories in overlay form, and the index of image names.
 
@@ -8,6 +8,8 @@ pub mod import;
 pub mod index;
 pub mod progress;
 pub mod pull;
+mod registry;
 pub mod unpack;
 
 pub use error::{Error, RegistryErrorKind, Result};
+pub use registry::{CertsError, RegistryError, TlsFailure};

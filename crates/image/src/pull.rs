@@ -4,29 +4,33 @@
 //! Layers download concurrently (bounded); each streams through a writer
 //! task that hashes as it writes; unpacking runs on the blocking pool.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use berth_snapshot::Overlay;
 use futures_util::StreamExt;
-use oci_client::{
-    client::{ClientConfig, ClientProtocol},
-    manifest::OciDescriptor,
-    secrets::RegistryAuth,
-    Client, Reference,
-};
+use oci_client::{manifest::OciDescriptor, secrets::RegistryAuth, Reference};
 use sha2::{Digest, Sha256};
 
 use crate::{
     content::ContentStore,
     error::{Error, Result},
     progress::{LayerState, Progress, Throttle},
+    registry::{RegistryError, Session, Settings},
     unpack::apply_layer,
+    RegistryErrorKind,
 };
+
+/// Where berthd keeps per-registry CA files and client certificates.
+pub const DEFAULT_CERTS_DIR: &str = "/etc/berth/certs.d";
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
-    /// Registries reached over plain http (`host:port`).
+    /// Registries reached over plain http only (`host:port`). Loopback
+    /// registries need no entry: they are tried in https, then in http.
     pub insecure_registries: Vec<String>,
+    /// `<certs_dir>/<host:port>/`: the host's CA files (`*.crt`) and
+    /// client certificate (`client.cert` + `client.key`); read at each pull.
+    pub certs_dir: PathBuf,
     /// A pull that receives nothing for this long fails instead of hanging.
     pub stall_timeout: Duration,
     /// Layers downloaded at once.
@@ -38,7 +42,13 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> Self {
-        Self { insecure_registries: Vec::new(), stall_timeout: Duration::from_secs(60), max_concurrent_layers: 4, mirrors: Default::default() }
+        Self {
+            insecure_registries: Vec::new(),
+            certs_dir: PathBuf::from(DEFAULT_CERTS_DIR),
+            stall_timeout: Duration::from_secs(60),
+            max_concurrent_layers: 4,
+            mirrors: Default::default(),
+        }
     }
 }
 
@@ -117,21 +127,12 @@ async fn pull_from(
     locks: &BlobLocks,
     progress: &Progress,
 ) -> Result<Pulled> {
-    let config = ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(opts.insecure_registries.clone()),
-        read_timeout: Some(opts.stall_timeout),
-        connect_timeout: Some(opts.stall_timeout.min(Duration::from_secs(30))),
-        platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
-        ..Default::default()
-    };
-    let client = Client::new(config);
-    let registry_error = |e: oci_client::errors::OciDistributionError| Error::Registry {
-        reference: reference.whole(),
-        kind: crate::RegistryErrorKind::of(&e),
-        message: e.to_string(),
-    };
-    let (manifest, manifest_digest, config_json, _) =
-        client.pull_manifest_and_config_and_list_digest(&reference, &auth).await.map_err(registry_error)?;
+    let registry_error = pull_error_for(&reference);
+    let settings = Settings { insecure_registries: &opts.insecure_registries, certs_dir: &opts.certs_dir, stall_timeout: opts.stall_timeout };
+    let session = Session::open(&reference, auth, &settings).map_err(&registry_error)?;
+    let image = session.image(&reference).await.map_err(&registry_error)?;
+    let (manifest, manifest_digest) = (image.manifest, image.digest);
+    let config_json = String::from_utf8(image.config).map_err(|_| Error::BadImage("the image config is not UTF-8".into()))?;
 
     // The config is content like any other: verify and store it.
     let config_digest = manifest.config.digest.clone();
@@ -156,7 +157,7 @@ async fn pull_from(
     let mut downloads = futures_util::stream::iter(layers.clone().into_iter().map(|layer| async {
         let lock = locks.get(&layer.digest);
         let _held = lock.lock().await;
-        download(&client, &reference, layer, content.clone(), progress).await
+        download(&session, &reference, layer, content.clone(), progress).await
     }))
     .buffered(opts.max_concurrent_layers.max(1));
     let mut unpacking: Option<tokio::task::JoinHandle<Result<()>>> = None;
@@ -195,7 +196,7 @@ async fn pull_from(
 /// Streams one layer into the content store unless it is already there,
 /// resuming a partial download from an earlier attempt. Says whether it
 /// downloaded anything.
-async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, content: Arc<ContentStore>, progress: &Progress) -> Result<bool> {
+async fn download(session: &Session, reference: &Reference, layer: OciDescriptor, content: Arc<ContentStore>, progress: &Progress) -> Result<bool> {
     let size = layer.size.max(0) as u64;
     if content.has(&layer.digest) {
         progress.report(&layer.digest, size, size, LayerState::Exists);
@@ -203,18 +204,15 @@ async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, 
     }
     let offset = content.ingest_offset(&layer.digest)?;
     progress.report(&layer.digest, size, offset, LayerState::Downloading);
-    let response = client
-        .pull_blob_stream_partial(reference, &layer, offset, None)
-        .await
-        .map_err(|e| Error::Registry { reference: reference.whole(), kind: crate::RegistryErrorKind::of(&e), message: format!("layer {}: {e}", layer.digest) })?;
-    let (mut stream, restart) = match response {
-        oci_client::client::BlobResponse::Full(s) => (s.stream, offset > 0),
-        oci_client::client::BlobResponse::Partial(s) => (s.stream, false),
-    };
+    let registry_error = pull_error_for(reference);
+    let blob = session.blob(&layer.digest, offset).await.map_err(&registry_error)?;
+    let restart = offset > 0 && !blob.resumed;
     if restart {
         // The registry ignored the Range request: start over.
         content.delete(&layer.digest)?;
     }
+    let url = blob.url;
+    let mut stream = blob.response.bytes_stream();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let store = content.clone();
     let digest = layer.digest.clone();
@@ -227,11 +225,7 @@ async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, 
     });
     let (mut stored, mut throttle) = (if restart { 0 } else { offset }, Throttle::new());
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Registry {
-            reference: reference.whole(),
-            kind: crate::RegistryErrorKind::Unavailable,
-            message: format!("layer {}: {e}", layer.digest),
-        })?;
+        let chunk = chunk.map_err(|source| registry_error(RegistryError::Body { url: url.clone(), source: source.without_url() }))?;
         stored += chunk.len() as u64;
         if throttle.due() {
             progress.report(&layer.digest, size, stored, LayerState::Downloading);
@@ -252,6 +246,12 @@ async fn download(client: &Client, reference: &Reference, layer: OciDescriptor, 
     }
     progress.report(&layer.digest, size, size, LayerState::Downloaded);
     Ok(true)
+}
+
+/// Turns a registry's failure into the pull's error, with what it means
+/// for the caller.
+fn pull_error_for(reference: &Reference) -> impl Fn(RegistryError) -> Error + '_ {
+    move |source| Error::Registry { reference: reference.whole(), kind: RegistryErrorKind::of(&source), source: Box::new(source) }
 }
 
 pub(crate) fn unpack_layer(content: &ContentStore, snapshots: &Overlay, digest: &str, chain: &str, parent: Option<&str>) -> Result<()> {

@@ -1,13 +1,14 @@
-//! Real parts for tests: Debian's docker-registry on 127.0.0.1, images
-//! built from busybox-static with umoci and pushed with skopeo, and a real
-//! systemd booted in a container ([`systemd`]).
-
-pub mod systemd;
+//! Real parts for tests: Debian's docker-registry on 127.0.0.1 (plain
+//! http, or https with certificates made by openssl), images built from
+//! busybox-static with umoci and pushed with skopeo, and a real systemd
+//! booted in a container ([`systemd`]).
 
 pub mod cgroups;
+pub mod systemd;
+mod token;
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
     path::Path,
     process::{Child, Command},
     time::{Duration, Instant},
@@ -16,20 +17,63 @@ use std::{
 /// A registry on a free loopback port, storing in a temp dir, stopped on drop.
 pub struct Registry {
     child: Child,
+    /// Where it listens: 127.0.0.1, or a [`PeerNamespace`]'s address.
+    pub address: IpAddr,
     pub port: u16,
+    /// Its certificates, when it serves https.
+    pub tls: Option<RegistryTls>,
+    token_server: Option<token::TokenServer>,
     _dir: tempfile::TempDir,
 }
 
+/// How a test registry is served.
+#[derive(Default)]
+pub struct RegistryOptions<'a> {
+    /// HTTP Basic auth (htpasswd, bcrypt) for every request.
+    pub credentials: Option<(&'a str, &'a str)>,
+    /// Token auth for every request: a Bearer challenge naming a token
+    /// server (in this process) that gives tokens for these credentials.
+    pub token_credentials: Option<(&'a str, &'a str)>,
+    /// https, with a certificate from a CA of its own.
+    pub tls: Option<TlsMode>,
+    /// Serve from this namespace, on its non-loopback address.
+    pub namespace: Option<&'a PeerNamespace>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Any client may connect.
+    ServerOnly,
+    /// Only clients presenting a certificate from the client CA.
+    RequireClientCert,
+}
+
+/// The PEM files of a TLS registry, made with openssl: the CA its
+/// certificate (for 127.0.0.1 and localhost) comes from, and a client
+/// certificate and key that it accepts when it demands one.
+pub struct RegistryTls {
+    pub ca_cert: std::path::PathBuf,
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+}
+
+/// The subject of the CA a TLS test registry's certificate comes from.
+pub const TEST_CA_NAME: &str = "berth test CA";
+
 impl Registry {
     pub fn start() -> Registry {
-        Self::start_with_auth(None)
+        Self::start_with(RegistryOptions::default())
     }
 
     /// With `Some((user, password))`, the registry demands HTTP Basic auth
     /// (htpasswd, bcrypt) for every request.
     pub fn start_with_auth(credentials: Option<(&str, &str)>) -> Registry {
+        Self::start_with(RegistryOptions { credentials, ..Default::default() })
+    }
+
+    pub fn start_with(options: RegistryOptions<'_>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let auth = match credentials {
+        let auth = match options.credentials {
             Some((user, password)) => {
                 let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (hack/setup.sh installs it)");
                 let file = dir.path().join("htpasswd");
@@ -38,31 +82,75 @@ impl Registry {
             }
             None => String::new(),
         };
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let token_server = options.token_credentials.map(|(user, password)| token::TokenServer::start(&dir.path().join("token"), user, password));
+        let auth = match &token_server {
+            Some(server) => format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                server.realm(),
+                token::SERVICE,
+                token::ISSUER,
+                server.cert.display()
+            ),
+            None => auth,
+        };
+        let (tls, tls_config) = match options.tls {
+            Some(mode) => {
+                let (files, config) = make_tls(&dir.path().join("pki"), mode);
+                (Some(files), config)
+            }
+            None => (None, String::new()),
+        };
+        let (address, port) = match options.namespace {
+            // A namespace of its own: every port is free there.
+            Some(ns) => (IpAddr::V4(ns.peer_ip), 5000),
+            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()),
+        };
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}:{port}\n{tls_config}{auth}",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
         // Its log (404s on blob probes are normal) stays out of test output.
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (hack/setup.sh installs it)");
+        let mut command = match options.namespace {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name, "docker-registry"]);
+                c
+            }
+            None => Command::new("docker-registry"),
+        };
+        let child =
+            command.arg("serve").arg(&config).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("docker-registry (hack/setup.sh installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((address, port)).is_err() {
             assert!(Instant::now() < deadline, "registry did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Registry { child, port, _dir: dir }
+        Registry { child, address, port, tls, token_server, _dir: dir }
+    }
+
+    /// skopeo's arguments to push here: plain http, or https trusting the
+    /// registry's CA and presenting the client certificate.
+    fn dest_tls_args(&self) -> Vec<String> {
+        match &self.tls {
+            None => vec!["--dest-tls-verify=false".into()],
+            Some(tls) => {
+                // skopeo reads a Docker-style certs directory.
+                let certs = tls.ca_cert.parent().unwrap().join("skopeo");
+                if !certs.exists() {
+                    std::fs::create_dir(&certs).unwrap();
+                    std::fs::copy(&tls.ca_cert, certs.join("ca.crt")).unwrap();
+                    std::fs::copy(&tls.client_cert, certs.join("client.cert")).unwrap();
+                    std::fs::copy(&tls.client_key, certs.join("client.key")).unwrap();
+                }
+                vec![format!("--dest-cert-dir={}", certs.display())]
+            }
+        }
     }
 
     /// The file holding a blob's bytes in the registry's storage, for
@@ -72,9 +160,15 @@ impl Registry {
         self._dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
     }
 
-    /// `127.0.0.1:<port>`
+    /// A token for `scope` (`repository:<name>:pull`), as its token server
+    /// gives them; `None` without token auth.
+    pub fn token(&self, scope: &str) -> Option<String> {
+        self.token_server.as_ref().map(|t| t.token(scope))
+    }
+
+    /// `127.0.0.1:<port>` (or the namespace's address)
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.address, self.port)
     }
 }
 
@@ -83,6 +177,105 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A network namespace joined to this one by a veth pair: an address that
+/// is not loopback yet reachable from here, and reaches nothing beyond
+/// this machine. Deleted (with the pair) on drop.
+pub struct PeerNamespace {
+    pub name: String,
+    /// This side's address; `peer_ip` is the namespace's, in the same /30.
+    pub host_ip: Ipv4Addr,
+    pub peer_ip: Ipv4Addr,
+}
+
+impl PeerNamespace {
+    pub fn create() -> PeerNamespace {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        // A /30 in 10.251.0.0/16 per process and namespace, so tests running
+        // at once do not collide.
+        let slot = (pid.wrapping_mul(8).wrapping_add(n)) % (1 << 14);
+        let base = u32::from(Ipv4Addr::new(10, 251, 0, 0)) + slot * 4;
+        let (host_ip, peer_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
+        let name = format!("berth-test-{pid}-{n}");
+        let (host_if, peer_if) = (format!("bt{slot}h"), format!("bt{slot}p"));
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = PeerNamespace { name, host_ip, peer_ip };
+        run(Command::new("ip").args(["link", "add", &host_if, "type", "veth", "peer", "name", &peer_if, "netns", &ns.name]));
+        run(Command::new("ip").args(["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]));
+        run(Command::new("ip").args(["link", "set", &host_if, "up"]));
+        let inside = |args: &[&str]| run(Command::new("ip").args(["netns", "exec", &ns.name, "ip"]).args(args));
+        inside(&["addr", "add", &format!("{peer_ip}/30"), "dev", &peer_if]);
+        inside(&["link", "set", &peer_if, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for PeerNamespace {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and so both.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Makes, in `dir`, a CA and the registry's certificate from it (for
+/// 127.0.0.1 and localhost), a second CA for clients and a client
+/// certificate from that; returns the files and the registry's `tls:`
+/// config (demanding client certificates in `RequireClientCert` mode).
+fn make_tls(dir: &Path, mode: TlsMode) -> (RegistryTls, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = |name: &str| dir.join(name);
+    let new_ca = |name: &str, subject: &str| {
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", subject])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout"])
+            .arg(file(&format!("{name}.key")))
+            .arg("-out")
+            .arg(file(&format!("{name}.crt"))));
+    };
+    let issue = |name: &str, subject: &str, ca: &str, extensions: &str| {
+        let ext = file(&format!("{name}.ext"));
+        std::fs::write(&ext, extensions).unwrap();
+        let csr = file(&format!("{name}.csr"));
+        run(Command::new("openssl")
+            .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", subject, "-keyout"])
+            .arg(file(&format!("{name}.key")))
+            .arg("-out")
+            .arg(&csr));
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-set_serial", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(file(&format!("{ca}.crt")))
+            .arg("-CAkey")
+            .arg(file(&format!("{ca}.key")))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(file(&format!("{name}.crt"))));
+    };
+    new_ca("ca", &format!("/O=berth/CN={TEST_CA_NAME}"));
+    issue(
+        "server",
+        "/CN=127.0.0.1",
+        "ca",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    );
+    new_ca("client-ca", "/O=berth/CN=berth test client CA");
+    issue(
+        "client",
+        "/CN=berth test client",
+        "client-ca",
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    );
+    let mut config = format!("  tls:\n    certificate: {}\n    key: {}\n", file("server.crt").display(), file("server.key").display());
+    if mode == TlsMode::RequireClientCert {
+        config.push_str(&format!("    clientcas:\n      - {}\n", file("client-ca.crt").display()));
+    }
+    (RegistryTls { ca_cert: file("ca.crt"), client_cert: file("client.crt"), client_key: file("client.key") }, config)
 }
 
 pub fn run(cmd: &mut Command) {
@@ -101,7 +294,7 @@ pub fn build_and_push(registry: &Registry, work: &Path, name: &str, user: Option
 pub fn build_and_push_as(registry: &Registry, work: &Path, name: &str, user: Option<&str>, creds: Option<&str>) {
     let image = build_layout(work, user);
     let mut copy = Command::new("skopeo");
-    copy.args(["copy", "--dest-tls-verify=false"]);
+    copy.arg("copy").args(registry.dest_tls_args());
     if let Some(c) = creds {
         copy.args(["--dest-creds", c]);
     }
@@ -197,14 +390,10 @@ pub fn build_and_push_multiarch(registry: &Registry, work: &Path, name: &str) ->
         "annotations": { "org.opencontainers.image.ref.name": "multi" }
     }));
     std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    run(Command::new("skopeo").args([
-        "copy",
-        "--multi-arch",
-        "all",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:multi", layout.display()),
-        &format!("docker://{}/{name}", registry.host()),
-    ]));
+    run(Command::new("skopeo")
+        .args(["copy", "--multi-arch", "all"])
+        .args(registry.dest_tls_args())
+        .args([format!("oci:{}:multi", layout.display()), format!("docker://{}/{name}", registry.host())]));
     (amd_config, arm_config)
 }
 
@@ -231,7 +420,7 @@ pub fn build_and_push_layers(registry: &Registry, work: &Path, name: &str, layer
         std::fs::write(bundle.join("rootfs").join(format!("layer{i}.bin")), data).unwrap();
         run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
     }
-    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
+    run(Command::new("skopeo").arg("copy").args(registry.dest_tls_args()).args([format!("oci:{image}"), format!("docker://{}/{name}", registry.host())]));
 }
 
 /// After [`build_and_push`] into `work`: adds one more layer on top of that
@@ -245,7 +434,7 @@ pub fn push_derived(registry: &Registry, work: &Path, name: &str) {
     run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
     std::fs::write(bundle.join("rootfs/etc/derived"), "third layer\n").unwrap();
     run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
-    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{}/{name}", registry.host())]));
+    run(Command::new("skopeo").arg("copy").args(registry.dest_tls_args()).args([format!("oci:{image}"), format!("docker://{}/{name}", registry.host())]));
 }
 
 /// Pushes a one-layer image whose layer holds `entry_name` (e.g.
@@ -307,12 +496,10 @@ pub fn push_hostile_layer(registry: &Registry, work: &Path, name: &str, entry_na
         }]
     });
     std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    run(Command::new("skopeo").args([
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:hostile", layout.display()),
-        &format!("docker://{}/{name}", registry.host()),
-    ]));
+    run(Command::new("skopeo")
+        .arg("copy")
+        .args(registry.dest_tls_args())
+        .args([format!("oci:{}:hostile", layout.display()), format!("docker://{}/{name}", registry.host())]));
 }
 
 /// After [`build_and_push`] in `work`: the same image with `Cmd` set to
@@ -326,7 +513,11 @@ pub fn push_variant_with_cmd(registry: &Registry, work: &Path, name: &str, cmd: 
         config.args(["--config.cmd", arg]);
     }
     run(&mut config);
-    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:variant", layout.display())).arg(format!("docker://{}/{name}", registry.host())));
+    run(Command::new("skopeo")
+        .arg("copy")
+        .args(registry.dest_tls_args())
+        .arg(format!("oci:{}:variant", layout.display()))
+        .arg(format!("docker://{}/{name}", registry.host())));
 }
 
 /// After [`build_and_push`] in `work`: the same image plus a third layer
@@ -383,7 +574,11 @@ pub fn push_with_opaque_layer(registry: &Registry, work: &Path, name: &str) {
         "annotations": { "org.opencontainers.image.ref.name": "opaque" }
     }));
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
-    run(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:opaque", layout.display())).arg(format!("docker://{}/{name}", registry.host())));
+    run(Command::new("skopeo")
+        .arg("copy")
+        .args(registry.dest_tls_args())
+        .arg(format!("oci:{}:opaque", layout.display()))
+        .arg(format!("docker://{}/{name}", registry.host())));
 }
 
 /// Removes the (empty) cgroup `relative` (e.g. `/berth-test-1-2`) and

@@ -103,6 +103,10 @@ pub(crate) fn status_of(e: berth_image::Error) -> Status {
         E::Registry { kind, .. } => match kind {
             berth_image::RegistryErrorKind::Unauthorized => Status::unauthenticated(e.to_string()),
             berth_image::RegistryErrorKind::NotFound => Status::not_found(e.to_string()),
+            // Not Unavailable, which tells a client to retry: TLS set up
+            // wrong (an unknown CA, a missing client certificate, http
+            // against https) fails the same way until an operator acts.
+            berth_image::RegistryErrorKind::Misconfigured => Status::failed_precondition(e.to_string()),
             berth_image::RegistryErrorKind::Unavailable => Status::unavailable(e.to_string()),
         },
         E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::Escape { .. } | E::BadImage(_) => Status::failed_precondition(e.to_string()),
