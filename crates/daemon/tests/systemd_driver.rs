@@ -100,6 +100,16 @@ impl SystemdNode {
         self.machine.exec_ok(&["cat", &format!("/sys/fs/cgroup/{controller}{cgroup}/{file}")]).trim().to_string()
     }
 
+    /// Waits until systemd no longer knows `unit` (a scope goes once its
+    /// last process exits).
+    async fn wait_unit_gone(&self, unit: &str, why: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.unit(unit, &["LoadState"])["LoadState"] != "not-found" {
+            assert!(std::time::Instant::now() < deadline, "{unit} still loaded: {why}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn cgroup_dir_exists(&self, controller: &str, cgroup: &str) -> bool {
         self.machine.exec(&["test", "-d", &format!("/sys/fs/cgroup/{controller}{cgroup}")]).status.success()
     }
@@ -174,11 +184,7 @@ async fn containers_run_in_transient_scopes_of_the_pods_slice() {
     for controller in ["memory", "cpuset", "freezer", "systemd"] {
         assert!(!node.cgroup_dir_exists(controller, &cgroup), "{controller} cgroup of the container left");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while node.unit(&format!("berth-shim-{id}.scope"), &["LoadState"])["LoadState"] != "not-found" {
-        assert!(std::time::Instant::now() < deadline, "the shim's scope outlived the container");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node.wait_unit_gone(&format!("berth-shim-{id}.scope"), "the shim's scope outlived the container").await;
 }
 
 #[tokio::test]
@@ -205,15 +211,41 @@ async fn parents_that_do_not_fit_and_units_systemd_refuses() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let err = node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap_err();
-    assert!(err.message().contains(&format!("Unit {scope} already exists")), "systemd's own words: {}", err.message());
+    // systemd 252 says "Unit X was already loaded or has a fragment file."
+    let words = format!("systemd refused unit {scope}: Unit {scope} was already loaded");
+    assert!(err.message().contains(&words) && err.message().contains("org.freedesktop.systemd1.UnitExists"), "systemd's own words: {}", err.message());
     assert_eq!(node.unit(&scope, &["ActiveState"])["ActiveState"], "active", "the other scope is untouched");
     let status = node.rt.container_status(v1::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap();
     assert_eq!(status.reason, "StartError");
-    assert_eq!(node.unit(&format!("berth-shim-{id}.scope"), &["LoadState"])["LoadState"], "not-found", "the failed container's shim is gone");
-    node.machine.exec_ok(&["systemctl", "stop", &scope, &scope.replace(".scope", ".service")]);
+    node.wait_unit_gone(&format!("berth-shim-{id}.scope"), "the failed container's shim is gone").await;
+    node.machine.exec_ok(&["systemctl", "stop", &scope]);
     let cgroup = format!("/kubepods.slice/kubepods-burstable.slice/{POD_SLICE}/{scope}");
     for controller in ["memory", "cpuset", "freezer", "hugetlb", "systemd"] {
         assert!(!node.cgroup_dir_exists(controller, &cgroup), "{controller} cgroup of the refused container left");
     }
     node.rt.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+}
+
+/// Start-up checks, on the test host itself: a driver that cannot work, or
+/// a default parent of the other driver's form, stops berthd at once with
+/// the reason.
+#[test]
+fn berthd_refuses_a_driver_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &str| {
+        let config = dir.path().join("c.toml");
+        std::fs::write(&config, format!("socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{extra}\n", dir.path().display())).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berthd")).arg("--config").arg(&config).output().unwrap();
+        assert!(!out.status.success(), "berthd started with {extra:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run("cgroup_driver = \"systemd\"\ndefault_cgroup_parent = \"/berth\"");
+    assert!(err.contains("default_cgroup_parent \"/berth\" is not a systemd slice"), "{err}");
+    let err = run("default_cgroup_parent = \"berth.slice\"");
+    assert!(err.contains("default_cgroup_parent \"berth.slice\" is a systemd slice"), "{err}");
+    // This project's test hosts do not run systemd as init.
+    if !Path::new("/run/systemd/system").exists() {
+        let err = run("cgroup_driver = \"systemd\"");
+        assert!(err.contains("systemd is not this host's init") && err.contains("use cgroup_driver = \"cgroupfs\""), "{err}");
+    }
 }

@@ -60,6 +60,16 @@ impl ContainerCgroup {
         }
     }
 
+    /// Whether the cgroup is the container's own: a scope is once systemd
+    /// started it for us. Before that, a unit of the same name (the reason
+    /// systemd refused ours) must not be killed or removed by our cleanup.
+    pub fn is_ours(&self) -> bool {
+        match self {
+            Self::Cgroupfs(_) => true,
+            Self::Systemd { scope, .. } => scope.is_started(),
+        }
+    }
+
     /// Puts the container's first process in: for systemd, this starts the
     /// scope.
     pub fn start_with(&self, pid: i32) -> Result<()> {

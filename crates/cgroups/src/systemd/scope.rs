@@ -40,6 +40,12 @@ impl Scope {
         &self.cgroup
     }
 
+    /// Whether [`Scope::start`] got systemd to start it: until then the
+    /// cgroup at this path (if any) belongs to someone else.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
+    }
+
     /// Has systemd start the scope with `pid` in it and the limits it
     /// manages, then makes the cgroup in the hierarchies systemd leaves
     /// alone (on a hybrid host: cpuset, freezer, hugetlb...), moves `pid`

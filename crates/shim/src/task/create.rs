@@ -76,7 +76,7 @@ struct Undo {
 
 impl Undo {
     fn run(self) {
-        if let Some(cg) = self.cgroup {
+        if let Some(cg) = self.cgroup.filter(ContainerCgroup::is_ours) {
             let _ = cg.cgroup().kill_all();
             if let Err(e) = cg.remove() {
                 log::warn!("cleanup cgroup {}: {e}", cg.cgroup().path().display());
