@@ -10,5 +10,6 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "run: berthd manages namespaces, cgroups and mounts: run as root" >&2
   exit 1
 fi
+hack/default-cni.sh   # a pod network, if the node has none
 cargo build --release --bins
 exec target/release/berthd "$@"

@@ -32,12 +32,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python clients for the tests that check berthd answers gRPC clients other
-# than grpc-go (crates/daemon/tests/grpc_clients.rs): a venv of its own, so
-# nothing touches the system's Python.
+# Python for tests that want another implementation than berth's: gRPC
+# clients other than grpc-go (crates/daemon/tests/grpc_clients.rs) and the
+# Prometheus text parser (metrics.rs). A venv of its own, so nothing
+# touches the system's Python.
 BERTH_PYTHON_VENV=${BERTH_PYTHON_VENV:-/var/cache/berth/python}
-python_packages=(grpcio==1.85.3 h2==4.4.1)
-if ! "$BERTH_PYTHON_VENV/bin/python3" -c 'import grpc, h2' >/dev/null 2>&1; then
+python_packages=(grpcio==1.85.3 h2==4.4.1 prometheus-client==0.23.1)
+if ! "$BERTH_PYTHON_VENV/bin/python3" -c 'import grpc, h2, prometheus_client' >/dev/null 2>&1; then
   echo "setup: making a Python venv in $BERTH_PYTHON_VENV (${python_packages[*]})"
   python3 -m venv "$BERTH_PYTHON_VENV" 2>/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null

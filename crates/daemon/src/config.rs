@@ -32,6 +32,17 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub cni: CniSection,
     pub streaming: StreamingSection,
+    pub metrics: MetricsSection,
+}
+
+/// Prometheus metrics (`GET /metrics`), off unless an address is given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `host:port` to serve `/metrics` on, e.g. `127.0.0.1:9338`; empty: off.
+    /// The figures are not secret, but they are not for every network:
+    /// keep it on loopback or a node-local address.
+    pub address: String,
 }
 
 /// The server Exec, Attach and PortForward URLs point at (the kubelet
@@ -158,6 +169,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             cni: CniSection::default(),
             streaming: StreamingSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! (`--container-runtime-endpoint unix:///run/berth/berth.sock`).
 
 mod config;
+mod grpc_metrics;
+mod metrics_server;
 mod notify;
 mod server;
 
@@ -75,16 +77,25 @@ async fn main() -> anyhow::Result<()> {
         max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
         mirrors: config.registry.mirrors.clone(),
     };
-    let images = std::sync::Arc::new(berth_cri::ImageServer::open(paths.clone(), pull_options).context("open image stores")?);
+    let metrics = berth_metrics::Metrics::new();
+    let metrics_listener = match config.metrics.address.as_str() {
+        "" => None,
+        address => Some(metrics_server::bind(address).await?),
+    };
+    let images = std::sync::Arc::new(berth_cri::ImageServer::open(paths.clone(), pull_options, metrics.clone()).context("open image stores")?);
     let streaming = berth_streaming::Streaming::bind(config.streaming.server_config()?).await.context("bind the streaming server")?;
     tracing::info!(url = streaming.base_url(), "streaming server (exec, attach, port-forward) listening");
     let runtime = berth_cri::RuntimeServer::open(info, paths, images.clone(), streaming).await.context("recover runtime state")?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI v1");
     // The listener is bound and recovery is done: a client connecting from
     // now on is answered.
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = %config.metrics.address, "serving /metrics");
+        metrics_server::serve(listener, metrics.clone());
+    }
     notify::ready(&format!("serving CRI v1 on {}", config.socket.display()));
     notify::spawn_watchdog();
-    let result = server::serve(listener, runtime, images, async {
+    let result = server::serve(listener, runtime, images, metrics, async {
         shutdown_signal().await;
         notify::stopping();
     })

@@ -7,6 +7,8 @@ use berth_api::admin::v1::images_server::ImagesServer;
 use berth_cri::{AdminImages, ImageServer, RuntimeServer};
 use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
 use berth_h2_authority::AuthorityRepair;
+
+use crate::grpc_metrics::GrpcMetricsLayer;
 use tokio::net::UnixListener;
 use tokio_stream::{wrappers::UnixListenerStream, StreamExt};
 
@@ -15,9 +17,16 @@ use tokio_stream::{wrappers::UnixListenerStream, StreamExt};
 /// stop must not wait for them to hang up.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: UnixListener, runtime: RuntimeServer, images: Arc<ImageServer>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: UnixListener,
+    runtime: RuntimeServer,
+    images: Arc<ImageServer>,
+    metrics: Arc<berth_metrics::Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer(metrics))
         .add_service(RuntimeServiceServer::new(runtime))
         .add_service(ImageServiceServer::from_arc(images.clone()))
         // berth's own API (berthctl's import and pull with progress).

@@ -212,6 +212,7 @@ const ALL_KEYS: &[&str] = &[
     "config.registry.insecure={127.0.0.1:5000}",
     "config.registry.stall_timeout_secs=120",
     "config.registry.max_concurrent_downloads=2",
+    "config.registry.certs_dir=/etc/b/certs.d",
     "config.registry.mirrors.docker\\.io={mirror.local:5000,m2}",
     "config.streaming.address=127.0.0.2",
     "config.streaming.port=10010",
@@ -220,6 +221,7 @@ const ALL_KEYS: &[&str] = &[
     "config.streaming.token_ttl_secs=30",
     "config.streaming.tls_cert_file=/etc/berth/tls.crt",
     "config.streaming.tls_key_file=/etc/berth/tls.key",
+    "config.metrics.address=127.0.0.1:9339",
 ];
 
 #[test]

@@ -40,6 +40,24 @@ impl Error {
             || matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
     }
 
+    /// A short stable word for what went wrong, for metrics labels
+    /// (`berth_image_pull_failures_total{cause}`).
+    pub fn cause(&self) -> &'static str {
+        if self.is_disk_full() {
+            return "disk_full";
+        }
+        match self {
+            Error::InvalidReference { .. } | Error::InvalidDigest(_) => "invalid_reference",
+            Error::Registry { kind: RegistryErrorKind::Unauthorized, .. } => "unauthorized",
+            Error::Registry { kind: RegistryErrorKind::NotFound, .. } => "not_found",
+            Error::Registry { kind: RegistryErrorKind::Misconfigured, .. } => "registry_misconfigured",
+            Error::Registry { kind: RegistryErrorKind::Unavailable, .. } => "registry_unavailable",
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => "corrupt_content",
+            Error::Escape { .. } | Error::BadImage(_) => "bad_image",
+            _ => "internal",
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }

@@ -178,6 +178,8 @@ impl FoundImage {
                 blobs: blobs.clone(),
                 user: user.clone(),
                 size,
+                // An import downloads nothing from a registry.
+                downloaded_bytes: 0,
             })
             .collect())
     }

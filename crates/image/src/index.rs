@@ -165,6 +165,7 @@ mod tests {
             blobs: vec![],
             user: String::new(),
             size: 1,
+            downloaded_bytes: 0,
         }
     }
 

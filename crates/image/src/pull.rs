@@ -68,6 +68,8 @@ pub struct Pulled {
     pub user: String,
     /// Compressed size of config + layers.
     pub size: u64,
+    /// Bytes this pull downloaded (layers already stored are not).
+    pub downloaded_bytes: u64,
 }
 
 /// Parses a reference the way the kubelet means it: `busybox` is
@@ -162,8 +164,11 @@ async fn pull_from(
     .buffered(opts.max_concurrent_layers.max(1));
     let mut unpacking: Option<tokio::task::JoinHandle<Result<()>>> = None;
     let mut i = 0;
+    let mut downloaded_bytes = 0;
     while let Some(done) = downloads.next().await {
-        let downloaded = done?;
+        let fetched = done?;
+        downloaded_bytes += fetched.unwrap_or(0);
+        let downloaded = fetched.is_some();
         let previous = unpacking.take();
         let (content, snapshots, chain, parent, digest) =
             (content.clone(), snapshots.clone(), chain_ids[i].clone(), i.checked_sub(1).map(|p| chain_ids[p].clone()), layers[i].digest.clone());
@@ -190,17 +195,17 @@ async fn pull_from(
     let size = layers.iter().map(|l| l.size.max(0) as u64).sum::<u64>() + manifest.config.size.max(0) as u64;
     let mut blobs = vec![config_digest.clone()];
     blobs.extend(layers.iter().map(|l| l.digest.clone()));
-    Ok(Pulled { reference: reference.whole(), manifest_digest, config_digest, chain_ids, blobs, user, size })
+    Ok(Pulled { reference: reference.whole(), manifest_digest, config_digest, chain_ids, blobs, user, size, downloaded_bytes })
 }
 
 /// Streams one layer into the content store unless it is already there,
-/// resuming a partial download from an earlier attempt. Says whether it
-/// downloaded anything.
-async fn download(session: &Session, reference: &Reference, layer: OciDescriptor, content: Arc<ContentStore>, progress: &Progress) -> Result<bool> {
+/// resuming a partial download from an earlier attempt. Returns the bytes
+/// it downloaded, `None` when the layer was stored already.
+async fn download(session: &Session, reference: &Reference, layer: OciDescriptor, content: Arc<ContentStore>, progress: &Progress) -> Result<Option<u64>> {
     let size = layer.size.max(0) as u64;
     if content.has(&layer.digest) {
         progress.report(&layer.digest, size, size, LayerState::Exists);
-        return Ok(false);
+        return Ok(None);
     }
     let offset = content.ingest_offset(&layer.digest)?;
     progress.report(&layer.digest, size, offset, LayerState::Downloading);
@@ -224,9 +229,11 @@ async fn download(session: &Session, reference: &Reference, layer: OciDescriptor
         ingest.commit().map(drop)
     });
     let (mut stored, mut throttle) = (if restart { 0 } else { offset }, Throttle::new());
+    let mut fetched = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|source| registry_error(RegistryError::Body { url: url.clone(), source: source.without_url() }))?;
         stored += chunk.len() as u64;
+        fetched += chunk.len() as u64;
         if throttle.due() {
             progress.report(&layer.digest, size, stored, LayerState::Downloading);
         }
@@ -245,7 +252,7 @@ async fn download(session: &Session, reference: &Reference, layer: OciDescriptor
         return Err(e);
     }
     progress.report(&layer.digest, size, size, LayerState::Downloaded);
-    Ok(true)
+    Ok(Some(fetched))
 }
 
 /// Turns a registry's failure into the pull's error, with what it means

@@ -25,6 +25,7 @@ pub struct ImageServer {
     pub(crate) blob_locks: BlobLocks,
     /// Serialises RemoveImage's garbage collection with itself.
     pub(crate) gc_lock: tokio::sync::Mutex<()>,
+    pub(crate) metrics: Arc<berth_metrics::Metrics>,
 }
 
 impl ImageServer {
@@ -32,7 +33,7 @@ impl ImageServer {
     /// from its records, so images survive a restart of berthd.
     /// Unpacks a crash interrupted are removed here; their layers are
     /// unpacked again by the next pull (the downloaded blobs are kept).
-    pub fn open(paths: berth_store::Paths, pull_options: PullOptions) -> Result<Self, berth_image::Error> {
+    pub fn open(paths: berth_store::Paths, pull_options: PullOptions, metrics: Arc<berth_metrics::Metrics>) -> Result<Self, berth_image::Error> {
         let snapshot_err = |e: berth_snapshot::Error| berth_image::Error::Snapshot(e.to_string());
         let snapshots = Overlay::new(paths.snapshots()).map_err(snapshot_err)?;
         let interrupted = berth_image::pull::remove_interrupted_unpacks(&snapshots)?;
@@ -51,6 +52,7 @@ impl ImageServer {
             pull_options,
             blob_locks: BlobLocks::default(),
             gc_lock: tokio::sync::Mutex::new(()),
+            metrics,
         })
     }
 }

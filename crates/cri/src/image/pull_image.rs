@@ -21,12 +21,20 @@ impl ImageServer {
     /// progress: mirrors, blob locks, then the index.
     pub(crate) async fn pull_and_record(&self, image: &str, auth: RegistryAuth, progress: &Progress) -> Result<ImageRecord, Status> {
         let started = std::time::Instant::now();
-        let pulled = pull_with_locks(image, auth, &self.pull_options, self.content.clone(), self.snapshots.clone(), &self.blob_locks, progress)
+        let result = pull_with_locks(image, auth, &self.pull_options, self.content.clone(), self.snapshots.clone(), &self.blob_locks, progress)
             .await
-            .map_err(status_of)?;
-        let record = self.index.add(&pulled).map_err(status_of)?;
-        tracing::info!(image = %pulled.reference, digest = %record.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");
-        Ok(record)
+            .and_then(|pulled| Ok((self.index.add(&pulled)?, pulled)));
+        match result {
+            Ok((record, pulled)) => {
+                self.metrics.record_pull_success(pulled.downloaded_bytes, started.elapsed());
+                tracing::info!(image = %pulled.reference, digest = %record.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");
+                Ok(record)
+            }
+            Err(e) => {
+                self.metrics.record_pull_failure(e.cause());
+                Err(status_of(e))
+            }
+        }
     }
 }
 

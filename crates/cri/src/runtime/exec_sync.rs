@@ -27,6 +27,7 @@ impl Runtime {
             return Err(Error::InvalidArgument(format!("timeout {} is negative", req.timeout)));
         }
         let shim = container.shim_for_exec()?;
+        let _session = self.metrics.exec_started(berth_metrics::ExecKind::Sync);
         let exec_id = format!("sync-{}", &new_id()?[..16]);
         let bundle = self.paths.bundle(&container.id)?;
         let (out, err) = (bundle.join(format!("{exec_id}.out")), bundle.join(format!("{exec_id}.err")));

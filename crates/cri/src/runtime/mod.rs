@@ -28,6 +28,7 @@ mod remove_pod_sandbox;
 mod reopen_container_log;
 mod run_pod_sandbox;
 mod runtime_config;
+mod state_counts;
 mod start_container;
 mod status;
 mod stop_container;
@@ -89,6 +90,7 @@ pub struct Runtime {
     pub(crate) host_capabilities: Vec<String>,
     /// Where Exec, Attach and PortForward URLs point.
     pub(crate) streaming: Arc<berth_streaming::Streaming>,
+    pub(crate) metrics: Arc<berth_metrics::Metrics>,
 }
 
 pub struct RuntimeServer {
@@ -102,6 +104,7 @@ impl RuntimeServer {
     /// The streaming server starts serving here, with this runtime behind
     /// its URLs.
     pub async fn open(info: RuntimeInfo, paths: berth_store::Paths, images: Arc<ImageServer>, streaming: Arc<berth_streaming::Streaming>) -> Result<Self> {
+        let metrics = images.metrics.clone();
         let cni = Cni::new(info.cni.clone().unwrap_or_default());
         let hierarchy = berth_cgroups::Hierarchy::detect().map_err(|e| Error::Internal(format!("cgroup hierarchy: {e}")))?;
         let rt = Arc::new(Runtime {
@@ -119,8 +122,10 @@ impl RuntimeServer {
             hierarchy,
             host_capabilities: create_container::host_capabilities(),
             streaming: streaming.clone(),
+            metrics: metrics.clone(),
         });
         recover::recover(&rt).await?;
+        metrics.set_state_source(Arc::new(state_counts::StateCounts(Arc::downgrade(&rt))));
         streaming.serve(Arc::new(streaming_backend::StreamingBackend(rt.clone())));
         Ok(Self { rt })
     }

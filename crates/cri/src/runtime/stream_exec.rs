@@ -34,6 +34,7 @@ impl Runtime {
     pub(crate) async fn stream_exec(self: &Arc<Self>, container_id: &str, cmd: Vec<String>, tty: bool, io: ProcessIo) -> Result<i32> {
         let container = self.containers.get(container_id)?;
         let shim = container.shim_for_exec()?;
+        let _session = self.metrics.exec_started(berth_metrics::ExecKind::Stream);
         let exec_id = format!("exec-{}", &new_id()?[..16]);
         let bundle = self.paths.bundle(&container.id)?;
         let fifo = |suffix: &str, wanted: bool| wanted.then(|| bundle.join(format!("{exec_id}.{suffix}")));

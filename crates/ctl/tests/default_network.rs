@@ -1,0 +1,54 @@
+//! A node with no pod network gets one from the setup `hack/run.sh` runs
+//! (hack/default-cni.sh), and `berthctl run` works on it at once.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::{berthctl_code, remove_cgroup_parent, Daemon};
+
+fn default_cni(conf_dir: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/default-cni.sh");
+    let out = Command::new(script).arg(conf_dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_default_network_runs_a_container() {
+    assert!(nix::unistd::geteuid().is_root(), "run as root (README)");
+    let work = tempfile::tempdir().unwrap();
+    // A node whose network plugin installed a config keeps it alone.
+    let cluster = work.path().join("cluster.d");
+    std::fs::create_dir_all(&cluster).unwrap();
+    std::fs::write(cluster.join("10-calico.conflist"), "{}").unwrap();
+    assert_eq!(default_cni(&cluster), "");
+    assert_eq!(std::fs::read_dir(&cluster).unwrap().count(), 1);
+
+    // A bare one gets the default, and is told so.
+    let conf_dir = work.path().join("net.d");
+    let said = default_cni(&conf_dir);
+    assert!(said.contains("99-berth-default.conflist") && said.contains("remove it with"), "{said}");
+    assert_eq!(default_cni(&conf_dir), "", "a second run changes nothing");
+
+    let registry = berth_testkit::Registry::start();
+    berth_testkit::build_and_push(&registry, work.path(), "net/box:1", None);
+    let parent = format!("/berth-default-net-{}", std::process::id());
+    let bridge_existed = Path::new("/sys/class/net/berth0").exists();
+    let ipam = Path::new("/var/lib/cni/networks/berth-default");
+    let ipam_existed = ipam.exists();
+    let daemon = Daemon::start(&registry.host(), &format!("default_cgroup_parent = \"{parent}\"\n[cni]\nconf_dir = \"{}\"", conf_dir.display()));
+    let logs = daemon.dir.path().join("logs").display().to_string();
+    let image = format!("{}/net/box:1", registry.host());
+    let (code, out, err) = berthctl_code(&daemon.socket, &["run", "--rm", "--log-dir", &logs, &image, "sh", "-c", "ip -4 addr show eth0; echo hi"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("inet 10.88.") && out.ends_with("hi\n"), "the pod has an address of the default network: {out}");
+    drop(daemon);
+    remove_cgroup_parent(&parent);
+    if !bridge_existed {
+        let _ = Command::new("ip").args(["link", "del", "berth0"]).output();
+    }
+    if !ipam_existed {
+        let _ = std::fs::remove_dir_all(ipam);
+    }
+}
