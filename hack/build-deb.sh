@@ -43,6 +43,14 @@ done
 install -m 0644 deploy/systemd/berthd.service "$stage/lib/systemd/system/berthd.service"
 install -m 0644 deploy/config/config.toml "$stage/etc/berth/config.toml"
 install -m 0644 README.md "$stage/usr/share/doc/berth/README.md"
+# Manuals and completions come from the binaries' own CLI definitions.
+install -d "$stage/usr/share/man/man8" "$stage/usr/share/man/man1" "$stage/usr/share/bash-completion/completions" \
+  "$stage/usr/share/zsh/vendor-completions" "$stage/usr/share/fish/vendor_completions.d"
+"$bin_dir/berthd" --man | gzip -9n > "$stage/usr/share/man/man8/berthd.8.gz"
+"$bin_dir/berthctl" man | gzip -9n > "$stage/usr/share/man/man1/berthctl.1.gz"
+"$bin_dir/berthctl" completion bash > "$stage/usr/share/bash-completion/completions/berthctl"
+"$bin_dir/berthctl" completion zsh > "$stage/usr/share/zsh/vendor-completions/_berthctl"
+"$bin_dir/berthctl" completion fish > "$stage/usr/share/fish/vendor_completions.d/berthctl.fish"
 printf 'berth\nLicense: Apache-2.0\n' > "$stage/usr/share/doc/berth/copyright"
 for s in postinst prerm postrm; do
   install -m 0755 "deploy/debian/$s" "$stage/DEBIAN/$s"

@@ -13,6 +13,7 @@ packages=(
   apache2-utils                # htpasswd, for the registry-auth tests
   containernetworking-plugins  # CNI plugins (bridge, host-local, loopback, portmap) in /usr/lib/cni
   iptables                     # used by the bridge and portmap CNI plugins
+  groff-base                   # renders the manual pages the .deb test checks
   openssl                      # certificates for the streaming-over-TLS and TLS-registry tests
   debootstrap                  # builds the root the systemd-driver tests boot (below)
   systemd-container            # systemd-nspawn, which boots that root

@@ -11,7 +11,7 @@ mod pull;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "berthctl", version, about = "Operate berth, the Kubernetes container runtime")]
@@ -83,6 +83,12 @@ enum Command {
         force: bool,
         containers: Vec<String>,
     },
+    /// Print a shell completion script: `berthctl completion bash >
+    /// /etc/bash_completion.d/berthctl` (or zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    /// Print berthctl's manual page (roff), for `man -l -` or packaging.
+    #[command(hide = true)]
+    Man,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -102,6 +108,11 @@ async fn main() -> std::process::ExitCode {
         Command::Attach { container } => interactive::attach(socket, &container).await,
         Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),
         Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "berthctl", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map(|()| 0).map_err(anyhow::Error::from),
     };
     match result {
         // A container's exit code is berthctl's, as with `docker run`.

@@ -3,6 +3,7 @@
 
 mod config;
 mod grpc_metrics;
+mod manual;
 mod metrics_server;
 mod notify;
 mod server;
@@ -26,11 +27,17 @@ struct Cli {
     /// Overrides `log_level` from the config file.
     #[arg(long)]
     log_level: Option<String>,
+    /// Print this manual page (roff) and exit.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.man {
+        return manual::print::<Cli>().context("print the manual");
+    }
     let explicit = cli.config.as_os_str() != DEFAULT_CONFIG_PATH;
     let mut config = Config::load(&cli.config, explicit)?;
     if let Some(socket) = cli.socket {

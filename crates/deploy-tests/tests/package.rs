@@ -118,6 +118,19 @@ fn the_deb_builds_and_installs_the_files_the_unit_expects() {
     let config = std::fs::read_to_string(r.join("etc/berth/config.toml")).unwrap();
     assert_eq!(config, std::fs::read_to_string(repo().join("deploy/config/config.toml")).unwrap());
     berthd_accepts(&r.join("etc/berth/config.toml")).unwrap();
+    // The manuals render without a warning; berthd(8) carries the config keys.
+    for (page, must_say) in [("usr/share/man/man8/berthd.8.gz", "max_concurrent_downloads"), ("usr/share/man/man1/berthctl.1.gz", "completion")] {
+        let out = Command::new("sh").arg("-c").arg(format!("zcat {} | groff -man -ww -Tutf8", r.join(page).display())).output().unwrap();
+        let (shown, warnings) = (text(&out.stdout), text(&out.stderr));
+        assert!(shown.contains(must_say) && warnings.is_empty(), "{page}: {warnings}{shown}");
+    }
+    // bash loads the completion and binds it to berthctl.
+    let bash = r.join("usr/share/bash-completion/completions/berthctl");
+    let out = Command::new("bash").arg("-c").arg(format!("source {} && complete -p berthctl", bash.display())).output().unwrap();
+    assert!(text(&out.stdout).contains("berthctl"), "bash completion: {}{}", text(&out.stdout), text(&out.stderr));
+    for file in ["usr/share/zsh/vendor-completions/_berthctl", "usr/share/fish/vendor_completions.d/berthctl.fish"] {
+        assert!(std::fs::read_to_string(r.join(file)).unwrap().contains("images"), "{file}");
+    }
 
     let status = text(&dpkg(r, &["--status", "berth"]).stdout);
     assert!(status.contains("Status: install ok installed"), "{status}");
