@@ -14,6 +14,8 @@ packages=(
   containernetworking-plugins  # CNI plugins (bridge, host-local, loopback, portmap) in /usr/lib/cni
   iptables                     # used by the bridge and portmap CNI plugins
   openssl                      # a certificate for the streaming-over-TLS test
+  qemu-system-x86 cpio         # the cgroup-v2-only test VM (hack/vm) and its initramfs
+  xz-utils kmod                # its kernel (unpacked from Debian's), depmod; modprobe inside it
 )
 
 missing=()
