@@ -14,6 +14,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${BERTH_VM_CACHE:-/var/cache/berth-vm}
 mkdir -p "$cache/kernel"
+# One build at a time; a second VM starting meanwhile waits, then finds it.
+exec 9>"$cache/.lock"
+flock 9
 
 log() { echo "build-vm: $*" >&2; }
 
