@@ -19,6 +19,7 @@ exec 9>"$cache/.lock"
 flock 9
 
 log() { echo "build-vm: $*" >&2; }
+trap 'log "failed: line $LINENO: $BASH_COMMAND"' ERR
 
 # The kernel: the package linux-image-amd64 points at today. Named exactly,
 # because `apt-get download linux-image-*` would fetch every version.
@@ -41,7 +42,9 @@ if [ ! -e "$cache/kernel/current/vmlinux" ]; then
   # CONFIG_PVH): no BIOS and no xz decompressor, which take a minute under
   # TCG. The bzImage holds it as one xz stream.
   off=$(LC_ALL=C grep -aboP -m1 '\xfd7zXZ\x00' "$tmp/x/boot/vmlinuz-$kver" | head -1 | cut -d: -f1)
-  tail -c +$((off + 1)) "$tmp/x/boot/vmlinuz-$kver" | xz -dc --single-stream >"$tmp/$kver/vmlinux"
+  # (Not a pipe: xz stops reading at the stream's end, and tail's SIGPIPE
+  # would fail the pipeline.)
+  xz -dc --single-stream <(tail -c +$((off + 1)) "$tmp/x/boot/vmlinuz-$kver") >"$tmp/$kver/vmlinux"
   mv "$tmp/x/boot/config-$kver" "$tmp/$kver/config"
   mv "$tmp/x/lib/modules/$kver" "$tmp/$kver/lib/modules/"
   # The package leaves modules.dep to its postinst: make it here, so the
@@ -78,6 +81,8 @@ if [ ! -e "$initrd" ]; then
   done
   (cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd.tmp"
   mv "$initrd.tmp" "$initrd"
+  # Older ones are of no use (qemu reads its initramfs whole when it starts).
+  find "$cache" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -path "$initrd" -delete
   rm -rf "$tmp"
   trap - EXIT
 fi
