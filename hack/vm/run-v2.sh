@@ -21,6 +21,8 @@
 #   BERTH_VM_CONSOLE  1: show the guest's kernel console on stderr as it runs
 #   BERTH_VM_APPEND   more kernel arguments (e.g. loglevel=7 to see the boot)
 #   BERTH_VM_CACHE    kernel and initramfs cache (default /var/cache/berth-vm)
+#   BERTH_VM_ACCEL    kvm, where KVM works (untested: on the machine this was
+#                     written on, nested KVM hangs the guest); default tcg
 # CMD sees PATH, TERM, LANG, LC_*, TZ, RUST_*, CARGO_TERM_*, NEXTEST_* and
 # BERTH_* (not BERTH_VM_*) from here; HOME is /root.
 set -euo pipefail
@@ -81,7 +83,7 @@ console="path=$job/console.log"
 [ "${BERTH_VM_CONSOLE:-}" = 1 ] && console="path=/proc/self/fd/2,append=on"
 
 qemu=(
-  qemu-system-x86_64 -accel tcg -cpu max -smp "${BERTH_VM_CPUS:-$(nproc)}" -m "${BERTH_VM_MEM:-4096}"
+  qemu-system-x86_64 -accel "${BERTH_VM_ACCEL:-tcg}" -cpu max -smp "${BERTH_VM_CPUS:-$(nproc)}" -m "${BERTH_VM_MEM:-4096}"
   -nodefaults -no-user-config -display none -no-reboot
   -kernel "$kdir/vmlinux" -initrd "$initrd"
   # no_timer_check: on a busy host, TCG can be too slow for the kernel's

@@ -10,9 +10,9 @@
 # slower), and run in the guest by cargo-nextest from the build's metadata
 # (nextest's "reusing builds"): the guest reads the test binaries where they
 # are, in this repo's target/, through its view of the host's /. (A nextest
-# archive would have to be unpacked in the guest first: 3.2 GB of RAM, and
-# 7 minutes under TCG.) Do not rebuild while it runs: the guest caches what
-# it has read of target/.
+# archive would have to be unpacked in the guest first: 3.2 GB into its RAM,
+# which ran out after 7 minutes of TCG.) Do not rebuild while it runs: the
+# guest caches what it has read of target/.
 #
 # A reused build takes no cargo selection flags: -p NAME and --test NAME are
 # turned into the filterset nextest wants (-E 'package(NAME) & binary(NAME)').
