@@ -2,16 +2,19 @@
 # Prints pod-ready latency (50 pods in sequence, 50 with 4 at a time),
 # ExecSync and streamed-exec (WebSocket) latency and the memory of the runtime with the pods running, for
 # berthd and, when installed, containerd 1.6 + runc, with their ratios.
-# Usage: sudo hack/bench-pods.sh [PODS=50]
+# Usage: sudo hack/bench-pods.sh [PODS=50] [--cgroup-driver systemd]
+# With --cgroup-driver systemd it instead prints pod-ready latency under the
+# cgroupfs and the systemd driver, berthd running as a systemd service in a
+# systemd-nspawn machine (this host runs no systemd of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/setup.sh
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 1; }
 cargo build --release -p berth-shim -p berth-daemon
 status=0
-cargo bench -p berth-daemon --bench pods -- "${1:-50}" || status=$?
+cargo bench -p berth-daemon --bench pods -- "${@:-50}" || status=$?
 # The runtimes' bridges and pod cgroups (the bench removed every pod).
-for br in bb201 bb202; do ip link del "$br" 2>/dev/null || true; done
+for br in bb201 bb202 bb203 bb204; do ip link del "$br" 2>/dev/null || true; done
 for c in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/berth-bench-containerd; do
   [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 done

@@ -20,6 +20,8 @@ packages=(
   containerd                   # a real containerd config for the installer tests (never started by setup)
   systemd                      # systemd-analyze verify for the unit (systemd is not booted)
   python3 python3-venv unzip   # the installer's TOML editor (tomllib); the deploy test tools below
+  qemu-system-x86 cpio         # the cgroup-v2-only test VM (hack/vm) and its initramfs
+  xz-utils kmod                # its kernel (unpacked from Debian's), depmod; modprobe inside it
 )
 
 missing=()

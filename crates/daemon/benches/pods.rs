@@ -21,6 +21,9 @@ use tonic::transport::Channel;
 mod common;
 use common::channel;
 
+#[path = "pods_drivers.rs"]
+mod drivers;
+
 /// The pause process containerd needs (berth needs none).
 const PAUSE_CMD: [&str; 2] = ["/bin/sleep", "2147483647"];
 
@@ -85,13 +88,18 @@ struct Figures {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pods: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let pods: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(50);
     assert!(nix::unistd::geteuid().is_root(), "run as root: sudo hack/bench-pods.sh");
     let registry = berth_testkit::Registry::start();
     let work = tempfile::tempdir().unwrap();
     berth_testkit::build_and_push(&registry, work.path(), "bench/busybox:1", None);
     berth_testkit::push_variant_with_cmd(&registry, work.path(), "bench/pause:1", &PAUSE_CMD);
     let image = format!("{}/bench/busybox:1", registry.host());
+    if args.windows(2).any(|w| w[0] == "--cgroup-driver" && w[1] == "systemd") {
+        drivers::compare(pods, &registry.host(), &image, work.path()).await;
+        return;
+    }
 
     let berth = start_berthd(work.path(), &registry.host(), 201);
     let b = measure(&berth, &image, pods).await;
@@ -239,13 +247,15 @@ state = "{0}/state"
     Some(Daemon { name: "containerd", child, socket: dir.join("c.sock"), marker: dir.display().to_string(), cgroup_parent: "/berth-bench-containerd".into(), logs: dir.join("logs") })
 }
 
-fn pod_config(d: &Daemon, name: &str) -> v1::PodSandboxConfig {
+/// A pod as the kubelet sends it: logs under `logs`, cgroup parent
+/// `parent` (a path for cgroupfs, a slice for systemd).
+fn pod_config(logs: &Path, parent: &str, name: &str) -> v1::PodSandboxConfig {
     v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "bench".into(), attempt: 0 }),
         hostname: name.into(),
-        log_directory: d.logs.join(name).display().to_string(),
+        log_directory: logs.join(name).display().to_string(),
         linux: Some(v1::LinuxPodSandboxConfig {
-            cgroup_parent: format!("{}/{name}", d.cgroup_parent),
+            cgroup_parent: parent.into(),
             security_context: Some(v1::LinuxSandboxSecurityContext {
                 namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
                 ..Default::default()
@@ -276,7 +286,12 @@ fn container_config(image: &str) -> v1::ContainerConfig {
 /// RunPodSandbox + CreateContainer + StartContainer: returns the time until
 /// the container runs, the time of each call, and the container id.
 async fn pod_ready(rt: &mut RuntimeServiceClient<Channel>, d: &Daemon, name: &str, image: &str) -> (Duration, [Duration; 3], String) {
-    let config = pod_config(d, name);
+    pod_ready_in(rt, &d.logs, &format!("{}/{name}", d.cgroup_parent), name, image).await
+}
+
+/// [`pod_ready`] for a pod with cgroup parent `parent`.
+async fn pod_ready_in(rt: &mut RuntimeServiceClient<Channel>, logs: &Path, parent: &str, name: &str, image: &str) -> (Duration, [Duration; 3], String) {
+    let config = pod_config(logs, parent, name);
     let started = Instant::now();
     let pod = rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
     let ran = started.elapsed();
