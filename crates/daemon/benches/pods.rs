@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 mod common;
 use common::channel;
 
-#[path = "pods_drivers.rs"]
+#[path = "pods/drivers.rs"]
 mod drivers;
 
 /// The pause process containerd needs (berth needs none).
