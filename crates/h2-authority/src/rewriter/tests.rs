@@ -115,6 +115,18 @@ fn blocks_after_the_first_repair_are_reencoded_even_when_valid() {
 }
 
 #[test]
+fn a_connection_whose_first_block_is_valid_passes_through_unlooked_at() {
+    // A gRPC channel keeps one authority; the rewriter relies on that and
+    // stops decoding after a first block that needed nothing.
+    let mut encoder = Encoder::new();
+    let mut input = PREFACE.to_vec();
+    input.extend(headers_frame(&mut encoder, 1, &request_headers(b"localhost")));
+    input.extend(headers_frame(&mut encoder, 3, &request_headers(PATH_AUTHORITY)));
+    input.extend(b"not a frame at all");
+    assert_eq!(rewrite(&input), input);
+}
+
+#[test]
 fn input_split_anywhere_gives_the_same_output() {
     let mut encoder = Encoder::new();
     let mut input = PREFACE.to_vec();
