@@ -31,6 +31,14 @@ async fn bad_pod_and_container_requests_get_precise_errors_and_leave_nothing() {
     sysctl.linux.as_mut().unwrap().sysctls.insert("vm.swappiness".into(), "1".into());
     expect(node.rt.run_pod_sandbox(run(Some(sysctl), "")).await, Code::InvalidArgument, "vm.swappiness");
 
+    // A systemd slice as parent under the cgroupfs driver (the kubelet and
+    // berth disagree on the driver): the field and the driver are named.
+    let mut slice = node.pod_config("x");
+    slice.linux.as_mut().unwrap().cgroup_parent = "kubepods-burstable-podx.slice".into();
+    let err = node.rt.run_pod_sandbox(run(Some(slice), "")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("config.linux.cgroup_parent") && err.message().contains("cgroupfs"), "field and driver named: {}", err.message());
+
     let pod = node.run_pod("good").await;
     expect(node.rt.run_pod_sandbox(run(Some(pod.1.clone()), "")).await, Code::AlreadyExists, &pod.0);
 
