@@ -25,7 +25,8 @@ pub enum Error {
     #[error("systemd refused unit {unit}: {message}")]
     Systemd { unit: String, message: String },
     #[error("D-Bus: {what}: {source}")]
-    Dbus { what: &'static str, source: zbus::Error },
+    // Boxed: zbus::Error is larger than every other variant together.
+    Dbus { what: &'static str, source: Box<zbus::Error> },
 }
 
 impl Error {

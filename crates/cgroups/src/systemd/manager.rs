@@ -124,5 +124,5 @@ fn refused(unit: &str, e: zbus::Error) -> Error {
 }
 
 fn dbus_error(what: &'static str, source: zbus::Error) -> Error {
-    Error::Dbus { what, source }
+    Error::Dbus { what, source: Box::new(source) }
 }
