@@ -221,7 +221,7 @@ pub async fn ps(socket: &Path, all: bool) -> anyhow::Result<()> {
         .into_iter()
         .map(|i| (i.id.clone(), i.repo_tags.first().cloned().unwrap_or(i.id)))
         .collect();
-    println!("{:<14} {:<40} {:<10} {:<16} {:<20} {}", "CONTAINER", "IMAGE", "STATE", "CREATED", "NAME", "POD");
+    println!("{:<14} {:<40} {:<10} {:<16} {:<20} POD", "CONTAINER", "IMAGE", "STATE", "CREATED", "NAME");
     for ctr in containers {
         let state = match v1::ContainerState::try_from(ctr.state) {
             Ok(v1::ContainerState::ContainerCreated) => "created",

@@ -17,7 +17,6 @@ use tonic::transport::Channel;
 
 /// The tests' helpers: `channel` connects a tonic client to a unix socket.
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 use common::channel;
 

@@ -87,7 +87,7 @@ impl PodNamespaces {
 
 fn is_nsfs(path: &Path) -> bool {
     const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC).unwrap_or(false)
+    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 == NSFS_MAGIC).unwrap_or(false)
 }
 
 fn pin_on_this_thread(dir: &Path, want: NamespaceSet, hostname: Option<&str>) -> Result<PodNamespaces> {

@@ -14,8 +14,9 @@ use crate::error::Result;
 pub enum ContainerCgroup {
     /// Made and limited before the init joins it.
     Cgroupfs(Cgroup),
-    /// Started (and limited) by systemd when the init joins it.
-    Systemd { scope: Scope, resources: Option<LinuxResources>, description: String },
+    /// Started (and limited) by systemd when the init joins it. The
+    /// resources are boxed: they are most of the variant's size.
+    Systemd { scope: Scope, resources: Option<Box<LinuxResources>>, description: String },
 }
 
 impl ContainerCgroup {
@@ -48,7 +49,7 @@ impl ContainerCgroup {
             }
             CgroupsPath::Systemd(path) => {
                 let cgroup = Cgroup::new(hierarchy, path.cgroupfs_path())?;
-                Ok(Self::Systemd { scope: Scope::new(path, cgroup), resources, description })
+                Ok(Self::Systemd { scope: Scope::new(path, cgroup), resources: resources.map(Box::new), description })
             }
         }
     }
@@ -75,7 +76,7 @@ impl ContainerCgroup {
     pub fn start_with(&self, pid: i32) -> Result<()> {
         match self {
             Self::Cgroupfs(cgroup) => Ok(cgroup.add_process(pid)?),
-            Self::Systemd { scope, resources, description } => Ok(scope.start(pid, resources.as_ref(), description)?),
+            Self::Systemd { scope, resources, description } => Ok(scope.start(pid, resources.as_deref(), description)?),
         }
     }
 

@@ -101,11 +101,10 @@ where
         use tokio::io::AsyncWriteExt;
         while let Some(Ok(message)) = source.next().await {
             match message {
-                Message::Binary(b) => {
-                    if write.write_all(&b).await.is_err() {
+                Message::Binary(b)
+                    if write.write_all(&b).await.is_err() => {
                         break;
                     }
-                }
                 Message::Close(_) => break,
                 _ => {}
             }

@@ -47,7 +47,6 @@ impl Runtime {
             resources: Some(v1::ContainerResources { linux: Some(r.resources.clone()), ..Default::default() }),
             image_id: r.image_id.clone(),
             user: Some(v1::ContainerUser { linux: Some(linux_user) }),
-            ..Default::default()
         }
     }
 }

@@ -87,7 +87,7 @@ impl Runtime {
         let caps = berth_oci::container::capabilities(sc, &self.host_capabilities)?;
         let seccomp = seccomp_profile(sc, &caps)?;
         let namespaces = self.namespaces_for(&srec, sc)?;
-        let cgroups_path = self.cgroups_path(&self.cgroup_parent_of(&srec.config), &id);
+        let cgroups_path = self.cgroups_path(&self.cgroup_parent_of(&srec.config), id);
         let host_ipc = srec.namespace_options().ipc == v1::NamespaceMode::Node as i32;
         let pod_dir = self.paths.sandbox_dir(&srec.id)?;
         let hostname = std::fs::read_to_string(pod_dir.join("hostname")).unwrap_or_default().trim().to_string();

@@ -41,7 +41,9 @@ fn rewrite(input: &[u8]) -> Vec<u8> {
 
 /// What a server sees: every header block of `stream`, decoded by one
 /// decoder as h2's would be, and the (type, payload) of other frames.
-fn server_view(stream: &[u8]) -> (Vec<Vec<(Vec<u8>, Vec<u8>)>>, Vec<(u8, Vec<u8>)>) {
+type HeaderList = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn server_view(stream: &[u8]) -> (Vec<HeaderList>, Vec<(u8, Vec<u8>)>) {
     assert!(stream.starts_with(PREFACE));
     let mut at = PREFACE.len();
     let mut decoder = Decoder::new();

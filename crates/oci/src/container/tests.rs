@@ -56,8 +56,7 @@ fn command_and_args_follow_kubernetes_rules() {
 
 #[test]
 fn config_env_overrides_image_env() {
-    let mut c = v1::ContainerConfig::default();
-    c.envs = vec![v1::KeyValue { key: "MODE".into(), value: "pod".into() }];
+    let c = v1::ContainerConfig { envs: vec![v1::KeyValue { key: "MODE".into(), value: "pod".into() }], ..Default::default() };
     let env = environment(&c, &image(), "web");
     assert!(env.contains(&"MODE=pod".to_string()) && !env.contains(&"MODE=image".to_string()), "{env:?}");
     assert!(env.contains(&"PATH=/image/bin".to_string()) && env.contains(&"HOSTNAME=web".to_string()));
@@ -112,15 +111,17 @@ fn absurd_resources_name_their_field() {
 
 #[test]
 fn the_spec_joins_the_pod_and_keeps_its_mounts() {
-    let mut c = v1::ContainerConfig::default();
-    c.working_dir = "/work".into();
-    c.mounts = vec![v1::Mount {
-        container_path: "/data/".into(),
-        host_path: "/srv/data".into(),
-        readonly: true,
-        propagation: v1::MountPropagation::PropagationHostToContainer as i32,
+    let c = v1::ContainerConfig {
+        working_dir: "/work".into(),
+        mounts: vec![v1::Mount {
+            container_path: "/data/".into(),
+            host_path: "/srv/data".into(),
+            readonly: true,
+            propagation: v1::MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        }],
         ..Default::default()
-    }];
+    };
     let spec = spec_json(&c);
     assert_eq!(spec["process"]["cwd"], "/work");
     assert_eq!(spec["process"]["user"]["uid"], 1000);
@@ -138,23 +139,23 @@ fn the_spec_joins_the_pod_and_keeps_its_mounts() {
 
 #[test]
 fn bad_paths_are_refused_with_the_field() {
-    let mut c = v1::ContainerConfig::default();
-    c.mounts = vec![v1::Mount { container_path: "data".into(), host_path: "/x".into(), ..Default::default() }];
+    let c = v1::ContainerConfig { mounts: vec![v1::Mount { container_path: "data".into(), host_path: "/x".into(), ..Default::default() }], ..Default::default() };
     let (sandbox, image) = (v1::PodSandboxConfig::default(), image());
     let e = container_spec(&input(&c, &sandbox, &image)).unwrap_err();
     assert_eq!(e.field, "mounts[0].container_path");
-    let mut c = v1::ContainerConfig::default();
-    c.working_dir = "rel".into();
+    let c = v1::ContainerConfig { working_dir: "rel".into(), ..Default::default() };
     assert_eq!(container_spec(&input(&c, &sandbox, &image)).unwrap_err().field, "working_dir");
 }
 
 #[test]
 fn privileged_gets_everything_and_no_masks() {
-    let mut c = v1::ContainerConfig::default();
-    c.linux = Some(v1::LinuxContainerConfig {
-        security_context: Some(v1::LinuxContainerSecurityContext { privileged: true, ..Default::default() }),
+    let c = v1::ContainerConfig {
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext { privileged: true, ..Default::default() }),
+            ..Default::default()
+        }),
         ..Default::default()
-    });
+    };
     let spec = spec_json(&c);
     assert!(spec["linux"]["maskedPaths"].as_array().is_none_or(|m| m.is_empty()));
     assert_eq!(spec["linux"]["resources"]["devices"], json!([{ "allow": true, "access": "rwm" }]));
