@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{atomic::AtomicBool, Arc, Mutex, MutexGuard},
 };
 
 use crate::container_cgroup::ContainerCgroup;
@@ -27,6 +27,8 @@ pub enum Status {
 pub struct Proc {
     pub io: ProcessIo,
     state: Mutex<ProcState>,
+    /// Under containerd: whether its TaskExit went out (exactly once).
+    pub exit_event_sent: AtomicBool,
 }
 
 #[derive(Default)]
@@ -41,7 +43,7 @@ pub struct ProcState {
 
 impl Proc {
     pub fn new(io: ProcessIo, state: ProcState) -> Arc<Proc> {
-        Arc::new(Proc { io, state: Mutex::new(state) })
+        Arc::new(Proc { io, state: Mutex::new(state), exit_event_sent: AtomicBool::new(false) })
     }
 
     pub fn state(&self) -> MutexGuard<'_, ProcState> {

@@ -1,5 +1,9 @@
 use berth_container::sync::{Bootstrap, ExecTarget};
-use containerd_shim_protos::api::{StartRequest, StartResponse};
+use containerd_shim_protos::{
+    api::{StartRequest, StartResponse},
+    events::task::{TaskExecStarted, TaskStart},
+    topics,
+};
 
 use super::TaskService;
 use crate::{
@@ -29,6 +33,14 @@ impl TaskService {
         spawn::start(&spawned, &self.reaper)?;
         init.state().started = true;
         log::info!("started container {id} pid={}", spawned.pid);
+        if let Some(mode) = &self.containerd {
+            let mut event = TaskStart::new();
+            event.container_id = id.to_string();
+            event.pid = spawned.pid as u32;
+            mode.publish(topics::TASK_START_EVENT_TOPIC, &event);
+            let cgroup = self.with_container(id, |c| Ok(c.cgroup.as_ref().map(|cg| cg.cgroup().clone())))?;
+            mode.watch_exit(self.reaper.clone(), id.to_string(), String::new(), init, cgroup);
+        }
         Ok(spawned.pid)
     }
 
@@ -50,10 +62,18 @@ impl TaskService {
         let spawned = spawn_init(bootstrap, child_stdio, &io, cgroup.as_ref(), &self.reaper)?;
         let proc_ = Proc::new(io, ProcState { pid: spawned.pid, started: true, ..Default::default() });
         self.with_container(id, |c| {
-            c.execs.insert(exec_id.to_string(), proc_);
+            c.execs.insert(exec_id.to_string(), proc_.clone());
             Ok(())
         })?;
         log::info!("started exec {exec_id} in {id} pid={}", spawned.pid);
+        if let Some(mode) = &self.containerd {
+            let mut event = TaskExecStarted::new();
+            event.container_id = id.to_string();
+            event.exec_id = exec_id.to_string();
+            event.pid = spawned.pid as u32;
+            mode.publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, &event);
+            mode.watch_exit(self.reaper.clone(), id.to_string(), exec_id.to_string(), proc_, None);
+        }
         Ok(spawned.pid)
     }
 }
