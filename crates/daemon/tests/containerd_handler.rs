@@ -19,6 +19,10 @@ async fn a_pod_runs_under_berth_shim_through_containerd() {
     let pod = node.run_pod("web").await;
     let shims = node.shims();
     assert!(shims.contains_key(&pod.0), "the pod's pause runs under berth-shim: {shims:?}");
+    // The binary containerd ran is the one the installer put on its PATH,
+    // and containerd's own runc shim serves nothing.
+    assert_eq!(std::fs::read_link(format!("/proc/{}/exe", shims[&pod.0])).unwrap(), node.installed_shim());
+    assert_eq!(node.runc_shims(), Vec::<i32>::new(), "no containerd-shim-runc-v2 for a pod of handler {}", common::containerd_node::HANDLER);
     assert!(node.shim_socket(&pod.0).exists(), "containerd's shim socket dir holds the pod's shim socket");
     // containerd 1.6 reads the bundle's address when it reloads its shims.
     let address = std::fs::read_to_string(node.bundle(&pod.0).join("address")).unwrap();
@@ -78,6 +82,12 @@ async fn a_pod_runs_under_berth_shim_through_containerd() {
         node.wait_for_event("exec TaskExit", within, |t, e| t == "/tasks/exit" && e["container_id"] == main.as_str() && e["id"] != main.as_str()).await;
     assert_eq!(exec_exit["exit_status"].as_u64(), Some(3));
 
+    // The default handler on the same containerd still means runc's shim:
+    // the handler, not the node, chose berth-shim above.
+    let runc_pod = node.run_runc_pod("plain").await;
+    assert_eq!(node.runc_shims().len(), 1, "runc's shim serves the pod of the default handler");
+    assert!(!node.shims().contains_key(&runc_pod.0), "berth-shim serves nothing of it");
+
     // The exited containers' shims are gone; the running ones still serve.
     let shims = node.shims();
     assert!(!shims.contains_key(&short) && !shims.contains_key(&eat), "shims of deleted tasks exit: {shims:?}");
@@ -92,18 +102,28 @@ async fn a_pod_runs_under_berth_shim_through_containerd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_cleans_up_after_a_killed_berth_shim() {
     let mut node = ContainerdNode::start().await;
+    node.watch_events();
     let pod = node.run_pod("victim").await;
     let doomed = node.run(&pod, "doomed", &["sleep", "3600"]).await;
     let other = node.run(&pod, "other", &["sleep", "3600"]).await;
     let shim = node.shims()[&doomed];
     let workload = node.status(&doomed).await;
     assert_eq!(workload.state, v1::ContainerState::ContainerRunning as i32);
+    let init_pid = std::fs::read_to_string(node.bundle(&doomed).join("init.pid")).unwrap().trim().parse::<u64>().unwrap();
     let rootfs = node.bundle(&doomed).join("rootfs");
     assert!(node.mounts().iter().any(|m| *m == rootfs.display().to_string()), "rootfs mounted by the shim");
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim), nix::sys::signal::Signal::SIGKILL).unwrap();
     let st = node.wait_exited(&doomed, Duration::from_secs(20)).await;
-    assert_eq!(st.exit_code, 137, "containerd reports what `delete` answered");
+    // containerd 1.6's CRI takes the exit from its Wait call, which the
+    // shim's death breaks first: 255 ("unknown"), whatever the shim (runc's
+    // too). What `delete` answered is the TaskExit containerd publishes
+    // after running it: the init's pid, SIGKILLed.
+    assert_eq!(st.exit_code, 255);
+    let exit = node
+        .wait_for_event("TaskExit from `delete`", Duration::from_secs(10), |t, e| t == "/tasks/exit" && e["container_id"] == doomed.as_str())
+        .await;
+    assert_eq!((exit["pid"].as_u64(), exit["exit_status"].as_u64()), (Some(init_pid), Some(137)), "{exit}");
     assert!(!node.shim_socket(&doomed).exists(), "`delete` removed the dead shim's socket");
     assert!(!node.mounts().iter().any(|m| m.contains(&doomed)), "`delete` unmounted the rootfs: {:?}", node.mounts());
     let cgroup = berth_testkit::cgroups::HostCgroup::new(&format!("{}/victim/{doomed}", node.cgroup_parent));

@@ -80,6 +80,9 @@ pub struct Container {
 pub struct PendingExec {
     pub stdio: StdioConfig,
     pub process: Box<Process>,
+    /// Its Start is spawning it: it stays here, so a Wait that came first
+    /// keeps waiting, until it moves to `execs` (or Start failed).
+    pub starting: bool,
 }
 
 impl Container {

@@ -1,10 +1,18 @@
 //! A node whose CRI runtime is containerd (Debian's 1.6, started on temp
 //! dirs and sockets of its own) with berth-shim registered as runtime
-//! handler `berth`, the way berth's installer registers it: `runtime_type =
-//! "io.containerd.berth.v2"`, `runtime_path` naming a
-//! `containerd-shim-berth-v2` that is the built berth-shim. Its own CNI
-//! bridge, the local registry as containerd's mirror (busybox and a pause
-//! image built from it), and CRI clients on containerd's socket.
+//! handler `berth` by berth's own installer (`deploy/installer/berth-install
+//! install --mode handler`, run with `--host-root /` and every path in the
+//! temp dir): `containerd-shim-berth-v2`, a copy of the built berth-shim,
+//! and `runtime_type = "io.containerd.berth.v2"` plus `runtime_path` in
+//! containerd's config. Its own CNI bridge, the local registry as
+//! containerd's mirror (busybox and a pause image built from it), and CRI
+//! clients on containerd's socket.
+//!
+//! containerd is started with the installed shim's directory first on its
+//! PATH, as `/usr/local/bin` is on a node's: containerd 1.6.0 to 1.6.20
+//! (Debian 12's) and 1.7.0 read `runtime_path` but never hand it to the
+//! task service (fixed in 1.6.21 and 1.7.1), so they find the shim by its
+//! name on PATH only.
 //!
 //! `teardown` removes every pod through the CRI and checks that nothing of
 //! berth's is left; `Drop` cleans up after a test that failed before.
@@ -51,6 +59,8 @@ pub struct ContainerdNode {
     pub ids: Vec<String>,
     /// `ctr events` on this containerd, when started.
     events: Option<EventLog>,
+    /// containerd's config before the installer ran.
+    original_config: String,
     torn_down: bool,
     _work: tempfile::TempDir,
 }
@@ -65,12 +75,12 @@ impl ContainerdNode {
         berth_testkit::push_variant_with_cmd(&registry, work.path(), "ctd/pause:1", &PAUSE_CMD);
         let net = TestNet::new(&work.path().join("net"), "");
         let dir = tempfile::tempdir().unwrap();
-        let shim = shim_binary();
-        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
-        let shim_link = dir.path().join("bin/containerd-shim-berth-v2");
-        std::os::unix::fs::symlink(&shim, &shim_link).unwrap();
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, config_toml(dir.path(), &registry.host(), &net.conf_dir, &shim_link)).unwrap();
+        let original = config_toml(dir.path(), &registry.host(), &net.conf_dir);
+        std::fs::write(&config, &original).unwrap();
+        installer(dir.path(), "install");
+        let installed = std::fs::read_to_string(&config).unwrap();
+        assert!(installed.starts_with(&original), "the installer appends berth's runtime to a version 2 config:\n{installed}");
         let socket = dir.path().join("c.sock");
         let child = spawn(dir.path(), &config);
         let ch = channel(&socket).await;
@@ -80,7 +90,28 @@ impl ContainerdNode {
         img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }).await.unwrap();
         let cgroup_parent = format!("/berth-ctd-test-{}-{}", std::process::id(), net.index);
         let logs = dir.path().join("logs");
-        ContainerdNode { child, dir, socket, registry, net, rt, img, image, cgroup_parent, logs, ids: Vec::new(), events: None, torn_down: false, _work: work }
+        ContainerdNode {
+            child,
+            dir,
+            socket,
+            registry,
+            net,
+            rt,
+            img,
+            image,
+            cgroup_parent,
+            logs,
+            ids: Vec::new(),
+            events: None,
+            original_config: original,
+            torn_down: false,
+            _work: work,
+        }
+    }
+
+    /// The `containerd-shim-berth-v2` the installer put in place.
+    pub fn installed_shim(&self) -> PathBuf {
+        self.dir.path().join(INSTALL_PREFIX).join("bin/containerd-shim-berth-v2")
     }
 
     /// Kills containerd (SIGKILL, like a crash) and starts it again on the
@@ -233,6 +264,26 @@ impl ContainerdNode {
         out
     }
 
+    /// containerd's own runc shims serving this containerd, by pid: a
+    /// `containerd-shim-runc-v2` whose `-address` is this containerd's.
+    pub fn runc_shims(&self) -> Vec<i32> {
+        let address = self.socket.display().to_string();
+        processes()
+            .into_iter()
+            .filter(|(_, args)| args.first().is_some_and(|a| a.ends_with("containerd-shim-runc-v2")) && args.iter().any(|a| *a == address))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// RunPodSandbox with containerd's default handler (runc).
+    pub async fn run_runc_pod(&mut self, name: &str) -> (String, v1::PodSandboxConfig) {
+        let config = self.pod_config(name);
+        let req = v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+        let id =
+            self.rt.run_pod_sandbox(req).await.unwrap_or_else(|e| panic!("RunPodSandbox (runc): {e}\n{}", self.containerd_log_tail())).into_inner().pod_sandbox_id;
+        (id, config)
+    }
+
     /// The bundle containerd made for a task.
     pub fn bundle(&self, id: &str) -> PathBuf {
         self.dir.path().join("state/io.containerd.runtime.v2.task").join(NAMESPACE).join(id)
@@ -290,6 +341,10 @@ impl ContainerdNode {
             assert!(leftovers.is_empty(), "container cgroups left: {leftovers:?}");
         }
         self.assert_healthy().await;
+        // The chart's pre-delete hook: the node's config as it was, the shim gone.
+        installer(self.dir.path(), "uninstall");
+        assert_eq!(std::fs::read_to_string(self.dir.path().join("config.toml")).unwrap(), self.original_config, "uninstall restores containerd's config");
+        assert!(!self.installed_shim().exists(), "uninstall removes containerd-shim-berth-v2");
         berth_testkit::remove_cgroup_everywhere(&self.cgroup_parent);
         self.torn_down = true;
     }
@@ -364,6 +419,40 @@ impl EventLog {
     }
 }
 
+/// Where the installer puts binaries, under the node's temp dir (its
+/// `--prefix`; `/usr/local` on a real node).
+const INSTALL_PREFIX: &str = "usr";
+
+/// Runs berth's installer in handler mode against this node's containerd
+/// config, as the chart's DaemonSet (install) and pre-delete hook
+/// (uninstall) do: `--host-root /` with every path inside `dir`, the
+/// built berth-shim as the image's binary, and a systemctl that does
+/// nothing (the test starts containerd itself, after the install).
+fn installer(dir: &Path, action: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/installer/berth-install");
+    let out = Command::new(&script)
+        .arg(action)
+        .args(["--mode", "handler", "--host-root", "/", "--runtime-name", HANDLER])
+        .arg("--bin-dir")
+        .arg(shim_binary().parent().unwrap())
+        .arg("--prefix")
+        .arg(dir.join(INSTALL_PREFIX))
+        .arg("--containerd-config")
+        .arg(dir.join("config.toml"))
+        .arg("--state-dir")
+        .arg(dir.join("berth-install"))
+        .env("BERTH_INSTALL_SYSTEMCTL", "true")
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "berth-install {action}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// berth-shim as built beside the test binaries (nextest builds the whole
 /// workspace).
 fn shim_binary() -> PathBuf {
@@ -372,7 +461,9 @@ fn shim_binary() -> PathBuf {
     shim
 }
 
-fn config_toml(dir: &Path, registry: &str, cni_conf_dir: &Path, shim: &Path) -> String {
+/// containerd's config before berth's installer: the CRI plugin with runc
+/// only, as on a node.
+fn config_toml(dir: &Path, registry: &str, cni_conf_dir: &Path) -> String {
     format!(
         r#"version = 2
 root = "{dir}/root"
@@ -398,21 +489,20 @@ state = "{dir}/state"
     default_runtime_name = "runc"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{HANDLER}]
-    runtime_type = "io.containerd.berth.v2"
-    runtime_path = "{shim}"
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry}"]
     endpoint = ["http://{registry}"]
 "#,
         dir = dir.display(),
         cni = cni_conf_dir.display(),
-        shim = shim.display(),
     )
 }
 
+/// containerd on `config`, logging to `containerd.log`, with the
+/// installer's bin dir first on its PATH (see the module's comment).
 fn spawn(dir: &Path, config: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("containerd.log")).unwrap();
-    Command::new("containerd").arg("--config").arg(config).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
+    let path = format!("{}:{}", dir.join(INSTALL_PREFIX).join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    Command::new("containerd").arg("--config").arg(config).env("PATH", path).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
 }
 
 /// containerd's socket comes up before its CRI plugin is ready.

@@ -38,6 +38,8 @@ impl TaskService {
         let exit = self.reaper.wait(pid, Some(Duration::from_secs(5)));
         let Some(container) = guard.take() else { return Err(ShimError::NotFound(format!("container {:?} not found in this shim", req.id))) };
         drop(guard);
+        // Waits on execs that never started end (NotFound).
+        self.exec_changed.notify_all();
         if let (Some(mode), Some(exit)) = (&self.containerd, exit.filter(|_| container.init.state().started)) {
             // TaskExit (if the watcher has not sent it) goes before
             // TaskDelete, and reads the OOM count before the cgroup goes.
@@ -70,8 +72,15 @@ impl TaskService {
     fn delete_exec(&self, req: &DeleteRequest) -> Result<DeleteResponse> {
         self.with_container(&req.id, |c| {
             let mut resp = DeleteResponse::new();
-            if c.pending_execs.remove(&req.exec_id).is_some() {
-                return Ok(resp);
+            match c.pending_execs.get(&req.exec_id) {
+                Some(p) if p.starting => return Err(ShimError::FailedPrecondition(format!("exec {:?} is being started", req.exec_id))),
+                Some(_) => {
+                    c.pending_execs.remove(&req.exec_id);
+                    // A Wait on it ends (NotFound).
+                    self.exec_changed.notify_all();
+                    return Ok(resp);
+                }
+                None => {}
             }
             let p = c.execs.get(&req.exec_id).ok_or_else(|| ShimError::NotFound(format!("exec {:?} not found", req.exec_id)))?;
             let (status, pid, exit) = p.status(&self.reaper);

@@ -30,7 +30,7 @@ impl TaskService {
                 return Err(ShimError::FailedPrecondition(format!("container {} is {status:?}; exec needs it Running", c.id)));
             }
             let stdio = StdioConfig { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
-            c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: Box::new(process) });
+            c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: Box::new(process), starting: false });
             Ok(())
         })?;
         if let Some(mode) = &self.containerd {

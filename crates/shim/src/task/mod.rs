@@ -56,6 +56,11 @@ pub struct TaskService {
     pub id: String,
     pub reaper: Reaper,
     container: Mutex<Option<Container>>,
+    /// Notified (with `container`'s lock) when an added exec started, failed
+    /// to start or was deleted, or the container went: a Wait on an exec
+    /// that was not started yet waits on it. containerd calls Wait before
+    /// Start (ExecSync does), so it must not fail then.
+    exec_changed: Condvar,
     pub shutdown: Arc<ShutdownSignal>,
     /// Where attach clients of the container connect (none: no attach).
     pub attach_socket: Option<std::path::PathBuf>,
@@ -65,7 +70,7 @@ pub struct TaskService {
 
 impl TaskService {
     pub fn new(id: String, reaper: Reaper, shutdown: Arc<ShutdownSignal>) -> Self {
-        Self { id, reaper, container: Mutex::new(None), shutdown, attach_socket: None, containerd: None }
+        Self { id, reaper, container: Mutex::new(None), exec_changed: Condvar::new(), shutdown, attach_socket: None, containerd: None }
     }
 
     /// Has the shim exit once the current call has answered.
