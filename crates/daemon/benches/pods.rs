@@ -451,6 +451,17 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
     f.running_rss_kib = rss / pods as u64;
     f.running_pss_kib = pss / pods as u64;
     let shims = shim_processes(d, &pids);
+    if verbose {
+        // Two shims in detail: where a shim's memory goes.
+        for pid in shims.iter().take(2) {
+            let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map(|t| t.count()).unwrap_or(0);
+            let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " ");
+            let keep = ["Rss", "Pss:", "Pss_Anon", "Pss_File", "Shared_Clean", "Private_Clean", "Private_Dirty", "Anonymous"];
+            let lines: Vec<&str> = rollup.lines().filter(|l| keep.iter().any(|k| l.starts_with(k))).collect();
+            println!("{}: shim {pid} ({threads} threads) {}: {}", d.name, cmd.chars().take(60).collect::<String>(), lines.join("; "));
+        }
+    }
     let (rss, pss) = memory_of(&shims);
     (f.shims, f.shims_rss_kib, f.shims_pss_kib) = (shims.len(), rss / pods as u64, pss / pods as u64);
     remove_all(&mut rt).await;
