@@ -4,8 +4,8 @@
 //!
 //! Run with `sudo hack/bench-pods.sh [PODS=50]`. Figures are printed, never
 //! asserted. `--handler`: containerd with berth-shim as its runtime
-//! (handler mode) against containerd with runc's shim (`pods_handler.rs`);
-//! `--cgroup-driver systemd`: berthd's two cgroup drivers (`pods_drivers.rs`).
+//! (handler mode) against containerd with runc's shim (`pods/handler.rs`);
+//! `--cgroup-driver systemd`: berthd's two cgroup drivers (`pods/drivers.rs`).
 
 use std::{
     collections::HashMap,
@@ -25,7 +25,7 @@ use common::channel;
 
 #[path = "pods/drivers.rs"]
 mod drivers;
-#[path = "pods_handler.rs"]
+#[path = "pods/handler.rs"]
 mod handler;
 
 /// The pause process containerd needs (berth needs none).
