@@ -255,7 +255,7 @@ impl ContainerdNode {
         let marker = self.ttrpc_address().display().to_string();
         let mut out = HashMap::new();
         for (pid, args) in processes() {
-            if args.get(1).map(String::as_str) == Some("serve") && args.iter().any(|a| *a == marker) {
+            if args.get(1).map(String::as_str) == Some("serve") && args.contains(&marker) {
                 if let Some(i) = args.iter().position(|a| a == "--id") {
                     out.insert(args.get(i + 1).cloned().unwrap_or_default(), pid);
                 }
@@ -270,7 +270,7 @@ impl ContainerdNode {
         let address = self.socket.display().to_string();
         processes()
             .into_iter()
-            .filter(|(_, args)| args.first().is_some_and(|a| a.ends_with("containerd-shim-runc-v2")) && args.iter().any(|a| *a == address))
+            .filter(|(_, args)| args.first().is_some_and(|a| a.ends_with("containerd-shim-runc-v2")) && args.contains(&address))
             .map(|(pid, _)| pid)
             .collect()
     }
