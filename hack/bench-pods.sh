@@ -2,7 +2,9 @@
 # Prints pod-ready latency (50 pods in sequence, 50 with 4 at a time),
 # ExecSync and streamed-exec (WebSocket) latency and the memory of the runtime with the pods running, for
 # berthd and, when installed, containerd 1.6 + runc, with their ratios.
-# Usage: sudo hack/bench-pods.sh [PODS=50] [--cgroup-driver systemd]
+# Usage: sudo hack/bench-pods.sh [PODS=50] [--cgroup-driver systemd | --handler]
+# With --handler it instead compares containerd 1.6 running the pods with
+# berth-shim (handler mode, containerd-shim-berth-v2) and with runc's shim.
 # With --cgroup-driver systemd it instead prints pod-ready latency under the
 # cgroupfs and the systemd driver, berthd running as a systemd service in a
 # systemd-nspawn machine (this host runs no systemd of its own).
@@ -14,8 +16,8 @@ cargo build --release -p berth-shim -p berth-daemon
 status=0
 cargo bench -p berth-daemon --bench pods -- "${@:-50}" || status=$?
 # The runtimes' bridges and pod cgroups (the bench removed every pod).
-for br in bb201 bb202 bb203 bb204; do ip link del "$br" 2>/dev/null || true; done
-for c in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/berth-bench-containerd; do
+for br in bb201 bb202 bb203 bb204 bb205; do ip link del "$br" 2>/dev/null || true; done
+for c in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/berth-bench-containerd /sys/fs/cgroup/*/berth-bench-containerd-berth; do
   [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 done
 exit $status

@@ -3,7 +3,9 @@
 //! installed) on the same kind of CNI bridge, same image, same workload.
 //!
 //! Run with `sudo hack/bench-pods.sh [PODS=50]`. Figures are printed, never
-//! asserted.
+//! asserted. `--handler`: containerd with berth-shim as its runtime
+//! (handler mode) against containerd with runc's shim (`pods/handler.rs`);
+//! `--cgroup-driver systemd`: berthd's two cgroup drivers (`pods/drivers.rs`).
 
 use std::{
     collections::HashMap,
@@ -22,6 +24,8 @@ use common::channel;
 
 #[path = "pods/drivers.rs"]
 mod drivers;
+#[path = "pods/handler.rs"]
+mod handler;
 
 /// The pause process containerd needs (berth needs none).
 const PAUSE_CMD: [&str; 2] = ["/bin/sleep", "2147483647"];
@@ -83,6 +87,10 @@ struct Figures {
     running_rss_kib: u64,
     running_pss_kib: u64,
     processes: usize,
+    /// The shims alone (no daemon, no pause), per pod, and how many.
+    shims_rss_kib: u64,
+    shims_pss_kib: u64,
+    shims: usize,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +107,10 @@ async fn main() {
         drivers::compare(pods, &registry.host(), &image, work.path()).await;
         return;
     }
+    if args.iter().any(|a| a == "--handler") {
+        handler::compare(pods, &registry.host(), &image, work.path()).await;
+        return;
+    }
 
     let berth = start_berthd(work.path(), &registry.host(), 201);
     let b = measure(&berth, &image, pods).await;
@@ -108,7 +120,7 @@ async fn main() {
     if std::env::var_os("BENCH_BERTH_ONLY").is_some() {
         return;
     }
-    let ctd = match start_containerd(work.path(), &registry.host(), 202) {
+    let ctd = match start_containerd(work.path(), &registry.host(), 202, None) {
         Some(d) => d,
         None => {
             println!("\ncontainerd: not installed (apt-get install containerd runc), no comparison");
@@ -173,6 +185,12 @@ fn print_figures(name: &str, f: &Figures, pods: usize) {
         f.running_rss_kib as f64 / 1024.0,
         f.running_pss_kib as f64 / 1024.0,
     );
+    println!(
+        "  the shims alone: {} processes; per pod RSS {:.2} MiB, PSS {:.2} MiB",
+        f.shims,
+        f.shims_rss_kib as f64 / 1024.0,
+        f.shims_pss_kib as f64 / 1024.0
+    );
 }
 
 /// A CNI bridge network of its own for one runtime (index: the /24).
@@ -210,11 +228,28 @@ fn start_berthd(work: &Path, registry: &str, index: u32) -> Daemon {
     Daemon { name: "berthd", child, socket: dir.join("b.sock"), marker: dir.display().to_string(), cgroup_parent: "/berth-bench".into(), logs: dir.join("logs") }
 }
 
-fn start_containerd(work: &Path, registry: &str, index: u32) -> Option<Daemon> {
+/// containerd 1.6 on directories of its own under `work`, running pods
+/// with runc's shim, or, given `berth_shim`, with berth-shim as its
+/// default runtime: `containerd-shim-berth-v2` (a link to it) first on
+/// containerd's PATH, where containerd 1.6.20 looks for it (it ignores
+/// `runtime_path`), and `runtime_type = "io.containerd.berth.v2"` as
+/// berth's installer registers it.
+fn start_containerd(work: &Path, registry: &str, index: u32, berth_shim: Option<&Path>) -> Option<Daemon> {
     Command::new("containerd").arg("--version").output().ok()?;
-    let dir = work.join("containerd");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = work.join(if berth_shim.is_some() { "containerd-berth" } else { "containerd" });
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
     let conf = cni_dir(&dir, index);
+    let berth_runtime = match berth_shim {
+        Some(shim) => {
+            let link = dir.join("bin/containerd-shim-berth-v2");
+            std::os::unix::fs::symlink(shim, &link).unwrap();
+            format!(
+                "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    default_runtime_name = \"berth\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.berth]\n    runtime_type = \"io.containerd.berth.v2\"\n    runtime_path = \"{}\"\n",
+                link.display()
+            )
+        }
+        None => String::new(),
+    };
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -233,17 +268,23 @@ state = "{0}/state"
     conf_dir = "{1}"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry}"]
+{2}  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry}"]
     endpoint = ["http://{registry}"]
 "#,
             dir.display(),
-            conf.display()
+            conf.display(),
+            berth_runtime
         ),
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-    let child = Command::new("containerd").arg("--config").arg(&config).stdout(log.try_clone().unwrap()).stderr(log).spawn().ok()?;
-    Some(Daemon { name: "containerd", child, socket: dir.join("c.sock"), marker: dir.display().to_string(), cgroup_parent: "/berth-bench-containerd".into(), logs: dir.join("logs") })
+    let path = format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let child = Command::new("containerd").arg("--config").arg(&config).env("PATH", path).stdout(log.try_clone().unwrap()).stderr(log).spawn().ok()?;
+    let (name, cgroup_parent) = match berth_shim {
+        Some(_) => ("containerd + berth-shim", "/berth-bench-containerd-berth"),
+        None => ("containerd", "/berth-bench-containerd"),
+    };
+    Some(Daemon { name, child, socket: dir.join("c.sock"), marker: dir.display().to_string(), cgroup_parent: cgroup_parent.into(), logs: dir.join("logs") })
 }
 
 /// A pod as the kubelet sends it: logs under `logs`, cgroup parent
@@ -408,6 +449,20 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
     f.processes = pids.len();
     f.running_rss_kib = rss / pods as u64;
     f.running_pss_kib = pss / pods as u64;
+    let shims = shim_processes(d, &pids);
+    if verbose {
+        // Two shims in detail: where a shim's memory goes.
+        for pid in shims.iter().take(2) {
+            let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map(|t| t.count()).unwrap_or(0);
+            let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " ");
+            let keep = ["Rss", "Pss:", "Pss_Anon", "Pss_File", "Shared_Clean", "Private_Clean", "Private_Dirty", "Anonymous"];
+            let lines: Vec<&str> = rollup.lines().filter(|l| keep.iter().any(|k| l.starts_with(k))).collect();
+            println!("{}: shim {pid} ({threads} threads) {}: {}", d.name, cmd.chars().take(60).collect::<String>(), lines.join("; "));
+        }
+    }
+    let (rss, pss) = memory_of(&shims);
+    (f.shims, f.shims_rss_kib, f.shims_pss_kib) = (shims.len(), rss / pods as u64, pss / pods as u64);
     remove_all(&mut rt).await;
     let _ = d.name;
     f
@@ -435,6 +490,17 @@ fn runtime_processes(d: &Daemon) -> Vec<i32> {
     ours.sort_unstable();
     ours.dedup();
     ours
+}
+
+/// Of the runtime's processes, the shims: not the daemon, not a pause.
+fn shim_processes(d: &Daemon, runtime: &[i32]) -> Vec<i32> {
+    let pause = PAUSE_CMD.join(" ");
+    runtime
+        .iter()
+        .copied()
+        .filter(|pid| *pid != d.child.id() as i32)
+        .filter(|pid| String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " ").trim() != pause)
+        .collect()
 }
 
 /// Total (RSS, PSS) in KiB of `pids`, from smaps_rollup.

@@ -266,6 +266,10 @@ fn notes_say_what_was_installed_and_how_to_check() {
     for s in ["/usr/local/bin/containerd-shim-berth-v2", "io.containerd.berth.v2", "kubectl get runtimeclass berth", "rollout status daemonset/t-berth", "runtimeClassName"] {
         assert!(handler.contains(s), "{s:?} not in\n{handler}");
     }
+    assert!(!handler.contains("Warning"), "{handler}");
+    // containerd 1.6.0-1.6.20 finds the shim on its PATH only.
+    let elsewhere = notes(&["--set", "installPrefix=/opt/berth"]);
+    assert!(elsewhere.contains("Warning: containerd 1.6.0-1.6.20 and 1.7.0 ignore runtime_path") && elsewhere.contains("/opt/berth/bin is not on"), "{elsewhere}");
     let node = notes(&["--set", "mode=node", "--set", "config.socket=/run/b.sock"]);
     for s in ["/etc/systemd/system/berthd.service", "/etc/berth/config.toml", "systemctl status berthd", "unix:///run/b.sock", "node.switchKubelet=true"] {
         assert!(node.contains(s), "{s:?} not in\n{node}");

@@ -314,3 +314,24 @@ fn both_modes_on_one_host_are_recorded_and_uninstalled_apart() {
     host.install_ok(&["uninstall"]);
     assert_eq!(before, host.tree(false));
 }
+
+/// containerd 1.6.0-1.6.20 (Debian 12's) and 1.7.0 ignore `runtime_path`
+/// and look the shim up on their PATH: the installer says so when its
+/// prefix puts the shim elsewhere, and is quiet about the default.
+#[test]
+fn handler_mode_warns_when_the_shim_is_off_containerds_path() {
+    for (prefix, warned) in [(None, false), (Some("/opt/berth"), true)] {
+        let host = Host::new();
+        let conf = host.path("/etc/containerd/config.toml");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(&conf, containerd_default_config()).unwrap();
+        let mut args = vec!["install"];
+        if let Some(p) = prefix {
+            args.extend(["--prefix", p]);
+        }
+        let out = host.install_ok(&args);
+        let dir = prefix.unwrap_or("/usr/local");
+        assert!(host.path(&format!("{dir}/bin/containerd-shim-berth-v2")).exists());
+        assert_eq!(out.contains(&format!("warning: {dir}/bin is not on containerd's default PATH")), warned, "{out}");
+    }
+}

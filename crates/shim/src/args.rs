@@ -1,5 +1,6 @@
-//! The shim's few flags. berthd is the only caller, so a tiny parser beats
-//! pulling a CLI framework into a process that should stay small.
+//! The flags of `start` and `serve`, berth's own invocation (containerd's is
+//! `containerd/invocation.rs`). A tiny parser beats pulling a CLI framework
+//! into a process that should stay small.
 
 use std::path::PathBuf;
 
@@ -9,8 +10,21 @@ pub struct Args {
     pub socket: PathBuf,
     pub bundle: Option<PathBuf>,
     /// cgroup the shim moves itself into: a cgroupfs path, or the systemd
-    /// form `slice:prefix:name` (a scope of its own).
+    /// form `slice:prefix:name` (a scope of its own); empty: stay in the
+    /// caller's.
     pub cgroup: String,
+    /// Set when containerd drives the shim (internal: `start` passes it on
+    /// to `serve`).
+    pub containerd: Option<ContainerdLink>,
+}
+
+/// What a shim started by containerd needs to talk back to it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ContainerdLink {
+    /// The containerd namespace of the container (events carry it).
+    pub namespace: String,
+    /// containerd's ttrpc socket for events (`TTRPC_ADDRESS`); empty: none.
+    pub events_address: String,
 }
 
 /// Default home of shims: outside any daemon's cgroup, so restarting (or
@@ -27,6 +41,8 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             "--socket" => a.socket = PathBuf::from(value()?),
             "--bundle" => a.bundle = Some(PathBuf::from(value()?)),
             "--cgroup" => a.cgroup = value()?,
+            "--containerd-namespace" => a.containerd.get_or_insert_with(Default::default).namespace = value()?,
+            "--containerd-events" => a.containerd.get_or_insert_with(Default::default).events_address = value()?,
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
@@ -49,6 +65,9 @@ impl Args {
         if let Some(b) = &self.bundle {
             v.extend(["--bundle".into(), b.display().to_string()]);
         }
+        if let Some(link) = &self.containerd {
+            v.extend(["--containerd-namespace".into(), link.namespace.clone(), "--containerd-events".into(), link.events_address.clone()]);
+        }
         v
     }
 }
@@ -66,7 +85,16 @@ mod tests {
         let a = parse(&argv("--id c1 --socket /run/berth/s/x --bundle /b")).unwrap();
         assert_eq!(a.cgroup, DEFAULT_SHIM_CGROUP);
         let b = parse(&a.to_argv()).unwrap();
-        assert_eq!((b.id, b.socket, b.bundle), (a.id, a.socket, a.bundle));
+        assert_eq!((b.id, b.socket, b.bundle, b.containerd), (a.id, a.socket, a.bundle, None));
+    }
+
+    #[test]
+    fn containerd_link_round_trips() {
+        let link = ContainerdLink { namespace: "k8s.io".into(), events_address: "/c.sock.ttrpc".into() };
+        // An empty cgroup (stay where started) must survive the trip.
+        let a = Args { id: "c1".into(), socket: "/run/containerd/s/x".into(), bundle: None, cgroup: String::new(), containerd: Some(link.clone()) };
+        let b = parse(&a.to_argv()).unwrap();
+        assert_eq!((b.cgroup.as_str(), b.containerd), ("", Some(link)));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 
 use std::path::Path;
 
+use std::time::{Duration, Instant};
+
 use berth_cgroups::{systemd::Scope, Cgroup, CgroupsPath, Hierarchy};
-use oci_spec::runtime::{LinuxResources, Spec};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources, Spec};
 
 use crate::error::Result;
 
@@ -25,12 +27,8 @@ impl ContainerCgroup {
     /// returns; a scope comes with the first process (`start_with`).
     pub fn for_container(spec: &Spec, id: &str) -> Result<Self> {
         let linux = spec.linux().as_ref();
-        let path = linux
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.display().to_string())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| Path::new("berth").join(id).display().to_string());
-        let resources = linux.and_then(|l| l.resources().clone());
+        let path = cgroups_path_of(linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.display().to_string()).as_deref(), id);
+        let resources = linux.and_then(|l| l.resources().clone()).map(allow_default_devices);
         Self::new(&path, resources, format!("berth container {id}"))
     }
 
@@ -98,5 +96,91 @@ impl ContainerCgroup {
             Self::Cgroupfs(cgroup) => Ok(cgroup.delete()?),
             Self::Systemd { scope, .. } => Ok(scope.stop()?),
         }
+    }
+}
+
+/// The cgroup a container's spec names (`linux.cgroupsPath`), or
+/// `berth/<id>` when it names none.
+pub fn cgroups_path_of(spec_path: Option<&str>, id: &str) -> String {
+    spec_path.filter(|p| !p.is_empty()).map(String::from).unwrap_or_else(|| Path::new("berth").join(id).display().to_string())
+}
+
+/// Kills every process left in a container's cgroup and removes it (stops
+/// its scope), creating nothing: what containerd's `delete` asks for after
+/// the shim that made it is gone. A cgroup that is not there is fine.
+pub fn remove_leftover(path: &str) -> Result<()> {
+    let hierarchy = Hierarchy::detect()?;
+    let parsed = CgroupsPath::parse(path)?;
+    let cgroup = Cgroup::new(hierarchy, parsed.cgroupfs_path())?;
+    if cgroup.exists() {
+        cgroup.kill_all()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while cgroup.procs().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if let CgroupsPath::Systemd(unit_path) = &parsed {
+        // The scope is named after the container: nobody else's unit.
+        berth_cgroups::systemd::stop_unit(&unit_path.unit_name())?;
+    }
+    Ok(cgroup.delete()?)
+}
+
+/// The devices every container may use whatever its spec's device rules
+/// say, appended after them as runc does (its `AllowedDevices`): containerd's
+/// CRI denies all devices and counts on the runtime to allow these. Specs
+/// without device rules are left alone (nothing is denied then).
+fn allow_default_devices(mut resources: LinuxResources) -> LinuxResources {
+    let Some(rules) = resources.devices().clone().filter(|r| !r.is_empty()) else { return resources };
+    let allow = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| -> Option<LinuxDeviceCgroup> {
+        let mut b = LinuxDeviceCgroupBuilder::default().allow(true).typ(typ).access(access);
+        if let Some(major) = major {
+            b = b.major(major);
+        }
+        if let Some(minor) = minor {
+            b = b.minor(minor);
+        }
+        b.build().ok()
+    };
+    let defaults = [
+        allow(LinuxDeviceType::C, None, None, "m"), // mknod of any device (it still needs CAP_MKNOD)
+        allow(LinuxDeviceType::B, None, None, "m"),
+        allow(LinuxDeviceType::C, Some(1), Some(3), "rwm"),    // null
+        allow(LinuxDeviceType::C, Some(1), Some(5), "rwm"),    // zero
+        allow(LinuxDeviceType::C, Some(1), Some(7), "rwm"),    // full
+        allow(LinuxDeviceType::C, Some(1), Some(8), "rwm"),    // random
+        allow(LinuxDeviceType::C, Some(1), Some(9), "rwm"),    // urandom
+        allow(LinuxDeviceType::C, Some(5), Some(0), "rwm"),    // tty
+        allow(LinuxDeviceType::C, Some(5), Some(2), "rwm"),    // ptmx
+        allow(LinuxDeviceType::C, Some(136), None, "rwm"),     // pts/*
+        allow(LinuxDeviceType::C, Some(10), Some(200), "rwm"), // net/tun
+    ];
+    let mut all = rules;
+    all.extend(defaults.into_iter().flatten());
+    resources.set_devices(Some(all));
+    resources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_devices_follow_the_spec_rules() {
+        let deny_all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().unwrap();
+        let mut r = LinuxResources::default();
+        r.set_devices(Some(vec![deny_all.clone()]));
+        let devices = allow_default_devices(r).devices().clone().unwrap();
+        assert_eq!(devices[0], deny_all);
+        assert_eq!(devices.len(), 12);
+        assert!(devices.iter().any(|d| d.allow() && d.major() == Some(1) && d.minor() == Some(3)));
+        assert_eq!(allow_default_devices(LinuxResources::default()).devices(), &None);
+    }
+
+    #[test]
+    fn default_cgroup_path() {
+        assert_eq!(cgroups_path_of(Some("/kubepods/pod1/c1"), "c1"), "/kubepods/pod1/c1");
+        assert_eq!(cgroups_path_of(Some(""), "c1"), "berth/c1");
+        assert_eq!(cgroups_path_of(None, "c1"), "berth/c1");
     }
 }

@@ -7,11 +7,14 @@
 //!     daemonizes `serve`, prints the ttrpc address, exits
 //! berth-shim serve ...        (internal) the Task API server
 //! berth-shim init             (internal) container init, driven over a socket
+//! berth-shim -namespace NS -address A -publish-binary B -id ID ... start|delete
+//!     containerd's shim v2 invocation (as containerd-shim-berth-v2)
 //! ```
 
 mod args;
 mod attach;
 mod container_cgroup;
+mod containerd;
 mod cri_log;
 mod error;
 mod io;
@@ -40,8 +43,12 @@ fn main() -> ExitCode {
             println!("berth-shim {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        // containerd runs us by the name containerd-shim-berth-v2; the
+        // arguments, not argv[0], tell its invocation from berthd's.
+        _ if containerd::is_containerd_style(&argv[1..]) => containerd::run(&argv[1..]),
         _ => {
             eprintln!("usage: berth-shim start --id ID --socket PATH [--bundle DIR] [--cgroup PATH]");
+            eprintln!("   or: containerd-shim-berth-v2 -namespace NS -address ADDR -publish-binary BIN -id ID [-bundle DIR] [-debug] start|delete");
             ExitCode::from(2)
         }
     }

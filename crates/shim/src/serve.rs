@@ -1,33 +1,51 @@
-//! `berth-shim serve`: the long-lived supervisor. Subreaper, out of its
-//! parent's cgroup, serving the Task API on the socket `start` made (fd 3)
-//! until its container is deleted.
+//! `berth-shim serve`: the long-lived supervisor. Subreaper, serving the
+//! Task API on the socket `start` made (fd 3) until its container is
+//! deleted. Under berthd it leaves berthd's cgroup; under containerd it
+//! stays in containerd's and publishes task events back to it.
 
 use std::{sync::Arc, time::Duration};
 
-use containerd_shim_protos::create_task;
-
-use crate::{args, container_cgroup::ContainerCgroup, logger, reaper::Reaper, task::{ShutdownSignal, TaskService}};
+use crate::{
+    args::{self, ContainerdLink},
+    container_cgroup::ContainerCgroup,
+    containerd::{ContainerdMode, Publisher},
+    logger,
+    reaper::Reaper,
+    task::{self, ShutdownSignal, TaskService},
+};
 
 const LISTENER_FD: i32 = 3;
+/// How long an exiting shim waits for its last events (TaskExit,
+/// TaskDelete) to reach containerd.
+const EVENTS_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(argv: &[String]) -> Result<(), String> {
     let a = args::parse(argv)?;
     logger::init(&a.id);
     // Orphans of the container are reparented to us, not to the host init.
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
-    leave_parent_cgroup(&a.cgroup, &a.id);
+    if !a.cgroup.is_empty() {
+        leave_parent_cgroup(&a.cgroup, &a.id);
+    }
     let reaper = Reaper::start().map_err(|e| format!("start reaper: {e}"))?;
     let shutdown = Arc::new(ShutdownSignal::default());
     let mut service = TaskService::new(a.id.clone(), reaper, shutdown.clone());
-    // berthd finds it beside the Task API socket.
-    service.attach_socket = Some(a.socket.with_extension("attach"));
+    match &a.containerd {
+        // berthd finds it beside the Task API socket.
+        None => service.attach_socket = Some(a.socket.with_extension("attach")),
+        Some(link) => {
+            let bundle = a.bundle.clone().ok_or("a shim started by containerd needs --bundle")?;
+            service.containerd = Some(ContainerdMode::new(publisher(link)?, bundle));
+            yield_to_parent_under_oom();
+        }
+    }
     let service = Arc::new(service);
     // Wait and blocking Start calls each hold a handler thread; allow
     // plenty so one client's waits cannot starve its other calls.
     let mut server = ttrpc::Server::new()
         .add_listener(LISTENER_FD)
         .map_err(|e| format!("listener: {e}"))?
-        .register_service(create_task(service))
+        .register_service(task::methods(service.clone()))
         .set_thread_count_min(1)
         .set_thread_count_default(2)
         .set_thread_count_max(64);
@@ -36,9 +54,20 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     shutdown.wait();
     // Let the reply to the Delete/Shutdown that got us here reach the client.
     std::thread::sleep(Duration::from_millis(50));
+    if let Some(mode) = &service.containerd {
+        mode.flush(EVENTS_FLUSH_TIMEOUT);
+    }
     let _ = std::fs::remove_file(&a.socket);
     log::info!("shim exiting");
     std::process::exit(0)
+}
+
+fn publisher(link: &ContainerdLink) -> Result<Option<Publisher>, String> {
+    if link.events_address.is_empty() {
+        log::warn!("containerd gave no TTRPC_ADDRESS: no task events will be published");
+        return Ok(None);
+    }
+    Publisher::start(link.namespace.clone(), &link.events_address).map(Some).map_err(|e| format!("start events thread: {e}"))
 }
 
 /// Moves the shim into its own cgroup so that stopping the process (or
@@ -52,5 +81,21 @@ fn leave_parent_cgroup(path: &str, id: &str) {
     let result = ContainerCgroup::new(path, None, format!("berth-shim of {id}")).and_then(|cg| cg.start_with(std::process::id() as i32));
     if let Err(e) = result {
         log::warn!("could not move to cgroup {path}: {e}");
+    }
+}
+
+/// One point above containerd's oom_score_adj (which we inherited), as
+/// containerd's own shims do: under memory pressure the kernel picks a
+/// shim before containerd. Raising it needs no privilege.
+fn yield_to_parent_under_oom() {
+    let path = "/proc/self/oom_score_adj";
+    let current: i32 = match std::fs::read_to_string(path).map(|s| s.trim().parse()) {
+        Ok(Ok(v)) => v,
+        _ => return,
+    };
+    if current < 1000 {
+        if let Err(e) = std::fs::write(path, (current + 1).to_string()) {
+            log::warn!("set oom_score_adj to {}: {e}", current + 1);
+        }
     }
 }

@@ -3,11 +3,15 @@
 
 use std::{
     fs::OpenOptions,
-    os::{fd::AsRawFd, unix::net::{UnixListener, UnixStream}, unix::process::CommandExt},
+    os::{
+        fd::AsRawFd,
+        unix::net::{UnixListener, UnixStream},
+        unix::process::CommandExt,
+    },
     process::{Command, Stdio},
 };
 
-use crate::args;
+use crate::args::{self, Args};
 
 pub fn run(argv: &[String]) -> Result<(), String> {
     let a = args::parse(argv)?;
@@ -23,17 +27,23 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let _ = std::fs::remove_file(&a.socket);
     let listener = UnixListener::bind(&a.socket).map_err(|e| format!("listen on {}: {e}", a.socket.display()))?;
     let log: Stdio = match &a.bundle {
-        Some(b) => OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(b.join("shim.log"))
-            .map(Stdio::from)
-            .map_err(|e| format!("open {}/shim.log: {e}", b.display()))?,
+        Some(b) => {
+            OpenOptions::new().create(true).append(true).open(b.join("shim.log")).map(Stdio::from).map_err(|e| format!("open {}/shim.log: {e}", b.display()))?
+        }
         None => Stdio::null(),
     };
+    spawn_serve(&listener, &a, log)?;
+    println!("{address}");
+    Ok(())
+}
+
+/// Starts `berth-shim serve` with `args`, detached in a session of its own,
+/// serving on `listener` (its fd 3); its stderr is the shim's log. Returns
+/// its pid.
+pub fn spawn_serve(listener: &UnixListener, args: &Args, stderr: Stdio) -> Result<u32, String> {
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("serve").args(a.to_argv()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    cmd.arg("serve").args(args.to_argv()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
     // SAFETY: `start` is single-threaded; between fork and exec we only make
     // a new session and move the listener to fd 3 (async-signal-safe calls).
     unsafe {
@@ -46,7 +56,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| format!("spawn serve: {e}"))?;
-    println!("{address}");
-    Ok(())
+    let child = cmd.spawn().map_err(|e| format!("spawn serve: {e}"))?;
+    // The shim is the child's parent only until we exit; init reaps it then.
+    Ok(child.id())
 }

@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{atomic::AtomicBool, Arc, Mutex, MutexGuard},
 };
 
 use crate::container_cgroup::ContainerCgroup;
@@ -27,6 +27,8 @@ pub enum Status {
 pub struct Proc {
     pub io: ProcessIo,
     state: Mutex<ProcState>,
+    /// Under containerd: whether its TaskExit went out (exactly once).
+    pub exit_event_sent: AtomicBool,
 }
 
 #[derive(Default)]
@@ -41,7 +43,7 @@ pub struct ProcState {
 
 impl Proc {
     pub fn new(io: ProcessIo, state: ProcState) -> Arc<Proc> {
-        Arc::new(Proc { io, state: Mutex::new(state) })
+        Arc::new(Proc { io, state: Mutex::new(state), exit_event_sent: AtomicBool::new(false) })
     }
 
     pub fn state(&self) -> MutexGuard<'_, ProcState> {
@@ -78,6 +80,9 @@ pub struct Container {
 pub struct PendingExec {
     pub stdio: StdioConfig,
     pub process: Box<Process>,
+    /// Its Start is spawning it: it stays here, so a Wait that came first
+    /// keeps waiting, until it moves to `execs` (or Start failed).
+    pub starting: bool,
 }
 
 impl Container {

@@ -51,3 +51,39 @@ fn exec_errors_are_precise() {
     assert_eq!(shim.state("").status.enum_value().unwrap(), containerd_shim_protos::api::Status::RUNNING);
     shim.delete_and_assert_clean(pid);
 }
+
+/// containerd's ExecSync calls Wait before Start: that Wait waits for the
+/// exec to start and exit. A Wait on an exec deleted before its Start, or
+/// whose Start failed, ends with NotFound.
+#[test]
+fn wait_before_start_waits_for_the_exec() {
+    let shim = Shim::start("execwait");
+    let pid = shim.run(&spec(&shim.id, &["sleep", "1000"]));
+    let out = shim.dir.path().join("exec.out");
+    let wait_in_background = |exec_id: &str| {
+        let (client, req) = (shim.client.clone(), containerd_shim_protos::api::WaitRequest { id: shim.id.clone(), exec_id: exec_id.into(), ..Default::default() });
+        let waiter = std::thread::spawn(move || client.wait(Shim::ctx(), &req));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!waiter.is_finished(), "Wait on {exec_id} returned before its Start: {:?}", waiter.join());
+        waiter
+    };
+
+    shim.exec("early", &["sh", "-c", "exit 5"], &out).unwrap();
+    let waiter = wait_in_background("early");
+    shim.start_task("early").unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap().exit_status, 5);
+
+    shim.exec("dropped", &["true"], &out).unwrap();
+    let waiter = wait_in_background("dropped");
+    let req = containerd_shim_protos::api::DeleteRequest { id: shim.id.clone(), exec_id: "dropped".into(), ..Default::default() };
+    shim.client.delete(Shim::ctx(), &req).unwrap();
+    let (c, msg) = code(&waiter.join().unwrap().unwrap_err());
+    assert_eq!(c, ttrpc::Code::NOT_FOUND, "{msg}");
+
+    shim.exec("nope", &["/bin/nope"], &out).unwrap();
+    let waiter = wait_in_background("nope");
+    shim.start_task("nope").unwrap_err();
+    let (c, msg) = code(&waiter.join().unwrap().unwrap_err());
+    assert_eq!(c, ttrpc::Code::NOT_FOUND, "{msg}");
+    shim.delete_and_assert_clean(pid);
+}

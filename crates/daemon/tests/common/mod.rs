@@ -31,11 +31,8 @@ impl Berthd {
     /// (e.g. a small filesystem), the rest in `dir`.
     pub fn start_with_root(dir: tempfile::TempDir, root: &Path, extra: &str) -> Berthd {
         let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!("socket = \"{0}/b.sock\"\nroot = \"{1}\"\nstate = \"{0}/state\"\n{extra}\n", dir.path().display(), root.display()),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("socket = \"{0}/b.sock\"\nroot = \"{1}\"\nstate = \"{0}/state\"\n{extra}\n", dir.path().display(), root.display()))
+            .unwrap();
         let socket = dir.path().join("b.sock");
         let child = spawn(&config);
         Berthd { child, dir, socket, config }
@@ -101,5 +98,6 @@ pub async fn channel(socket: &Path) -> Channel {
     }
 }
 
+pub mod containerd_node;
 pub mod node;
 pub mod stream_client;

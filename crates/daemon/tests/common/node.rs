@@ -105,9 +105,7 @@ impl Node {
         let ch = channel(&berthd.socket).await;
         let (rt, mut img) = (RuntimeServiceClient::new(ch.clone()), ImageServiceClient::new(ch));
         let image = format!("{}/pods/busybox:1", registry.host());
-        img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() })
-            .await
-            .unwrap();
+        img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }).await.unwrap();
         let logs = berthd.dir.path().join("logs");
         let cgroup_parent = format!("/berth-test-{}-{}", std::process::id(), net.index);
         Node { berthd, registry, net, rt, img, image, cgroup_parent, logs, torn_down: false, _work: work }
@@ -116,45 +114,22 @@ impl Node {
     /// A pod config as the kubelet sends it (metadata, log dir, hostname,
     /// cgroup parent).
     pub fn pod_config(&self, name: &str) -> v1::PodSandboxConfig {
-        v1::PodSandboxConfig {
-            metadata: Some(v1::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "test".into(), attempt: 0 }),
-            hostname: name.into(),
-            log_directory: self.logs.join(name).display().to_string(),
-            labels: HashMap::from([("app".to_string(), name.to_string())]),
-            linux: Some(v1::LinuxPodSandboxConfig {
-                cgroup_parent: format!("{}/{name}", self.cgroup_parent),
-                // What the kubelet sends for a pod without shareProcessNamespace.
-                security_context: Some(v1::LinuxSandboxSecurityContext {
-                    namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        pod_config_for(name, &self.logs, &self.cgroup_parent)
     }
 
     pub fn container_config(&self, name: &str, cmd: &[&str]) -> v1::ContainerConfig {
-        v1::ContainerConfig {
-            metadata: Some(v1::ContainerMetadata { name: name.into(), attempt: 0 }),
-            image: Some(v1::ImageSpec { image: self.image.clone(), ..Default::default() }),
-            command: cmd.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}.log"),
-            labels: HashMap::from([("container".to_string(), name.to_string())]),
-            linux: Some(v1::LinuxContainerConfig {
-                security_context: Some(v1::LinuxContainerSecurityContext {
-                    namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        container_config_for(name, &self.image, cmd)
     }
 
     pub async fn run_pod(&mut self, name: &str) -> (String, v1::PodSandboxConfig) {
         let config = self.pod_config(name);
-        let id = self.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+        let id = self
+            .rt
+            .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
         (id, config)
     }
 
@@ -201,7 +176,6 @@ impl Node {
     /// Removes every pod through the CRI, then checks nothing is left: no
     /// mount, pinned namespace, cgroup or shim of this berthd.
     pub async fn teardown(mut self) {
-
         let pods = self.rt.list_pod_sandbox(v1::ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
         for p in pods {
             self.rt.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: p.id.clone() }).await.unwrap();
@@ -265,7 +239,47 @@ impl Drop for Node {
     }
 }
 
-fn kill_cgroup_tree(dir: &Path) {
+/// A pod config as the kubelet sends it (metadata, log dir under `logs`,
+/// hostname, cgroup parent under `cgroup_parent`).
+pub fn pod_config_for(name: &str, logs: &Path, cgroup_parent: &str) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "test".into(), attempt: 0 }),
+        hostname: name.into(),
+        log_directory: logs.join(name).display().to_string(),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: format!("{cgroup_parent}/{name}"),
+            // What the kubelet sends for a pod without shareProcessNamespace.
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container config as the kubelet sends it, running `cmd` in `image`.
+pub fn container_config_for(name: &str, image: &str, cmd: &[&str]) -> v1::ContainerConfig {
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        labels: HashMap::from([("container".to_string(), name.to_string())]),
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn kill_cgroup_tree(dir: &Path) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if e.path().is_dir() {
             kill_cgroup_tree(&e.path());
@@ -277,7 +291,7 @@ fn kill_cgroup_tree(dir: &Path) {
 }
 
 /// Container cgroups (depth 2 under the test parent: pod/container).
-fn leaf_cgroups(parent: &Path) -> Vec<PathBuf> {
+pub fn leaf_cgroups(parent: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for pod in std::fs::read_dir(parent).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
         for c in std::fs::read_dir(pod.path()).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
@@ -286,4 +300,3 @@ fn leaf_cgroups(parent: &Path) -> Vec<PathBuf> {
     }
     out
 }
-

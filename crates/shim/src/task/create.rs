@@ -1,7 +1,12 @@
 use std::path::{Path, PathBuf};
 
 use berth_container::sync::Bootstrap;
-use containerd_shim_protos::api::{CreateTaskRequest, CreateTaskResponse};
+use containerd_shim_protos::{
+    api::{CreateTaskRequest, CreateTaskResponse},
+    events::task::{TaskCreate, TaskIO},
+    protobuf::MessageField,
+    topics,
+};
 use oci_spec::runtime::Spec;
 
 use super::TaskService;
@@ -48,13 +53,26 @@ impl TaskService {
             if let Some(path) = &self.attach_socket {
                 init.io.attachments.listen(path, std::sync::Arc::downgrade(&init)).map_err(ShimError::internal("attach socket"))?;
             }
-            Ok(Container { id: req.id.clone(), bundle: bundle.clone(), rootfs_mount: undo.rootfs.take(), cgroup: undo.cgroup.take(), init, execs: Default::default(), pending_execs: Default::default() })
+            Ok(Container {
+                id: req.id.clone(),
+                bundle: bundle.clone(),
+                rootfs_mount: undo.rootfs.take(),
+                cgroup: undo.cgroup.take(),
+                init,
+                execs: Default::default(),
+                pending_execs: Default::default(),
+            })
         })();
         match result {
             Ok(container) => {
                 let pid = container.init.state().pid;
                 log::info!("created container {} pid={pid}", container.id);
                 *guard = Some(container);
+                drop(guard);
+                if let Some(mode) = &self.containerd {
+                    mode.record_init_pid(pid);
+                    mode.publish(topics::TASK_CREATE_EVENT_TOPIC, &create_event(&req, pid));
+                }
                 let mut resp = CreateTaskResponse::new();
                 resp.pid = pid as u32;
                 Ok(resp)
@@ -88,6 +106,22 @@ impl Undo {
             }
         }
     }
+}
+
+fn create_event(req: &CreateTaskRequest, pid: i32) -> TaskCreate {
+    let mut io = TaskIO::new();
+    io.stdin = req.stdin.clone();
+    io.stdout = req.stdout.clone();
+    io.stderr = req.stderr.clone();
+    io.terminal = req.terminal;
+    let mut event = TaskCreate::new();
+    event.container_id = req.id.clone();
+    event.bundle = req.bundle.clone();
+    event.rootfs = req.rootfs.clone();
+    event.io = MessageField::some(io);
+    event.checkpoint = req.checkpoint.clone();
+    event.pid = pid as u32;
+    event
 }
 
 fn load_spec(bundle: &Path) -> Result<Spec> {

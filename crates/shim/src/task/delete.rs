@@ -1,9 +1,14 @@
 use std::time::{Duration, Instant};
 
-use containerd_shim_protos::api::{DeleteRequest, DeleteResponse};
+use containerd_shim_protos::{
+    api::{DeleteRequest, DeleteResponse},
+    events::task::TaskDelete,
+    topics,
+};
 
 use super::{timestamp, TaskService};
 use crate::{
+    containerd,
     error::{Result, ShimError},
     rootfs_mount::unmount_rootfs,
     state::{Container, Status},
@@ -31,26 +36,51 @@ impl TaskService {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let exit = self.reaper.wait(pid, Some(Duration::from_secs(5)));
-        let container = guard.take().expect("checked above");
+        let Some(container) = guard.take() else { return Err(ShimError::NotFound(format!("container {:?} not found in this shim", req.id))) };
         drop(guard);
+        // Waits on execs that never started end (NotFound).
+        self.exec_changed.notify_all();
+        if let (Some(mode), Some(exit)) = (&self.containerd, exit.filter(|_| container.init.state().started)) {
+            // TaskExit (if the watcher has not sent it) goes before
+            // TaskDelete, and reads the OOM count before the cgroup goes.
+            let oom_killed = containerd::oom_killed(container.cgroup.as_ref().map(|cg| cg.cgroup()));
+            mode.record_init_exit(&exit);
+            mode.publish_exit_once(&container.id, "", &container.init, &exit, oom_killed);
+        }
         teardown(&container)?;
         self.reaper.forget(pid);
         log::info!("deleted container {}", container.id);
-        self.shutdown.request();
         let mut resp = DeleteResponse::new();
         resp.pid = pid as u32;
         if let Some(exit) = exit {
             resp.exit_status = exit.status;
             resp.exited_at = Some(timestamp(exit.at)).into();
         }
+        if let Some(mode) = &self.containerd {
+            let mut event = TaskDelete::new();
+            event.container_id = container.id.clone();
+            event.id = container.id.clone();
+            event.pid = resp.pid;
+            event.exit_status = resp.exit_status;
+            event.exited_at = resp.exited_at.clone();
+            mode.publish(topics::TASK_DELETE_EVENT_TOPIC, &event);
+        }
+        self.request_exit();
         Ok(resp)
     }
 
     fn delete_exec(&self, req: &DeleteRequest) -> Result<DeleteResponse> {
         self.with_container(&req.id, |c| {
             let mut resp = DeleteResponse::new();
-            if c.pending_execs.remove(&req.exec_id).is_some() {
-                return Ok(resp);
+            match c.pending_execs.get(&req.exec_id) {
+                Some(p) if p.starting => return Err(ShimError::FailedPrecondition(format!("exec {:?} is being started", req.exec_id))),
+                Some(_) => {
+                    c.pending_execs.remove(&req.exec_id);
+                    // A Wait on it ends (NotFound).
+                    self.exec_changed.notify_all();
+                    return Ok(resp);
+                }
+                None => {}
             }
             let p = c.execs.get(&req.exec_id).ok_or_else(|| ShimError::NotFound(format!("exec {:?} not found", req.exec_id)))?;
             let (status, pid, exit) = p.status(&self.reaper);
@@ -58,6 +88,9 @@ impl TaskService {
                 return Err(ShimError::FailedPrecondition(format!("exec {:?} is still running", req.exec_id)));
             }
             p.io.close();
+            if let (Some(mode), Some(exit)) = (&self.containerd, exit) {
+                mode.publish_exit_once(&c.id, &req.exec_id, p, &exit, false);
+            }
             self.reaper.forget(pid);
             c.execs.remove(&req.exec_id);
             resp.pid = pid as u32;

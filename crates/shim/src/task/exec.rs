@@ -1,4 +1,4 @@
-use containerd_shim_protos::api::ExecProcessRequest;
+use containerd_shim_protos::{api::ExecProcessRequest, events::task::TaskExecAdded, topics};
 use oci_spec::runtime::Process;
 use protobuf::well_known_types::empty::Empty;
 
@@ -17,8 +17,7 @@ impl TaskService {
             return Err(ShimError::InvalidArgument("exec_id is empty".into()));
         }
         let spec = req.spec.as_ref().ok_or_else(|| ShimError::InvalidArgument("exec spec is missing".into()))?;
-        let process: Process =
-            serde_json::from_slice(&spec.value).map_err(|e| ShimError::InvalidArgument(format!("exec spec is not an OCI process: {e}")))?;
+        let process: Process = serde_json::from_slice(&spec.value).map_err(|e| ShimError::InvalidArgument(format!("exec spec is not an OCI process: {e}")))?;
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(ShimError::InvalidArgument("exec spec has no args".into()));
         }
@@ -31,8 +30,15 @@ impl TaskService {
                 return Err(ShimError::FailedPrecondition(format!("container {} is {status:?}; exec needs it Running", c.id)));
             }
             let stdio = StdioConfig { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
-            c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: Box::new(process) });
-            Ok(Empty::new())
-        })
+            c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: Box::new(process), starting: false });
+            Ok(())
+        })?;
+        if let Some(mode) = &self.containerd {
+            let mut event = TaskExecAdded::new();
+            event.container_id = req.id.clone();
+            event.exec_id = req.exec_id.clone();
+            mode.publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, &event);
+        }
+        Ok(Empty::new())
     }
 }

@@ -16,12 +16,16 @@ mod stats;
 mod update;
 mod wait;
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+};
 
-use containerd_shim_protos::{api, protobuf::well_known_types::empty::Empty, Task};
+use containerd_shim_protos::{api, create_task, protobuf::well_known_types::empty::Empty, Task};
 use ttrpc::TtrpcContext;
 
 use crate::{
+    containerd::ContainerdMode,
     error::{Result, ShimError},
     reaper::Reaper,
     state::Container,
@@ -52,14 +56,29 @@ pub struct TaskService {
     pub id: String,
     pub reaper: Reaper,
     container: Mutex<Option<Container>>,
+    /// Notified (with `container`'s lock) when an added exec started, failed
+    /// to start or was deleted, or the container went: a Wait on an exec
+    /// that was not started yet waits on it. containerd calls Wait before
+    /// Start (ExecSync does), so it must not fail then.
+    exec_changed: Condvar,
     pub shutdown: Arc<ShutdownSignal>,
     /// Where attach clients of the container connect (none: no attach).
     pub attach_socket: Option<std::path::PathBuf>,
+    /// Set when containerd drives the shim: events and bundle records.
+    pub containerd: Option<ContainerdMode>,
 }
 
 impl TaskService {
     pub fn new(id: String, reaper: Reaper, shutdown: Arc<ShutdownSignal>) -> Self {
-        Self { id, reaper, container: Mutex::new(None), shutdown, attach_socket: None }
+        Self { id, reaper, container: Mutex::new(None), exec_changed: Condvar::new(), shutdown, attach_socket: None, containerd: None }
+    }
+
+    /// Has the shim exit once the current call has answered.
+    fn request_exit(&self) {
+        if let Some(mode) = &self.containerd {
+            mode.release_shim_pid();
+        }
+        self.shutdown.request();
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Container>> {
@@ -74,6 +93,20 @@ impl TaskService {
             _ => Err(ShimError::NotFound(format!("container {id:?} not found in this shim"))),
         }
     }
+}
+
+/// The Task API's handlers, under both names containerd calls the service:
+/// `containerd.task.v2.Task` (containerd 1.6; 2.x for shims that answer
+/// `start` with a bare address) and `containerd.task.v3.Task` (berthd;
+/// containerd 2.x). The two protos have the same messages and methods.
+pub fn methods(service: Arc<TaskService>) -> HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {
+    const V3: &str = "/containerd.task.v3.Task/";
+    const V2: &str = "/containerd.task.v2.Task/";
+    let mut all = create_task(service.clone());
+    let v2: Vec<_> =
+        create_task(service).into_iter().filter_map(|(path, handler)| path.strip_prefix(V3).map(|method| (format!("{V2}{method}"), handler))).collect();
+    all.extend(v2);
+    all
 }
 
 /// Logs a failed call once, at the boundary, and converts the error.
@@ -143,10 +176,27 @@ impl Task for TaskService {
 }
 
 /// A protobuf Timestamp for an instant.
-fn timestamp(t: std::time::SystemTime) -> protobuf::well_known_types::timestamp::Timestamp {
+pub(crate) fn timestamp(t: std::time::SystemTime) -> protobuf::well_known_types::timestamp::Timestamp {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut ts = protobuf::well_known_types::timestamp::Timestamp::new();
     ts.seconds = d.as_secs() as i64;
     ts.nanos = d.subsec_nanos() as i32;
     ts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_is_served_under_both_service_names() {
+        let service = Arc::new(TaskService::new("c".into(), Reaper::default(), Arc::default()));
+        let methods = methods(service);
+        for verb in ["Create", "Start", "Delete", "Wait", "Kill", "Exec", "State", "Stats", "Connect", "Shutdown", "Update", "Pids", "CloseIO", "ResizePty"] {
+            for service in ["containerd.task.v2.Task", "containerd.task.v3.Task"] {
+                assert!(methods.contains_key(&format!("/{service}/{verb}")), "/{service}/{verb} missing");
+            }
+        }
+        assert_eq!(methods.keys().filter(|k| k.starts_with("/containerd.task.v2.Task/")).count(), methods.len() / 2);
+    }
 }

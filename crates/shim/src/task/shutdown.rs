@@ -9,7 +9,7 @@ impl TaskService {
     /// a no-op, as in containerd: a live container keeps its shim.
     pub(super) fn shutdown_shim(&self, req: &ShutdownRequest) -> Result<Empty> {
         if req.now || self.lock().is_none() {
-            self.shutdown.request();
+            self.request_exit();
         }
         Ok(Empty::new())
     }

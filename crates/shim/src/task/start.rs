@@ -1,5 +1,9 @@
 use berth_container::sync::{Bootstrap, ExecTarget};
-use containerd_shim_protos::api::{StartRequest, StartResponse};
+use containerd_shim_protos::{
+    api::{StartRequest, StartResponse},
+    events::task::{TaskExecStarted, TaskStart},
+    topics,
+};
 
 use super::TaskService;
 use crate::{
@@ -29,31 +33,74 @@ impl TaskService {
         spawn::start(&spawned, &self.reaper)?;
         init.state().started = true;
         log::info!("started container {id} pid={}", spawned.pid);
+        if let Some(mode) = &self.containerd {
+            let mut event = TaskStart::new();
+            event.container_id = id.to_string();
+            event.pid = spawned.pid as u32;
+            mode.publish(topics::TASK_START_EVENT_TOPIC, &event);
+            let cgroup = self.with_container(id, |c| Ok(c.cgroup.as_ref().map(|cg| cg.cgroup().clone())))?;
+            mode.watch_exit(self.reaper.clone(), id.to_string(), String::new(), init, cgroup);
+        }
         Ok(spawned.pid)
     }
 
     fn start_exec(&self, id: &str, exec_id: &str) -> Result<i32> {
-        let (pending, init, cgroup, bundle) = self.with_container(id, |c| {
-            let pending = c.pending_execs.remove(exec_id).ok_or_else(|| match c.execs.contains_key(exec_id) {
+        // The exec stays pending (marked starting) until it is in `execs`:
+        // a Wait that came before this Start never sees it missing.
+        let (stdio, process, init, cgroup, bundle) = self.with_container(id, |c| {
+            let pending = c.pending_execs.get_mut(exec_id).ok_or_else(|| match c.execs.contains_key(exec_id) {
                 true => ShimError::FailedPrecondition(format!("exec {exec_id:?} was already started")),
                 false => ShimError::NotFound(format!("exec {exec_id:?} not found")),
             })?;
-            Ok((pending, c.init.clone(), c.cgroup.clone(), c.bundle.clone()))
+            if pending.starting {
+                return Err(ShimError::FailedPrecondition(format!("exec {exec_id:?} is already starting")));
+            }
+            pending.starting = true;
+            Ok((pending.stdio.clone(), pending.process.clone(), c.init.clone(), c.cgroup.clone(), c.bundle.clone()))
         })?;
-        let (init_status, init_pid, _) = init.status(&self.reaper);
-        if init_status != Status::Running {
-            return Err(ShimError::FailedPrecondition(format!("container {id} is {init_status:?}; exec needs it Running")));
-        }
-        let (io, child_stdio) = ProcessIo::prepare(&pending.stdio)?;
-        let terminal = pending.stdio.terminal;
-        let bootstrap = Bootstrap { bundle, terminal, exec: Some(ExecTarget { pid: init_pid, process: pending.process }) };
-        let spawned = spawn_init(bootstrap, child_stdio, &io, cgroup.as_ref(), &self.reaper)?;
+        let spawned = (|| {
+            let (init_status, init_pid, _) = init.status(&self.reaper);
+            if init_status != Status::Running {
+                return Err(ShimError::FailedPrecondition(format!("container {id} is {init_status:?}; exec needs it Running")));
+            }
+            let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
+            let bootstrap = Bootstrap { bundle, terminal: stdio.terminal, exec: Some(ExecTarget { pid: init_pid, process }) };
+            let spawned = spawn_init(bootstrap, child_stdio, &io, cgroup.as_ref(), &self.reaper)?;
+            Ok((io, spawned))
+        })();
+        let mut guard = self.lock();
+        let container = guard.as_mut().filter(|c| c.id == id);
+        let (io, spawned) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                // A failed Start ends the exec: a waiting Wait answers NotFound.
+                if let Some(c) = container {
+                    c.pending_execs.remove(exec_id);
+                }
+                self.exec_changed.notify_all();
+                return Err(e);
+            }
+        };
         let proc_ = Proc::new(io, ProcState { pid: spawned.pid, started: true, ..Default::default() });
-        self.with_container(id, |c| {
-            c.execs.insert(exec_id.to_string(), proc_);
-            Ok(())
-        })?;
+        match container {
+            Some(c) => {
+                c.pending_execs.remove(exec_id);
+                c.execs.insert(exec_id.to_string(), proc_.clone());
+            }
+            // Deleted while it was spawned: teardown killed the cgroup it joined.
+            None => return Err(ShimError::NotFound(format!("container {id:?} not found in this shim"))),
+        }
+        self.exec_changed.notify_all();
+        drop(guard);
         log::info!("started exec {exec_id} in {id} pid={}", spawned.pid);
+        if let Some(mode) = &self.containerd {
+            let mut event = TaskExecStarted::new();
+            event.container_id = id.to_string();
+            event.exec_id = exec_id.to_string();
+            event.pid = spawned.pid as u32;
+            mode.publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, &event);
+            mode.watch_exit(self.reaper.clone(), id.to_string(), exec_id.to_string(), proc_, None);
+        }
         Ok(spawned.pid)
     }
 }
