@@ -440,8 +440,21 @@ fn mounts(input: &ContainerInput<'_>, privileged: bool) -> Result<Vec<Value>, Sp
             Ok(v1::MountPropagation::PropagationBidirectional) => "rshared",
             Err(_) => return Err(invalid(format!("{field}.propagation"), format!("unknown value {}", m.propagation))),
         };
+        // Plain read-only covers the mount itself, not what is mounted
+        // under it; recursive_read_only covers all of it. The CRI requires
+        // the latter to come with readonly and private propagation: a
+        // shared or slave mount could receive new, writable submounts.
+        if m.recursive_read_only && !m.readonly {
+            return Err(invalid(format!("{field}.recursive_read_only"), "is set but readonly is false; a recursively read-only mount must be read-only"));
+        }
+        if m.recursive_read_only && propagation != "rprivate" {
+            return Err(invalid(
+                format!("{field}.recursive_read_only"),
+                format!("needs propagation PROPAGATION_PRIVATE, not {}", v1::MountPropagation::try_from(m.propagation).map(|p| p.as_str_name()).unwrap_or("?")),
+            ));
+        }
         let mut options = vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }];
-        if m.readonly && m.recursive_read_only {
+        if m.recursive_read_only {
             options.push("rro");
         }
         let dest = m.container_path.trim_end_matches('/').to_string();

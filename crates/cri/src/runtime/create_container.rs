@@ -4,7 +4,7 @@ use berth_image::index::ImageRecord;
 use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, Namespace, Namespaces};
 use k8s_cri::v1;
 
-use super::{pod_files, user, Runtime};
+use super::{host_devices, pod_files, user, Runtime};
 use crate::{
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
@@ -83,7 +83,14 @@ impl Runtime {
         let files = user::ImageFiles::from_mounts(&rootfs);
         let user = user::resolve(&files, sc, &image_config.user)?;
         let mounts = resolve_mounts(&config.mounts)?;
-        let devices = if sc.is_some_and(|s| s.privileged) { Vec::new() } else { resolve_devices(&config.devices)? };
+        let mut devices = resolve_devices(&config.devices)?;
+        if sc.is_some_and(|s| s.privileged) {
+            // The host's devices, and the ones the config names on top
+            // (they may be at other paths in the container).
+            let named: Vec<String> = devices.iter().map(|d| d.container_path.clone()).collect();
+            let host = blocking(|| host_devices::host_devices(Path::new("/dev"))).await?;
+            devices.extend(host.into_iter().filter(|d| !named.contains(&d.container_path)));
+        }
         let caps = berth_oci::container::capabilities(sc, &self.host_capabilities)?;
         let seccomp = seccomp_profile(sc, &caps)?;
         let namespaces = self.namespaces_for(&srec, sc)?;
@@ -254,6 +261,11 @@ fn resolve_mounts(mounts: &[v1::Mount]) -> Result<Vec<v1::Mount>> {
         .iter()
         .enumerate()
         .map(|(i, m)| {
+            if m.recursive_read_only && !super::features::recursive_read_only_mounts() {
+                return Err(Error::InvalidArgument(format!(
+                    "config.mounts[{i}].recursive_read_only: this kernel has no mount_setattr(2), so submounts cannot be made read-only"
+                )));
+            }
             let field = format!("config.mounts[{i}].host_path");
             if m.host_path.is_empty() {
                 return Err(Error::InvalidArgument(format!("{field} is empty")));

@@ -12,6 +12,8 @@ mod exec_spec;
 mod events;
 mod exec_sync;
 mod exit_monitor;
+mod features;
+mod host_devices;
 mod list_containers;
 mod list_pod_sandbox;
 mod metrics;
