@@ -4,7 +4,7 @@ use berth_image::index::ImageRecord;
 use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, Namespace, Namespaces};
 use k8s_cri::v1;
 
-use super::{host_devices, pod_files, user, Runtime};
+use super::{apparmor, host_devices, pod_files, user, Runtime};
 use crate::{
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
@@ -34,6 +34,7 @@ impl Runtime {
         if meta.name.is_empty() {
             return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
         }
+        refuse_unhonoured(&config)?;
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
@@ -252,6 +253,31 @@ pub(super) fn parse_signal(s: &str) -> Result<u32> {
     nix::sys::signal::Signal::from_str(&name.to_ascii_uppercase())
         .map(|sig| sig as u32)
         .map_err(|_| Error::FailedPrecondition(format!("image StopSignal {s:?} is not a signal")))
+}
+
+/// Fields berth cannot honour yet are refused, named, rather than dropped:
+/// a container that silently lacks its GPU, its AppArmor confinement or its
+/// user namespace is worse than one that does not start.
+#[allow(deprecated)]
+fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
+    if let Some(d) = config.cdi_devices.first() {
+        return Err(Error::InvalidArgument(format!("config.CDI_devices[0]: CDI device {:?} is unknown: berth has no CDI support yet", d.name)));
+    }
+    if let Some(key) = config.annotations.keys().find(|k| k.starts_with("cdi.k8s.io/")) {
+        return Err(Error::InvalidArgument(format!("config.annotations[{key:?}]: CDI devices by annotation are not supported by berth yet")));
+    }
+    for (i, m) in config.mounts.iter().enumerate() {
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            return Err(Error::InvalidArgument(format!("config.mounts[{i}].uid_mappings/gid_mappings: idmapped mounts need a user namespace, which berth does not make yet")));
+        }
+    }
+    let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
+    let userns = sc.and_then(|s| s.namespace_options.as_ref()).and_then(|n| n.userns_options.as_ref());
+    super::user_namespace::check("config.linux.security_context.namespace_options.userns_options", userns)?;
+    if let Some(sc) = sc {
+        apparmor::check(sc)?;
+    }
+    Ok(())
 }
 
 /// Host paths must exist; symlinks are followed so the container gets what
