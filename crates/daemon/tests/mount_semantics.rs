@@ -154,3 +154,42 @@ async fn read_only_covers_the_mount_and_recursive_read_only_its_submounts_too() 
     assert_eq!(before, after, "a refused container is not left behind");
     node.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_volume_shows_the_images_files_read_only_and_goes_with_its_container() {
+    let mut node = Node::start().await;
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push_with_files(&node.registry, work.path(), "pods/volume:1", &[("srv/volume.txt", "from the image\n")]);
+    let reference = format!("{}/pods/volume:1", node.registry.host());
+    let spec = v1::ImageSpec { image: reference.clone(), ..Default::default() };
+    let pulled = node.img.pull_image(v1::PullImageRequest { image: Some(spec.clone()), ..Default::default() }).await.unwrap().into_inner().image_ref;
+    let snapshots = node.berthd.root().join("snapshots/overlayfs/metadata");
+    let count = || std::fs::read_dir(&snapshots).unwrap().count();
+    let pod = node.run_pod("imagevol").await;
+    let before = count();
+
+    // As the kubelet sends it: the image_ref PullImage answered.
+    let volume = |image: &str| v1::Mount { container_path: "/data".into(), image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }), readonly: true, ..Default::default() };
+    let mut c = node.container_config("reader", &["sleep", "3600"]);
+    c.mounts = vec![volume(&pulled)];
+    let id = node.create(&pod, c).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let r = node.exec(&id, &["sh", "-c", "cat /data/srv/volume.txt; touch /data/x 2>/dev/null && echo writable || echo read-only"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "from the image\nread-only\n", "{r:?}");
+
+    // Bad input names the field; nothing is left of the refused container.
+    let mut absent = node.container_config("absent", &["true"]);
+    absent.mounts = vec![volume("127.0.0.1:1/never/pulled:1")];
+    let e = node.create(&pod, absent).await.expect_err("an image that is not present");
+    assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("config.mounts[0].image") && e.message().contains("never/pulled"), "{e:?}");
+    let mut both = node.container_config("both", &["true"]);
+    both.mounts = vec![v1::Mount { host_path: "/tmp".into(), ..volume(&reference) }];
+    let e = node.create(&pod, both).await.expect_err("host_path and image together");
+    assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("mutually exclusive"), "{e:?}");
+
+    // The volume's snapshot goes with the container.
+    node.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.unwrap();
+    node.rt.remove_container(v1::RemoveContainerRequest { container_id: id }).await.unwrap();
+    assert_eq!(count(), before, "the container's thin layer and its image volume's snapshot are removed");
+    node.teardown().await;
+}
