@@ -33,13 +33,11 @@ impl MountOptions {
 
 pub fn parse(options: &[String]) -> MountOptions {
     let mut o = MountOptions::default();
-    let mut readonly = false;
     for opt in options {
         let (set, clear, prop): (MsFlags, MsFlags, MsFlags) = match opt.as_str() {
-            "ro" => {
-                readonly = true;
-                (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty())
-            }
+            // Only the mount itself: submounts of an rbind keep their own
+            // flags (the CRI's plain read-only). `rro` is all of them.
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
             "rro" => {
                 o.recursive_readonly = true;
@@ -89,9 +87,6 @@ pub fn parse(options: &[String]) -> MountOptions {
             o.propagation = prop;
         }
     }
-    if readonly && o.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC) {
-        o.recursive_readonly = true;
-    }
     o
 }
 
@@ -109,7 +104,8 @@ mod tests {
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV);
         assert_eq!(o.data().as_deref(), Some("mode=755,size=65536k"));
         let o = opts(&["rbind", "rslave", "ro"]);
-        assert!(o.is_bind() && o.recursive_readonly);
+        assert!(o.is_bind() && !o.recursive_readonly, "plain ro is the top mount only");
+        assert!(opts(&["rbind", "ro", "rro"]).recursive_readonly);
         assert_eq!(o.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
     }
 

@@ -46,8 +46,19 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
         .map(|p| mount_options::parse(&[p.to_string()]).propagation)
         .filter(|p| !p.is_empty())
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    let private_first = if root_propagation.contains(MsFlags::MS_SHARED) { MsFlags::MS_SLAVE | MsFlags::MS_REC } else { root_propagation };
-    mount_raw(None, Path::new("/"), None, private_first, None)?;
+    // rshared (a Bidirectional volume): the copied mounts stay in their
+    // host peer groups, so a bind of a shared host path joins the host's
+    // group and mounts travel both ways. Demoted to slaves first, such a
+    // bind would only ever receive.
+    mount_raw(None, Path::new("/"), None, root_propagation, None)?;
+    if root_propagation.contains(MsFlags::MS_SHARED) {
+        // The mount holding the rootfs leaves its peer group, so that the
+        // rootfs, /proc and the rest mounted under it never reach the host.
+        // (A volume whose host path lives on that same mount is then
+        // private too.)
+        let holder = containing_mount(rootfs)?;
+        mount_raw(None, &holder, None, MsFlags::MS_PRIVATE, None)?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount_raw(Some(rootfs), rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
 
@@ -294,8 +305,9 @@ fn locked_flags(path: &Path) -> MsFlags {
 }
 
 /// mount_setattr(2) with AT_RECURSIVE: read-only for every submount too
-/// (Linux 5.12+). On older kernels only the top mount becomes read-only,
-/// which the caller's remount still does.
+/// (Linux 5.12+). There is no fallback: berthd advertises and accepts
+/// recursive read-only mounts only where the call exists, and a mount that
+/// is read-only at the top only would let writes through its submounts.
 fn set_recursive_readonly(path: &Path) -> Result<()> {
     #[repr(C)]
     struct MountAttr {
@@ -322,11 +334,39 @@ fn set_recursive_readonly(path: &Path) -> Result<()> {
         return Ok(());
     }
     let err = nix::Error::last();
-    if err == nix::Error::ENOSYS {
-        log::warn!("mount_setattr unavailable: {} is read-only at the top only", path.display());
-        return Ok(());
-    }
     Err(Error::Mount { source_path: "mount_setattr(rro)".into(), target: path.into(), source: err })
+}
+
+/// The mount point of the mount `path` is on (the longest mount point in
+/// /proc/self/mountinfo that holds it).
+fn containing_mount(path: &Path) -> Result<PathBuf> {
+    let path = fs::canonicalize(path).map_err(|e| Error::Rootfs { path: path.into(), reason: format!("resolve: {e}") })?;
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Rootfs { path: "/proc/self/mountinfo".into(), reason: e.to_string() })?;
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4).map(unescape_mountinfo))
+        .filter(|point| path.starts_with(point))
+        .max_by_key(|point| point.as_os_str().len())
+        .ok_or_else(|| Error::Rootfs { path: path.clone(), reason: "on no mount in /proc/self/mountinfo".into() })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let (bytes, mut out, mut i) = (field.as_bytes(), Vec::with_capacity(field.len()), 0);
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 pub fn mount_raw(source: Option<&Path>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {

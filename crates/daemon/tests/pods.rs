@@ -322,7 +322,8 @@ async fn security_context_and_mounts_shape_the_container() {
     let st = node.status(&id).await;
     assert_eq!(st.mounts.len(), 2);
     let user = st.user.unwrap().linux.unwrap();
-    assert_eq!((user.uid, user.gid, user.supplemental_groups), (1234, 5678, vec![4242]));
+    // The primary group is among the process's groups, as getgroups(2) has it.
+    assert_eq!((user.uid, user.gid, user.supplemental_groups), (1234, 5678, vec![4242, 5678]));
 
     // A host device under another name, and a Localhost seccomp profile
     // (OCI format) that refuses mkdir.

@@ -125,3 +125,72 @@ async fn a_pod_whose_network_fails_is_rolled_back_and_its_retry_works() {
     node.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await.unwrap();
     node.teardown().await;
 }
+
+/// What berth cannot honour yet is refused, the field named, and leaves
+/// nothing: a user namespace (whatever its mode or mappings), a CDI device
+/// (field or annotation), an idmapped mount, an AppArmor profile on a host
+/// without AppArmor. Nothing is silently dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_security_fields_are_refused_not_dropped() {
+    let mut node = Node::start().await;
+    let base = node.pod_config("userns");
+    let userns = |mode: v1::NamespaceMode, maps: &[(u32, u32, u32)]| {
+        let maps: Vec<v1::IdMapping> = maps.iter().map(|&(c, h, l)| v1::IdMapping { container_id: c, host_id: h, length: l }).collect();
+        let mut config = base.clone();
+        let sc = config.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.namespace_options.as_mut().unwrap().userns_options = Some(v1::UserNamespace { mode: mode as i32, uids: maps.clone(), gids: maps });
+        v1::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }
+    };
+    let field = "namespace_options.userns_options";
+    for (req, needle) in [
+        (userns(v1::NamespaceMode::Pod, &[(0, 1000, 100000), (0, 2000, 100000)]), "uids: exactly one mapping"),
+        (userns(v1::NamespaceMode::Pod, &[(1, 1000, 100000)]), "must start at container id 0"),
+        (userns(v1::NamespaceMode::Container, &[]), "CONTAINER is not valid"),
+        (userns(v1::NamespaceMode::Target, &[]), "TARGET is not valid"),
+        (userns(v1::NamespaceMode::Pod, &[(0, 1000, 100000)]), "not supported by berth"),
+    ] {
+        let e = node.rt.run_pod_sandbox(req).await.expect_err("must be refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(field) && e.message().contains(needle), "{e:?}");
+    }
+    assert!(node.rt.list_pod_sandbox(v1::ListPodSandboxRequest::default()).await.unwrap().into_inner().items.is_empty(), "no refused pod is left");
+    // NODE is the host's user namespace: nothing to make, accepted.
+    node.rt.run_pod_sandbox(userns(v1::NamespaceMode::Node, &[])).await.expect("mode NODE is what berth always does");
+
+    let pod = node.run_pod("fields").await;
+    let good = node.container_config("app", &["sleep", "3600"]);
+    let mut cdi = good.clone();
+    cdi.cdi_devices = vec![v1::CdiDevice { name: "vendor.example/gpu=0".into() }];
+    expect(node.create(&pod, cdi).await, Code::InvalidArgument, "config.CDI_devices[0]: CDI device \"vendor.example/gpu=0\"");
+    let mut cdi_annotation = good.clone();
+    cdi_annotation.annotations.insert("cdi.k8s.io/gpu".into(), "vendor.example/gpu=0".into());
+    expect(node.create(&pod, cdi_annotation).await, Code::InvalidArgument, "cdi.k8s.io/gpu");
+    let mut idmapped = good.clone();
+    idmapped.mounts = vec![v1::Mount {
+        container_path: "/data".into(),
+        host_path: "/tmp".into(),
+        uid_mappings: vec![v1::IdMapping { container_id: 0, host_id: 1000, length: 1 }],
+        ..Default::default()
+    }];
+    expect(node.create(&pod, idmapped).await, Code::InvalidArgument, "config.mounts[0].uid_mappings");
+    let mut container_userns = good.clone();
+    let sc = container_userns.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.namespace_options.as_mut().unwrap().userns_options = Some(v1::UserNamespace { mode: v1::NamespaceMode::Target as i32, ..Default::default() });
+    expect(node.create(&pod, container_userns).await, Code::InvalidArgument, "config.linux.security_context.namespace_options.userns_options.mode");
+    if !std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y") {
+        let mut apparmor = good.clone();
+        apparmor.linux.as_mut().unwrap().security_context.as_mut().unwrap().apparmor =
+            Some(v1::SecurityProfile { profile_type: v1::security_profile::ProfileType::Localhost as i32, localhost_ref: "k8s-deny-write".into() });
+        expect(node.create(&pod, apparmor).await, Code::InvalidArgument, "AppArmor is not enabled on this node");
+        // runtime/default without AppArmor: no LSM to confine with, as for
+        // every runtime on such a host.
+        let mut default = node.container_config("apparmor-default", &["sleep", "3600"]);
+        default.linux.as_mut().unwrap().security_context.as_mut().unwrap().apparmor =
+            Some(v1::SecurityProfile { profile_type: v1::security_profile::ProfileType::RuntimeDefault as i32, ..Default::default() });
+        node.create(&pod, default).await.expect("runtime/default on a host without AppArmor");
+    }
+    // A refused container leaves no name, thin layer or bundle: the same
+    // config is created fine afterwards.
+    node.create(&pod, good).await.expect("the plain container");
+    node.teardown().await;
+}

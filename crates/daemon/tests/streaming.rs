@@ -392,3 +392,39 @@ async fn execs_left_by_a_killed_berthd_are_ended_at_restart() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     node.teardown().await;
 }
+
+/// critest's attach, and `crictl attach` to a container made without a
+/// log path: a shell reading the attach stream's stdin (no terminal,
+/// stdin_once) answers on the attach stream's stdout, although its output
+/// goes to no log; closing stdin ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_with_stdin_and_no_log_delivers_the_output() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("nolog").await;
+    let mut config = node.container_config("sh", &["/bin/sh"]);
+    (config.stdin, config.stdin_once, config.log_path) = (true, true, String::new());
+    let id = node.create(&pod, config).await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+
+    let url = node.rt.attach(v1::AttachRequest { container_id: id.clone(), tty: false, stdin: true, stdout: true, stderr: true }).await.unwrap().into_inner().url;
+    let (conn, _session) = spdy(&url, "v4.channel.k8s.io").await.unwrap();
+    let mut error = conn.open(headers(&[("streamtype", "error")])).await.unwrap();
+    let stdin = conn.open(headers(&[("streamtype", "stdin")])).await.unwrap();
+    let mut stdout = conn.open(headers(&[("streamtype", "stdout")])).await.unwrap();
+    let mut stderr = conn.open(headers(&[("streamtype", "stderr")])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // attached
+    stdin.writer.send(b"echo hello\n").await;
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"hello\n") {
+        let chunk = tokio::time::timeout(T, stdout.data.recv()).await.expect("the shell's answer arrives").expect("stdout open");
+        seen.extend(chunk);
+    }
+    assert_eq!(seen, b"hello\n");
+    stdin.writer.finish().await;
+    assert_eq!(read_all(&mut stdout, T).await, b"", "nothing more after stdin closed");
+    assert_eq!(read_all(&mut stderr, T).await, b"");
+    let status: serde_json::Value = serde_json::from_slice(&read_all(&mut error, T).await).unwrap();
+    assert_eq!(status["status"], "Success", "{status}");
+    assert_eq!(node.wait_exited(&id, T).await.exit_code, 0, "the end of stdin ended the shell");
+    node.teardown().await;
+}

@@ -56,6 +56,17 @@ pub struct HostDevice {
     pub permissions: String,
 }
 
+/// An image volume (`Mount.image`): the image's layers as the snapshotter
+/// shows them (an overlay, or a bind of a single layer), mounted read-only
+/// at `container_path`.
+#[derive(Debug, Clone)]
+pub struct ImageVolume {
+    pub container_path: String,
+    pub typ: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
 /// A bind mount of a file berthd keeps for the pod (resolv.conf, hosts,
 /// hostname, the pod's /dev/shm).
 #[derive(Debug, Clone)]
@@ -76,8 +87,10 @@ pub struct ContainerInput<'a> {
     pub namespaces: Namespaces,
     pub cgroups_path: String,
     pub pod_files: Vec<PodFile>,
-    /// CRI mounts with their host paths already resolved (symlinks followed).
+    /// CRI mounts with their host paths already resolved (symlinks followed);
+    /// image volumes are not among them but in `image_volumes`.
     pub mounts: Vec<v1::Mount>,
+    pub image_volumes: Vec<ImageVolume>,
     pub devices: Vec<HostDevice>,
     /// The seccomp profile chosen and loaded; None is unconfined.
     pub seccomp: Option<LinuxSeccomp>,
@@ -440,13 +453,38 @@ fn mounts(input: &ContainerInput<'_>, privileged: bool) -> Result<Vec<Value>, Sp
             Ok(v1::MountPropagation::PropagationBidirectional) => "rshared",
             Err(_) => return Err(invalid(format!("{field}.propagation"), format!("unknown value {}", m.propagation))),
         };
+        // Plain read-only covers the mount itself, not what is mounted
+        // under it; recursive_read_only covers all of it. The CRI requires
+        // the latter to come with readonly and private propagation: a
+        // shared or slave mount could receive new, writable submounts.
+        if m.recursive_read_only && !m.readonly {
+            return Err(invalid(format!("{field}.recursive_read_only"), "is set but readonly is false; a recursively read-only mount must be read-only"));
+        }
+        if m.recursive_read_only && propagation != "rprivate" {
+            return Err(invalid(
+                format!("{field}.recursive_read_only"),
+                format!("needs propagation PROPAGATION_PRIVATE, not {}", v1::MountPropagation::try_from(m.propagation).map(|p| p.as_str_name()).unwrap_or("?")),
+            ));
+        }
         let mut options = vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }];
-        if m.readonly && m.recursive_read_only {
+        if m.recursive_read_only {
             options.push("rro");
         }
         let dest = m.container_path.trim_end_matches('/').to_string();
         let dest = if dest.is_empty() { "/".to_string() } else { dest };
         push(dest.clone(), json!({ "destination": dest, "type": "bind", "source": m.host_path, "options": options }));
+    }
+    for v in &input.image_volumes {
+        if !v.container_path.starts_with('/') {
+            return Err(invalid("mounts[].container_path", format!("{:?} is not an absolute path", v.container_path)));
+        }
+        // Read-only whatever the request says: the kubelet's image volumes
+        // are, and the snapshot under it is the container's only hold on
+        // the image's layers, not a place to write.
+        let mut options = v.options.iter().filter(|o| *o != "rw").cloned().collect::<Vec<_>>();
+        options.extend(["ro".to_string(), "nosuid".to_string(), "nodev".to_string()]);
+        let dest = v.container_path.trim_end_matches('/').to_string();
+        push(dest.clone(), json!({ "destination": dest, "type": v.typ, "source": v.source, "options": options }));
     }
     Ok(list.into_iter().map(|(_, v)| v).collect())
 }

@@ -34,6 +34,9 @@ pub struct StdioConfig {
     pub stdout: String,
     pub stderr: String,
     pub terminal: bool,
+    /// Clients may attach (the container's init): output that goes nowhere
+    /// still passes through the shim, so attached clients see it.
+    pub attachable: bool,
 }
 
 /// The three fds handed to the spawned init.
@@ -107,7 +110,17 @@ impl ProcessIo {
     /// The fd the child writes to for one stream.
     fn sink_fd(&self, sink: Sink, stream: Stream) -> Result<OwnedFd> {
         Ok(match sink {
-            Sink::Null => OpenOptions::new().write(true).open("/dev/null").map_err(ShimError::internal("open /dev/null"))?.into(),
+            // Not attachable: straight to /dev/null, no thread.
+            Sink::Null if !self.config.attachable => OpenOptions::new().write(true).open("/dev/null").map_err(ShimError::internal("open /dev/null"))?.into(),
+            // A container with no log (crictl, critest; never the kubelet)
+            // can still be attached to: its output goes through a pipe the
+            // shim reads and, but for attached clients, discards.
+            Sink::Null => {
+                let (read, write) = pipe()?;
+                let read = Tee { inner: read, stream, attachments: self.attachments.clone() };
+                self.spawn_copier("null-copy", move || copy_raw(read, std::io::sink()))?;
+                write
+            }
             Sink::Fd(f) => f.into(),
             Sink::Log(log) => {
                 let (read, write) = pipe()?;

@@ -1,4 +1,5 @@
-//! Bind mounts: recursive read-only, propagation, and spec devices.
+//! Bind mounts: read-only at the top (`ro`) or all the way down (`rro`),
+//! propagation, and spec devices.
 
 mod common;
 
@@ -24,7 +25,7 @@ impl Drop for Unmount {
 }
 
 #[test]
-fn rbind_ro_is_readonly_all_the_way_down_and_propagation_is_honoured() {
+fn rro_is_readonly_all_the_way_down_ro_only_at_the_top_and_propagation_is_honoured() {
     let shim = Shim::start("binds");
     let src = shim.dir.path().join("src");
     // A shared mount on the host with a submount below it.
@@ -37,6 +38,8 @@ fn rbind_ro_is_readonly_all_the_way_down_and_propagation_is_honoured() {
     let mut spec = spec(&shim.id, &["sh", "-c", "\
         touch /ro/x 2>/dev/null && echo top-writable; \
         touch /ro/sub/x 2>/dev/null && echo sub-writable; \
+        touch /top-ro/x 2>/dev/null && echo top-ro-writable; \
+        touch /top-ro/sub/z && echo top-ro-sub-writable; \
         touch /rw/sub/y && echo rw-ok; \
         while [ ! -e /slave/late-slave/marker ]; do sleep 0.05; done; echo slave-sees-new-mount; \
         ls /private/late-slave | wc -l; \
@@ -52,7 +55,8 @@ fn rbind_ro_is_readonly_all_the_way_down_and_propagation_is_honoured() {
             .unwrap()
     };
     let mounts = spec.mounts_mut().as_mut().unwrap();
-    mounts.push(bind("/ro", &["rbind", "ro"]));
+    mounts.push(bind("/ro", &["rbind", "ro", "rro"]));
+    mounts.push(bind("/top-ro", &["rbind", "ro"]));
     mounts.push(bind("/rw", &["rbind", "rw"]));
     mounts.push(bind("/slave", &["rbind", "rslave"]));
     mounts.push(bind("/private", &["rbind", "rprivate"]));
@@ -65,7 +69,7 @@ fn rbind_ro_is_readonly_all_the_way_down_and_propagation_is_honoured() {
     std::fs::write(src.join("late-slave/marker"), "").unwrap();
     assert_eq!(shim.wait(""), 0, "{}", shim.log_text());
     let log = shim.log_text();
-    assert_eq!(log.lines().collect::<Vec<_>>(), ["rw-ok", "slave-sees-new-mount", "0", "c"], "{log}");
+    assert_eq!(log.lines().collect::<Vec<_>>(), ["top-ro-sub-writable", "rw-ok", "slave-sees-new-mount", "0", "c"], "{log}");
     drop(guard);
     shim.delete_and_assert_clean(pid);
 }

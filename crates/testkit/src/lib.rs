@@ -502,6 +502,25 @@ pub fn push_hostile_layer(registry: &Registry, work: &Path, name: &str, entry_na
         .args([format!("oci:{}:hostile", layout.display()), format!("docker://{}/{name}", registry.host())]));
 }
 
+/// [`build_and_push`]'s image plus a layer holding `files` (path in the
+/// image, contents), e.g. an /etc/passwd and /etc/group of its own,
+/// pushed as `name`.
+pub fn build_and_push_with_files(registry: &Registry, work: &Path, name: &str, files: &[(&str, &str)]) {
+    let image = build_layout(work, None);
+    let layout = work.join("oci");
+    let derived = format!("{}:files", layout.display());
+    let bundle = work.join("bundle-files");
+    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+    for (path, text) in files {
+        let target = bundle.join("rootfs").join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, text).unwrap();
+    }
+    run(Command::new("umoci").args(["repack", "--image", &derived]).arg(&bundle));
+    std::fs::remove_dir_all(&bundle).unwrap();
+    run(Command::new("skopeo").arg("copy").args(registry.dest_tls_args()).arg(format!("oci:{derived}")).arg(format!("docker://{}/{name}", registry.host())));
+}
+
 /// After [`build_and_push`] in `work`: the same image with `Cmd` set to
 /// `cmd` (e.g. a pause image for a runtime that needs one), pushed as
 /// `name`.

@@ -1,10 +1,10 @@
 use std::{os::unix::fs::{FileTypeExt, MetadataExt}, path::Path, str::FromStr, sync::Arc};
 
 use berth_image::index::ImageRecord;
-use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, Namespace, Namespaces};
+use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, ImageVolume, Namespace, Namespaces};
 use k8s_cri::v1;
 
-use super::{pod_files, user, Runtime};
+use super::{apparmor, host_devices, pod_files, user, Runtime};
 use crate::{
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
@@ -34,6 +34,7 @@ impl Runtime {
         if meta.name.is_empty() {
             return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
         }
+        refuse_unhonoured(&config)?;
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
@@ -82,8 +83,18 @@ impl Runtime {
         let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
         let files = user::ImageFiles::from_mounts(&rootfs);
         let user = user::resolve(&files, sc, &image_config.user)?;
-        let mounts = resolve_mounts(&config.mounts)?;
-        let devices = if sc.is_some_and(|s| s.privileged) { Vec::new() } else { resolve_devices(&config.devices)? };
+        let (host_mounts, image_mounts): (Vec<(usize, &v1::Mount)>, Vec<(usize, &v1::Mount)>) =
+            config.mounts.iter().enumerate().partition(|(_, m)| m.image.as_ref().is_none_or(|i| i.image.is_empty()));
+        let mounts = resolve_mounts(&host_mounts)?;
+        let image_volumes = self.image_volumes(id, &image_mounts).await?;
+        let mut devices = resolve_devices(&config.devices)?;
+        if sc.is_some_and(|s| s.privileged) {
+            // The host's devices, and the ones the config names on top
+            // (they may be at other paths in the container).
+            let named: Vec<String> = devices.iter().map(|d| d.container_path.clone()).collect();
+            let host = blocking(|| host_devices::host_devices(Path::new("/dev"))).await?;
+            devices.extend(host.into_iter().filter(|d| !named.contains(&d.container_path)));
+        }
         let caps = berth_oci::container::capabilities(sc, &self.host_capabilities)?;
         let seccomp = seccomp_profile(sc, &caps)?;
         let namespaces = self.namespaces_for(&srec, sc)?;
@@ -103,6 +114,7 @@ impl Runtime {
             cgroups_path: cgroups_path.clone(),
             pod_files: pod_files::for_containers(&pod_dir, srec.shm.as_ref(), host_ipc),
             mounts,
+            image_volumes,
             devices,
             seccomp,
             hostname,
@@ -201,12 +213,49 @@ impl Runtime {
         Ok(Namespaces { net: pinned(&srec.netns), ipc: pinned(&srec.ipcns), uts: pinned(&srec.utsns), pid })
     }
 
-    /// Removes what a failed or removed container leaves: its thin layer,
-    /// bundle and record directory. Missing parts are fine.
+    /// Image volumes (`Mount.image`): each gets a snapshot of its own on the
+    /// image's top layer (`<container id>-image-<n>`), which holds the
+    /// layers against image GC for as long as the container exists; the
+    /// container mounts it read-only. The image must have been pulled (the
+    /// kubelet pulls it first).
+    async fn image_volumes(&self, id: &str, mounts: &[(usize, &v1::Mount)]) -> Result<Vec<ImageVolume>> {
+        let mut volumes = Vec::new();
+        for &(i, m) in mounts {
+            let field = format!("config.mounts[{i}]");
+            let reference = m.image.as_ref().map(|s| s.image.clone()).unwrap_or_default();
+            if !m.host_path.is_empty() {
+                return Err(Error::InvalidArgument(format!("{field}: host_path {:?} and image {reference:?} are mutually exclusive", m.host_path)));
+            }
+            if m.recursive_read_only || m.propagation != v1::MountPropagation::PropagationPrivate as i32 {
+                return Err(Error::InvalidArgument(format!("{field}: an image volume takes neither recursive_read_only nor propagation")));
+            }
+            let image = self
+                .images
+                .index
+                .resolve(&reference)
+                .ok_or_else(|| Error::InvalidArgument(format!("{field}.image: image {reference:?} is not present; pull it first")))?;
+            let top = image.chain_ids.last().cloned().ok_or_else(|| Error::InvalidArgument(format!("{field}.image: image {reference:?} has no layers")))?;
+            let (snapshots, key) = (self.images.snapshots.clone(), format!("{id}-image-{i}"));
+            let shown = blocking(move || Ok(snapshots.prepare(&key, Some(&top))?)).await?;
+            let [mount] = shown.as_slice() else {
+                return Err(Error::Internal(format!("{field}.image: the snapshotter gave {} mounts, not one", shown.len())));
+            };
+            volumes.push(ImageVolume { container_path: m.container_path.clone(), typ: mount.typ.clone(), source: mount.source.clone(), options: mount.options.clone() });
+        }
+        Ok(volumes)
+    }
+
+    /// Removes what a failed or removed container leaves: its thin layer
+    /// and image volume snapshots, bundle and record directory. Missing
+    /// parts are fine.
     pub(crate) async fn remove_container_files(&self, id: &str) {
         let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
         let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
         let result = blocking(move || {
+            let volumes = format!("{key}-image-");
+            for info in snapshots.list()?.into_iter().filter(|s| s.key.starts_with(&volumes)) {
+                snapshots.remove(&info.key)?;
+            }
             snapshots.remove(&key)?;
             for dir in dirs {
                 let dir = dir?;
@@ -247,19 +296,48 @@ pub(super) fn parse_signal(s: &str) -> Result<u32> {
         .map_err(|_| Error::FailedPrecondition(format!("image StopSignal {s:?} is not a signal")))
 }
 
+/// Fields berth cannot honour yet are refused, named, rather than dropped:
+/// a container that silently lacks its GPU, its AppArmor confinement or its
+/// user namespace is worse than one that does not start.
+#[allow(deprecated)]
+fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
+    if let Some(d) = config.cdi_devices.first() {
+        return Err(Error::InvalidArgument(format!("config.CDI_devices[0]: CDI device {:?} is unknown: berth has no CDI support yet", d.name)));
+    }
+    if let Some(key) = config.annotations.keys().find(|k| k.starts_with("cdi.k8s.io/")) {
+        return Err(Error::InvalidArgument(format!("config.annotations[{key:?}]: CDI devices by annotation are not supported by berth yet")));
+    }
+    for (i, m) in config.mounts.iter().enumerate() {
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            return Err(Error::InvalidArgument(format!("config.mounts[{i}].uid_mappings/gid_mappings: idmapped mounts need a user namespace, which berth does not make yet")));
+        }
+    }
+    let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
+    let userns = sc.and_then(|s| s.namespace_options.as_ref()).and_then(|n| n.userns_options.as_ref());
+    super::user_namespace::check("config.linux.security_context.namespace_options.userns_options", userns)?;
+    if let Some(sc) = sc {
+        apparmor::check(sc)?;
+    }
+    Ok(())
+}
+
 /// Host paths must exist; symlinks are followed so the container gets what
 /// the link points at, as the kubelet expects.
-fn resolve_mounts(mounts: &[v1::Mount]) -> Result<Vec<v1::Mount>> {
+fn resolve_mounts(mounts: &[(usize, &v1::Mount)]) -> Result<Vec<v1::Mount>> {
     mounts
         .iter()
-        .enumerate()
-        .map(|(i, m)| {
+        .map(|&(i, m)| {
+            if m.recursive_read_only && !super::features::recursive_read_only_mounts() {
+                return Err(Error::InvalidArgument(format!(
+                    "config.mounts[{i}].recursive_read_only: this kernel has no mount_setattr(2), so submounts cannot be made read-only"
+                )));
+            }
             let field = format!("config.mounts[{i}].host_path");
             if m.host_path.is_empty() {
                 return Err(Error::InvalidArgument(format!("{field} is empty")));
             }
             let real = std::fs::canonicalize(&m.host_path).map_err(|e| Error::InvalidArgument(format!("{field}: {}: {e}", m.host_path)))?;
-            Ok(v1::Mount { host_path: real.display().to_string(), ..m.clone() })
+            Ok(v1::Mount { host_path: real.display().to_string(), ..(*m).clone() })
         })
         .collect()
 }

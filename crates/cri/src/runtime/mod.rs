@@ -1,6 +1,7 @@
 //! RuntimeService: one file per RPC (or per family of stats RPCs); this
 //! file holds the shared state and routes.
 
+mod apparmor;
 mod attach;
 mod cgroup_paths;
 mod container_stats;
@@ -12,6 +13,8 @@ mod exec_spec;
 mod events;
 mod exec_sync;
 mod exit_monitor;
+mod features;
+mod host_devices;
 mod list_containers;
 mod list_pod_sandbox;
 mod metrics;
@@ -39,6 +42,7 @@ mod streaming_backend;
 mod update_container_resources;
 mod update_runtime_config;
 mod user;
+mod user_namespace;
 mod version;
 
 use std::{path::PathBuf, pin::Pin, sync::{Arc, Mutex}};

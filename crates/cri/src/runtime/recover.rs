@@ -154,7 +154,10 @@ async fn collect_orphans(rt: &Arc<Runtime>) -> Result<()> {
             }
         }
         for info in snapshots.list()? {
-            if info.kind == berth_snapshot::Kind::Active && !info.key.starts_with(berth_image::pull::EXTRACT_PREFIX) && !containers.contains(&info.key) {
+            // A container's own snapshot is keyed by its id, its image
+            // volumes' by `<id>-image-<n>`.
+            let owner = info.key.split_once("-image-").map_or(info.key.as_str(), |(id, _)| id);
+            if info.kind == berth_snapshot::Kind::Active && !info.key.starts_with(berth_image::pull::EXTRACT_PREFIX) && !containers.contains(owner) {
                 snapshots.remove(&info.key)?;
                 removed += 1;
             }

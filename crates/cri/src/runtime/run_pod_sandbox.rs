@@ -33,6 +33,7 @@ impl Runtime {
         if v1::NamespaceMode::try_from(ns.pid).is_err() || ns.pid == v1::NamespaceMode::Target as i32 {
             return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: mode {} is not valid for a pod", ns.pid)));
         }
+        super::user_namespace::check("config.linux.security_context.namespace_options.userns_options", ns.userns_options.as_ref())?;
         let shared_pid = ns.pid == v1::NamespaceMode::Pod as i32;
         let host_network = ns.network == v1::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == v1::NamespaceMode::Node as i32;

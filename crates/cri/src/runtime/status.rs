@@ -1,8 +1,8 @@
 use std::collections::HashMap;
 
-use k8s_cri::v1::{RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse};
+use k8s_cri::v1::{RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse};
 
-use super::Runtime;
+use super::{features, Runtime};
 
 impl Runtime {
     /// RuntimeReady when the shim binary is there to run containers;
@@ -21,12 +21,20 @@ impl Runtime {
             info.insert("config".to_string(), self.info.verbose_config.clone());
             info.insert("podCIDR".to_string(), self.pod_cidr.lock().unwrap_or_else(|e| e.into_inner()).clone());
         }
-        let features = Some(RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false });
+        let handler_features = Some(RuntimeHandlerFeatures {
+            recursive_read_only_mounts: features::recursive_read_only_mounts(),
+            user_namespaces: features::USER_NAMESPACES,
+        });
         let runtime_handlers = std::iter::once(String::new())
             .chain(self.info.runtime_handlers.iter().cloned())
-            .map(|name| RuntimeHandler { name, features })
+            .map(|name| RuntimeHandler { name, features: handler_features })
             .collect();
-        StatusResponse { status: Some(RuntimeStatus { conditions: vec![runtime, network] }), info, runtime_handlers, ..Default::default() }
+        StatusResponse {
+            status: Some(RuntimeStatus { conditions: vec![runtime, network] }),
+            info,
+            runtime_handlers,
+            features: Some(RuntimeFeatures { supplemental_groups_policy: features::SUPPLEMENTAL_GROUPS_POLICY }),
+        }
     }
 }
 

@@ -73,6 +73,15 @@ fn groups(files: &ImageFiles) -> Vec<(String, u32, Vec<String>)> {
 
 pub fn resolve(files: &ImageFiles, sc: Option<&v1::LinuxContainerSecurityContext>, image_user: &str) -> Result<ResolvedUser> {
     let users = passwd(files);
+    // The CRI: run_as_group "should only be specified when run_as_user or
+    // run_as_username is specified; otherwise, the runtime MUST error".
+    // A group alone would pair with whatever user the image names.
+    if let Some(s) = sc.filter(|s| s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty()) {
+        let g = s.run_as_group.as_ref().map(|g| g.value).unwrap_or_default();
+        return Err(Error::InvalidArgument(format!(
+            "config.linux.security_context.run_as_group ({g}) is set without run_as_user or run_as_username"
+        )));
+    }
     let (uid, mut gid, name) = if let Some(uid) = sc.and_then(|s| s.run_as_user.as_ref()) {
         let uid = to_id("config.linux.security_context.run_as_user", uid.value)?;
         let entry = users.iter().find(|u| u.uid == uid);
@@ -115,14 +124,25 @@ pub fn resolve(files: &ImageFiles, sc: Option<&v1::LinuxContainerSecurityContext
         gid = Some(to_id("config.linux.security_context.run_as_group", g.value)?);
     }
     let gid = gid.unwrap_or(0);
-    let mut additional_gids: Vec<u32> = match &name {
-        Some(n) => groups(files).into_iter().filter(|(_, _, m)| m.contains(n)).map(|(_, id, _)| id).collect(),
-        None => Vec::new(),
+    let policy = sc.map(|s| s.supplemental_groups_policy).unwrap_or_default();
+    let strict = match v1::SupplementalGroupsPolicy::try_from(policy) {
+        Ok(v1::SupplementalGroupsPolicy::Merge) => false,
+        Ok(v1::SupplementalGroupsPolicy::Strict) => true,
+        Err(_) => {
+            return Err(Error::InvalidArgument(format!("config.linux.security_context.supplemental_groups_policy: unknown value {policy}")));
+        }
     };
+    // The primary group is in the list, as containerd and CRI-O put it:
+    // the process's groups (getgroups(2), `id -G`) and the status's
+    // ContainerUser then say the same. Merge adds the groups the image's
+    // /etc/group gives the user; Strict only what the pod asked for.
+    let mut additional_gids = vec![gid];
+    if let (false, Some(n)) = (strict, &name) {
+        additional_gids.extend(groups(files).into_iter().filter(|(_, _, m)| m.contains(n)).map(|(_, id, _)| id));
+    }
     for g in sc.map(|s| s.supplemental_groups.as_slice()).unwrap_or(&[]) {
         additional_gids.push(to_id("config.linux.security_context.supplemental_groups", *g)?);
     }
-    additional_gids.retain(|g| *g != gid);
     additional_gids.sort_unstable();
     additional_gids.dedup();
     Ok(ResolvedUser { uid, gid, additional_gids })
@@ -153,12 +173,16 @@ mod tests {
     #[test]
     fn users_come_from_the_image() {
         let (_d, files) = image();
-        assert_eq!(resolve(&files, None, "").unwrap(), ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] });
-        assert_eq!(resolve(&files, None, "web").unwrap(), ResolvedUser { uid: 1000, gid: 1001, additional_gids: vec![44] });
+        assert_eq!(resolve(&files, None, "").unwrap(), ResolvedUser { uid: 0, gid: 0, additional_gids: vec![0] });
+        assert_eq!(resolve(&files, None, "web").unwrap(), ResolvedUser { uid: 1000, gid: 1001, additional_gids: vec![44, 1001] });
         assert_eq!(resolve(&files, None, "1000:44").unwrap().gid, 44);
-        assert_eq!(resolve(&files, None, "4242").unwrap(), ResolvedUser { uid: 4242, gid: 0, additional_gids: vec![] });
+        assert_eq!(resolve(&files, None, "4242").unwrap(), ResolvedUser { uid: 4242, gid: 0, additional_gids: vec![0] });
         let sc = v1::LinuxContainerSecurityContext { run_as_username: "web".into(), supplemental_groups: vec![7], ..Default::default() };
-        assert_eq!(resolve(&files, Some(&sc), "").unwrap().additional_gids, vec![7, 44]);
+        assert_eq!(resolve(&files, Some(&sc), "").unwrap().additional_gids, vec![7, 44, 1001]);
+        let strict = v1::LinuxContainerSecurityContext { supplemental_groups_policy: v1::SupplementalGroupsPolicy::Strict as i32, ..sc.clone() };
+        assert_eq!(resolve(&files, Some(&strict), "").unwrap().additional_gids, vec![7, 1001], "Strict leaves out the image's groups");
+        let group_alone = v1::LinuxContainerSecurityContext { run_as_group: Some(v1::Int64Value { value: 5 }), ..Default::default() };
+        assert!(resolve(&files, Some(&group_alone), "web").unwrap_err().to_string().contains("run_as_group"));
         let sc = v1::LinuxContainerSecurityContext { run_as_user: Some(v1::Int64Value { value: 1000 }), run_as_group: Some(v1::Int64Value { value: 5 }), ..Default::default() };
         assert_eq!(resolve(&files, Some(&sc), "root").unwrap().gid, 5);
         let sc = v1::LinuxContainerSecurityContext { run_as_username: "ghost".into(), ..Default::default() };
