@@ -37,8 +37,7 @@ impl Hierarchy {
     /// hybrid host (v1 controllers plus an empty `unified` cgroup2) is v1,
     /// because the controllers that limit anything live in v1 there.
     pub fn detect() -> Result<Self> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| Error::Detect(format!("read /proc/self/mountinfo: {e}")))?;
+        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Detect(format!("read /proc/self/mountinfo: {e}")))?;
         Self::from_mountinfo(&text)
     }
 
@@ -55,10 +54,9 @@ impl Hierarchy {
             };
             let Some(mount_point) = mount_point else { continue };
             match fstype {
-                "cgroup2"
-                    if (v2_root.is_none() || mount_point == Path::new("/sys/fs/cgroup")) => {
-                        v2_root = Some(mount_point);
-                    }
+                "cgroup2" if (v2_root.is_none() || mount_point == Path::new("/sys/fs/cgroup")) => {
+                    v2_root = Some(mount_point);
+                }
                 "cgroup" => {
                     for opt in super_opts.split(',') {
                         if is_v1_controller(opt) {
@@ -144,8 +142,20 @@ impl Hierarchy {
 fn is_v1_controller(opt: &str) -> bool {
     matches!(
         opt,
-        "cpu" | "cpuacct" | "cpuset" | "memory" | "devices" | "freezer" | "blkio" | "pids" | "hugetlb"
-            | "net_cls" | "net_prio" | "perf_event" | "rdma" | "misc"
+        "cpu"
+            | "cpuacct"
+            | "cpuset"
+            | "memory"
+            | "devices"
+            | "freezer"
+            | "blkio"
+            | "pids"
+            | "hugetlb"
+            | "net_cls"
+            | "net_prio"
+            | "perf_event"
+            | "rdma"
+            | "misc"
     ) || opt.starts_with("name=")
 }
 

@@ -46,12 +46,7 @@ impl MemoryStats {
     /// What the kubelet calls the working set: usage minus inactive file
     /// pages, the memory the kernel cannot simply drop.
     pub fn working_set(&self) -> u64 {
-        let inactive = self
-            .stat
-            .get("total_inactive_file")
-            .or_else(|| self.stat.get("inactive_file"))
-            .copied()
-            .unwrap_or(0);
+        let inactive = self.stat.get("total_inactive_file").or_else(|| self.stat.get("inactive_file")).copied().unwrap_or(0);
         self.usage.saturating_sub(inactive)
     }
 

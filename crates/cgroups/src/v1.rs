@@ -52,10 +52,7 @@ fn inherit_cpuset(mount: &Path, path: &Path) -> Result<()> {
 
 pub fn apply(h: &Hierarchy, path: &Path, r: &LinuxResources) -> Result<()> {
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-        return Err(Error::InvalidResource {
-            field: "unified",
-            reason: "cgroup v2 (unified) keys given on a cgroup v1 host".into(),
-        });
+        return Err(Error::InvalidResource { field: "unified", reason: "cgroup v2 (unified) keys given on a cgroup v1 host".into() });
     }
     let dir = |controller: &'static str| controller_dir(h, controller, path);
     if let Some(memory) = r.memory() {
@@ -122,10 +119,7 @@ fn apply_memory(dir: Option<PathBuf>, m: &LinuxMemory) -> Result<()> {
     let swap = m.swap().filter(|s| *s != 0);
     if let (Some(limit), Some(swap)) = (limit, swap) {
         if swap != -1 && limit != -1 && swap < limit {
-            return Err(Error::InvalidResource {
-                field: "memory.swap",
-                reason: format!("memory+swap {swap} is below the memory limit {limit}"),
-            });
+            return Err(Error::InvalidResource { field: "memory.swap", reason: format!("memory+swap {swap} is below the memory limit {limit}") });
         }
     }
     let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
@@ -237,9 +231,8 @@ pub fn stats(h: &Hierarchy, path: &Path) -> Result<Stats> {
     let mut s = Stats::default();
     if let Some(d) = controller_dir(h, "cpuacct", path) {
         s.cpu.usage_ns = fs::read_u64(&d, "cpuacct.usage").unwrap_or(0);
-        s.cpu.per_cpu_ns = fs::read_optional(&d, "cpuacct.usage_percpu")
-            .map(|t| t.split_whitespace().filter_map(|n| n.parse().ok()).collect())
-            .unwrap_or_default();
+        s.cpu.per_cpu_ns =
+            fs::read_optional(&d, "cpuacct.usage_percpu").map(|t| t.split_whitespace().filter_map(|n| n.parse().ok()).collect()).unwrap_or_default();
         if let Some(text) = fs::read_optional(&d, "cpuacct.stat") {
             for (k, v) in fs::flat_keyed(&text) {
                 match k {
@@ -418,10 +411,8 @@ mod tests {
         let quota = LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().quota(5i64).build().unwrap()).build().unwrap();
         let err = cg.apply(&quota).unwrap_err();
         assert!(err.is_invalid_input() && err.to_string().contains("cpu.quota"), "{err}");
-        let swap = LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(100i64 << 20).swap(10i64 << 20).build().unwrap())
-            .build()
-            .unwrap();
+        let swap =
+            LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().limit(100i64 << 20).swap(10i64 << 20).build().unwrap()).build().unwrap();
         assert!(cg.apply(&swap).unwrap_err().to_string().contains("memory.swap"));
     }
 

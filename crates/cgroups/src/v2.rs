@@ -110,19 +110,11 @@ fn apply_memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
             (-1, _) => "max".to_string(),
             (s, Some(l)) if l > 0 => {
                 if s < l {
-                    return Err(Error::InvalidResource {
-                        field: "memory.swap",
-                        reason: format!("memory+swap {s} is below the memory limit {l}"),
-                    });
+                    return Err(Error::InvalidResource { field: "memory.swap", reason: format!("memory+swap {s} is below the memory limit {l}") });
                 }
                 (s - l).to_string()
             }
-            (s, _) => {
-                return Err(Error::InvalidResource {
-                    field: "memory.swap",
-                    reason: format!("memory+swap {s} given without a memory limit"),
-                })
-            }
+            (s, _) => return Err(Error::InvalidResource { field: "memory.swap", reason: format!("memory+swap {s} given without a memory limit") }),
         };
         if dir.join("memory.swap.max").exists() {
             fs::write(dir, "memory.swap.max", &value)?;
@@ -244,9 +236,7 @@ pub fn kill_all(h: &Hierarchy, path: &Path, procs: impl Fn() -> Result<Vec<i32>>
     if can_freeze {
         fs::write(&d, "cgroup.freeze", "1")?;
         for _ in 0..100 {
-            let frozen = fs::read_optional(&d, "cgroup.events")
-                .map(|t| fs::flat_keyed(&t).any(|(k, v)| k == "frozen" && v == 1))
-                .unwrap_or(true);
+            let frozen = fs::read_optional(&d, "cgroup.events").map(|t| fs::flat_keyed(&t).any(|(k, v)| k == "frozen" && v == 1)).unwrap_or(true);
             if frozen {
                 break;
             }

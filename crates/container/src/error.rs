@@ -54,9 +54,7 @@ impl Error {
             | Error::Capabilities(_)
             | Error::Seccomp(_)
             | Error::Namespace { .. } => ErrorKind::InvalidArgument,
-            Error::Mount { source: nix::Error::ENOENT | nix::Error::ENOTDIR, .. } => {
-                ErrorKind::InvalidArgument
-            }
+            Error::Mount { source: nix::Error::ENOENT | nix::Error::ENOTDIR, .. } => ErrorKind::InvalidArgument,
             Error::ReadSpec { source, .. } if source.kind() == io::ErrorKind::NotFound => ErrorKind::InvalidArgument,
             _ => ErrorKind::Internal,
         }

@@ -108,8 +108,7 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap) -> Result<Never> {
             process::set_sysctls(sysctls)?;
         }
         // The cwd must exist before the root may become read-only.
-        std::fs::create_dir_all(process.cwd())
-            .map_err(|e| Error::Rootfs { path: process.cwd().clone(), reason: format!("create cwd: {e}") })?;
+        std::fs::create_dir_all(process.cwd()).map_err(|e| Error::Rootfs { path: process.cwd().clone(), reason: format!("create cwd: {e}") })?;
     }
     if b.terminal {
         let size = process.console_size().as_ref().map(|b| (b.width() as u16, b.height() as u16));

@@ -1,7 +1,11 @@
 //! Entering the container's namespaces: join the ones given by path, create
 //! the rest. PID namespaces only apply to children, hence the fork in init.
 
-use std::{fs::File, os::fd::AsFd, path::{Path, PathBuf}};
+use std::{
+    fs::File,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use nix::sched::{setns, unshare, CloneFlags};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};

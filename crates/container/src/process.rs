@@ -58,13 +58,7 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
         let limit = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
         // SAFETY: a valid resource number and an initialised rlimit.
         if unsafe { libc::setrlimit(resource as _, &limit) } != 0 {
-            return Err(Error::InvalidSpec(format!(
-                "rlimit {:?} soft={} hard={}: {}",
-                r.typ(),
-                r.soft(),
-                r.hard(),
-                std::io::Error::last_os_error()
-            )));
+            return Err(Error::InvalidSpec(format!("rlimit {:?} soft={} hard={}: {}", r.typ(), r.soft(), r.hard(), std::io::Error::last_os_error())));
         }
     }
     Ok(())
@@ -102,9 +96,9 @@ pub fn set_oom_score_adj(wanted: i32) -> Result<Option<String>> {
     }
     match std::fs::write(path, wanted.to_string()) {
         Ok(()) => Ok(None),
-        Err(e) if wanted < current && matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => Ok(Some(format!(
-            "oom_score_adj {wanted} clamped to {current}: lowering it needs CAP_SYS_RESOURCE, which this host does not grant"
-        ))),
+        Err(e) if wanted < current && matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
+            Ok(Some(format!("oom_score_adj {wanted} clamped to {current}: lowering it needs CAP_SYS_RESOURCE, which this host does not grant")))
+        }
         Err(e) => Err(Error::InvalidSpec(format!("oom_score_adj {wanted}: {e}"))),
     }
 }

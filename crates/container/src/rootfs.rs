@@ -25,16 +25,10 @@ use crate::{
 };
 
 /// The devices every container gets (OCI runtime spec, "Default Devices").
-const DEFAULT_DEVICES: [(&str, u64, u64); 6] =
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
-const DEV_SYMLINKS: [(&str, &str); 5] = [
-    ("/proc/self/fd", "fd"),
-    ("/proc/self/fd/0", "stdin"),
-    ("/proc/self/fd/1", "stdout"),
-    ("/proc/self/fd/2", "stderr"),
-    ("pts/ptmx", "ptmx"),
-];
+const DEV_SYMLINKS: [(&str, &str); 5] =
+    [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"), ("pts/ptmx", "ptmx")];
 
 /// Everything up to and including pivot_root. Runs in the new mount
 /// namespace, as root, before any privilege is dropped.
@@ -165,11 +159,7 @@ fn mount_cgroup(dest: &Path, opts: &MountOptions) -> Result<()> {
                 let Some(name) = mount_point.file_name() else { continue };
                 let target = dest.join(name);
                 mkdir_all(&target)?;
-                let data = controllers
-                    .iter()
-                    .map(|c| if c.starts_with("name=") { format!("none,{c}") } else { c.clone() })
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let data = controllers.iter().map(|c| if c.starts_with("name=") { format!("none,{c}") } else { c.clone() }).collect::<Vec<_>>().join(",");
                 mount_raw(Some(Path::new("cgroup")), &target, Some("cgroup"), flags, Some(&data))?;
             }
             // A hybrid host's cgroup2 mount, where the container is too.

@@ -98,9 +98,7 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction> {
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::Seccomp("SCMP_ACT_NOTIFY needs a seccomp agent, which berth does not support".into()))
-        }
+        LinuxSeccompAction::ScmpActNotify => return Err(Error::Seccomp("SCMP_ACT_NOTIFY needs a seccomp agent, which berth does not support".into())),
     })
 }
 

@@ -64,7 +64,10 @@ pub enum InitMessage {
     Console,
     /// Namespaces and rootfs are ready; waiting for Start.
     Ready,
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
     /// Non-fatal things the shim should log (e.g. a clamped oom_score_adj).
     Warning(String),
 }
@@ -79,8 +82,7 @@ impl Channel {
     /// Returns (shim end, init end). Both are close-on-exec; the shim clears
     /// the flag on the init end in the child just before exec.
     pub fn pair() -> Result<(Channel, Channel)> {
-        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-            .map_err(Error::sys("socketpair"))?;
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(Error::sys("socketpair"))?;
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 

@@ -3,7 +3,10 @@
 //! blocking pool so no tokio worker ever waits on a shim, and a slow shim
 //! delays only the RPC that talks to it.
 
-use std::{path::{Path, PathBuf}, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use containerd_shim_protos::{api, ttrpc, TaskClient};
 
@@ -44,10 +47,7 @@ impl ShimLauncher {
         if self.systemd {
             command.args(["--cgroup", &format!("{}:berth-shim:{id}", berth_cgroups::systemd::DEFAULT_SLICE)]);
         }
-        let out = command
-            .output()
-            .await
-            .map_err(|e| err(format!("run {}: {e}", self.binary.display())))?;
+        let out = command.output().await.map_err(|e| err(format!("run {}: {e}", self.binary.display())))?;
         if !out.status.success() {
             return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
@@ -140,7 +140,11 @@ impl Shim {
     /// [`Self::exec`] with every stdio option: a stdin path and a terminal
     /// (the shim allocates the pty; stdout then carries the terminal).
     pub async fn exec_with_stdio(&self, exec_id: &str, process_json: Vec<u8>, stdio: ExecStdio) -> Result<(), ShimError> {
-        let spec = protobuf::well_known_types::any::Any { type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(), value: process_json, ..Default::default() };
+        let spec = protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: process_json,
+            ..Default::default()
+        };
         let req = api::ExecProcessRequest {
             id: self.id.clone(),
             exec_id: exec_id.into(),
@@ -179,7 +183,8 @@ impl Shim {
             value,
             ..Default::default()
         });
-        let req = api::UpdateTaskRequest { id: self.id.clone(), resources: resources.into(), annotations: annotations.into_iter().collect(), ..Default::default() };
+        let req =
+            api::UpdateTaskRequest { id: self.id.clone(), resources: resources.into(), annotations: annotations.into_iter().collect(), ..Default::default() };
         self.call(Some(RPC_TIMEOUT), move |c, ctx| c.update(ctx, &req).map(drop)).await
     }
 

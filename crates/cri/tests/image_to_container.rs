@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use berth_cri::shim_client::ShimLauncher;
-use berth_image::{content::ContentStore, pull::{pull, PullOptions}};
+use berth_image::{
+    content::ContentStore,
+    pull::{pull, PullOptions},
+};
 use berth_snapshot::Overlay;
 use containerd_shim_protos::api;
 use oci_client::secrets::RegistryAuth;
@@ -35,10 +38,8 @@ async fn a_pulled_image_runs_as_a_container_on_its_own_thin_layer() {
 
     let shim = ShimLauncher::new(&shim_binary, paths.clone(), false).start(&id, &bundle).await.unwrap();
     let log = work.path().join("ctr.log");
-    let rootfs = mounts
-        .iter()
-        .map(|m| api::Mount { type_: m.typ.clone(), source: m.source.clone(), options: m.options.clone(), ..Default::default() })
-        .collect();
+    let rootfs =
+        mounts.iter().map(|m| api::Mount { type_: m.typ.clone(), source: m.source.clone(), options: m.options.clone(), ..Default::default() }).collect();
     let create = api::CreateTaskRequest {
         id: id.clone(),
         bundle: bundle.display().to_string(),

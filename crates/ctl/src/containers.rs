@@ -58,7 +58,8 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
     };
     let mut c = clients(socket).await?;
     let image = v1::ImageSpec { image: args.image.clone(), ..Default::default() };
-    let present = c.img.image_status(v1::ImageStatusRequest { image: Some(image.clone()), verbose: false }).await.map_err(rpc_error("image status"))?.into_inner().image;
+    let present =
+        c.img.image_status(v1::ImageStatusRequest { image: Some(image.clone()), verbose: false }).await.map_err(rpc_error("image status"))?.into_inner().image;
     if present.is_none() {
         eprintln!("pulling {}", args.image);
         c.img.pull_image(v1::PullImageRequest { image: Some(image.clone()), ..Default::default() }).await.map_err(rpc_error("pull"))?;
@@ -81,13 +82,12 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         }),
         ..Default::default()
     };
-    let pod_id = c
-        .rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
-        .await
-        .map_err(rpc_error("run pod"))?
-        .into_inner()
-        .pod_sandbox_id;
+    let pod_id =
+        c.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
+            .await
+            .map_err(rpc_error("run pod"))?
+            .into_inner()
+            .pod_sandbox_id;
     let envs = args
         .env
         .iter()
@@ -109,7 +109,8 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         }),
         ..Default::default()
     };
-    let created = c.rt.create_container(v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(config), sandbox_config: Some(pod_config) }).await;
+    let created =
+        c.rt.create_container(v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(config), sandbox_config: Some(pod_config) }).await;
     let id = match created {
         Ok(r) => r.into_inner().container_id,
         Err(e) => {
@@ -209,7 +210,8 @@ impl LogPrinter {
 
 pub async fn ps(socket: &Path, all: bool) -> anyhow::Result<()> {
     let mut c = clients(socket).await?;
-    let filter = (!all).then(|| v1::ContainerFilter { state: Some(v1::ContainerStateValue { state: v1::ContainerState::ContainerRunning as i32 }), ..Default::default() });
+    let filter = (!all)
+        .then(|| v1::ContainerFilter { state: Some(v1::ContainerStateValue { state: v1::ContainerState::ContainerRunning as i32 }), ..Default::default() });
     let containers = c.rt.list_containers(v1::ListContainersRequest { filter }).await.map_err(rpc_error("list containers"))?.into_inner().containers;
     let images: HashMap<String, String> = c
         .img
@@ -232,7 +234,15 @@ pub async fn ps(socket: &Path, all: bool) -> anyhow::Result<()> {
         let image = images.get(&ctr.image_id).cloned().unwrap_or_else(|| ctr.image_ref.clone());
         let age = ago(ctr.created_at);
         let name = ctr.metadata.map(|m| m.name).unwrap_or_default();
-        println!("{:<14} {:<40} {:<10} {:<16} {:<20} {}", &ctr.id[..12.min(ctr.id.len())], image, state, age, name, &ctr.pod_sandbox_id[..12.min(ctr.pod_sandbox_id.len())]);
+        println!(
+            "{:<14} {:<40} {:<10} {:<16} {:<20} {}",
+            &ctr.id[..12.min(ctr.id.len())],
+            image,
+            state,
+            age,
+            name,
+            &ctr.pod_sandbox_id[..12.min(ctr.pod_sandbox_id.len())]
+        );
     }
     Ok(())
 }
@@ -282,16 +292,15 @@ pub async fn rm(socket: &Path, ids: Vec<String>, force: bool) -> anyhow::Result<
         if st.state == v1::ContainerState::ContainerRunning as i32 && !force {
             anyhow::bail!("container {id} is running: stop it first, or use --force");
         }
-        let pod = c
-            .rt
-            .list_containers(v1::ListContainersRequest { filter: Some(v1::ContainerFilter { id: st.id.clone(), ..Default::default() }) })
-            .await
-            .map_err(rpc_error("list containers"))?
-            .into_inner()
-            .containers
-            .into_iter()
-            .next()
-            .map(|ctr| ctr.pod_sandbox_id);
+        let pod =
+            c.rt.list_containers(v1::ListContainersRequest { filter: Some(v1::ContainerFilter { id: st.id.clone(), ..Default::default() }) })
+                .await
+                .map_err(rpc_error("list containers"))?
+                .into_inner()
+                .containers
+                .into_iter()
+                .next()
+                .map(|ctr| ctr.pod_sandbox_id);
         c.rt.remove_container(v1::RemoveContainerRequest { container_id: st.id.clone() }).await.map_err(rpc_error("remove"))?;
         if st.labels.contains_key(RUN_LABEL) {
             if let Some(pod) = pod {

@@ -1,9 +1,7 @@
 use std::path::Path;
 
 use clap::{Args, Subcommand};
-use k8s_cri::v1::{
-    image_service_client::ImageServiceClient, Image, ImageSpec, ListImagesRequest, RemoveImageRequest,
-};
+use k8s_cri::v1::{image_service_client::ImageServiceClient, Image, ImageSpec, ListImagesRequest, RemoveImageRequest};
 
 use crate::client::{connect, rpc_error};
 

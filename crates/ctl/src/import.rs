@@ -3,11 +3,7 @@
 //! which needs no registry for it. A directory is tarred on the fly;
 //! nothing is staged on disk.
 
-use std::{
-    fs::File,
-    io::Write,
-    path::Path,
-};
+use std::{fs::File, io::Write, path::Path};
 
 use anyhow::Context;
 use berth_api::admin::v1::{images_client::ImagesClient, ImportChunk};
@@ -77,4 +73,3 @@ impl Write for ChannelWriter {
         self.tx.blocking_send(chunk).map_err(|_| std::io::Error::other("berthd stopped reading the archive"))
     }
 }
-

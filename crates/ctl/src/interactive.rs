@@ -17,10 +17,7 @@ use k8s_cri::v1;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
-use crate::{
-    client::rpc_error,
-    containers::clients,
-};
+use crate::{client::rpc_error, containers::clients};
 
 use berth_streaming::channel::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT};
 
@@ -46,7 +43,8 @@ pub async fn attach(socket: &Path, id: &str) -> anyhow::Result<i32> {
 
 /// One stream session on `url`: local stdio in and out, the exit code.
 async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<i32> {
-    let ws_url = url.strip_prefix("http://").map(|rest| format!("ws://{rest}")).with_context(|| format!("berthctl speaks plain-http streaming; berthd gave {url}"))?;
+    let ws_url =
+        url.strip_prefix("http://").map(|rest| format!("ws://{rest}")).with_context(|| format!("berthctl speaks plain-http streaming; berthd gave {url}"))?;
     let mut request = ws_url.into_client_request()?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse()?);
     let (ws, _) = tokio_tungstenite::connect_async(request).await.context("connect to berthd's streaming server")?;
@@ -93,7 +91,8 @@ async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<i32> {
     if status["status"] == "Success" {
         return Ok(0);
     }
-    let code = status["details"]["causes"].as_array().into_iter().flatten().find(|c| c["reason"] == "ExitCode").and_then(|c| c["message"].as_str()?.parse().ok());
+    let code =
+        status["details"]["causes"].as_array().into_iter().flatten().find(|c| c["reason"] == "ExitCode").and_then(|c| c["message"].as_str()?.parse().ok());
     code.with_context(|| format!("exec: {}", status["message"].as_str().unwrap_or("failed")))
 }
 

@@ -103,7 +103,9 @@ async fn main() -> std::process::ExitCode {
         Command::Run(args) => containers::run(socket, args).await,
         Command::Ps { all } => containers::ps(socket, all).await.map(|()| 0),
         Command::Logs { follow, container } => containers::logs(socket, &container, follow).await.map(|()| 0),
-        Command::Exec { timeout: _, interactive, tty, container, command } if interactive || tty => interactive::exec(socket, &container, command, interactive, tty).await,
+        Command::Exec { timeout: _, interactive, tty, container, command } if interactive || tty => {
+            interactive::exec(socket, &container, command, interactive, tty).await
+        }
         Command::Exec { timeout, container, command, .. } => containers::exec(socket, &container, command, timeout).await,
         Command::Attach { container } => interactive::attach(socket, &container).await,
         Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),

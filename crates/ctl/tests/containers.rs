@@ -18,14 +18,18 @@ fn run_ps_logs_exec_stop_rm() {
     let image = format!("{}/ops/box:1", registry.host());
 
     // Foreground: output on the right streams, exit code passed on, --rm.
-    let (code, out, err) = berthctl_code(&socket, &["run", "--rm", "--network", "host", "--log-dir", &logs, "-e", "WHO=berth", &image, "sh", "-c", "echo hi $WHO; echo oops >&2; exit 3"]);
+    let (code, out, err) = berthctl_code(
+        &socket,
+        &["run", "--rm", "--network", "host", "--log-dir", &logs, "-e", "WHO=berth", &image, "sh", "-c", "echo hi $WHO; echo oops >&2; exit 3"],
+    );
     assert_eq!((code, out.as_str()), (3, "hi berth\n"), "{err}");
     assert!(err.contains("oops"), "{err}");
     let (_, out, _) = berthctl(&socket, &["ps", "-a"]);
     assert_eq!(out.lines().count(), 1, "--rm removed it: {out}");
 
     // Detached: ps, exec, logs, stop, rm.
-    let (ok, id, err) = berthctl(&socket, &["run", "-d", "--name", "svc", "--network", "host", "--log-dir", &logs, &image, "sh", "-c", "echo started; exec sleep 3600"]);
+    let (ok, id, err) =
+        berthctl(&socket, &["run", "-d", "--name", "svc", "--network", "host", "--log-dir", &logs, &image, "sh", "-c", "echo started; exec sleep 3600"]);
     assert!(ok, "{err}");
     let id = id.trim().to_string();
     let (_, out, _) = berthctl(&socket, &["ps"]);

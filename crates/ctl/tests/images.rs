@@ -50,8 +50,16 @@ fn import_archives_and_layouts() {
     let layout = work.path().join("oci");
     let oci_tar = work.path().join("app-oci.tar");
     let docker_tar = work.path().join("app-docker.tar");
-    berth_testkit::run(std::process::Command::new("skopeo").args(["copy", &format!("oci:{image}"), &format!("oci-archive:{}:example.com/air/app:1.0", oci_tar.display())]));
-    berth_testkit::run(std::process::Command::new("skopeo").args(["copy", &format!("oci:{image}"), &format!("docker-archive:{}:example.com/air/saved:2.0", docker_tar.display())]));
+    berth_testkit::run(std::process::Command::new("skopeo").args([
+        "copy",
+        &format!("oci:{image}"),
+        &format!("oci-archive:{}:example.com/air/app:1.0", oci_tar.display()),
+    ]));
+    berth_testkit::run(std::process::Command::new("skopeo").args([
+        "copy",
+        &format!("oci:{image}"),
+        &format!("docker-archive:{}:example.com/air/saved:2.0", docker_tar.display()),
+    ]));
     let parent = format!("/berthctl-import-{}", std::process::id());
     // No registry at all: 127.0.0.1:9 is the discard port.
     let daemon = Daemon::start("127.0.0.1:9", &format!("default_cgroup_parent = \"{parent}\""));
@@ -99,7 +107,8 @@ fn import_archives_and_layouts() {
 
     // Each import runs: layer two deleted /etc/group and added /etc/motd.
     for name in ["example.com/air/app:1.0", "example.com/air/saved:2.0"] {
-        let (ok, out, err) = berthctl(&socket, &["run", "--rm", "--network", "host", "--log-dir", &logs, name, "sh", "-c", "cat /etc/motd; ls /etc/group 2>&1 || true"]);
+        let (ok, out, err) =
+            berthctl(&socket, &["run", "--rm", "--network", "host", "--log-dir", &logs, name, "sh", "-c", "cat /etc/motd; ls /etc/group 2>&1 || true"]);
         assert!(ok && out.starts_with("layer two\n") && out.contains("No such file"), "{name}: {out}{err}");
     }
 

@@ -158,7 +158,11 @@ fn ms(d: Duration) -> String {
 
 fn print_figures(name: &str, f: &Figures, pods: usize) {
     println!("\n== {name} ==");
-    println!("pod ready (RunPodSandbox + CreateContainer + StartContainer), {pods} in sequence: p50 {} p90 {}", ms(p(&f.ready_seq, 50)), ms(p(&f.ready_seq, 90)));
+    println!(
+        "pod ready (RunPodSandbox + CreateContainer + StartContainer), {pods} in sequence: p50 {} p90 {}",
+        ms(p(&f.ready_seq, 50)),
+        ms(p(&f.ready_seq, 90))
+    );
     println!(
         "  p50 per call: RunPodSandbox {}, CreateContainer {}, StartContainer {}",
         ms(p(&f.phases[0], 50)),
@@ -173,7 +177,12 @@ fn print_figures(name: &str, f: &Figures, pods: usize) {
     );
     println!("ExecSync (`true`), {} calls: p50 {} p90 {}", f.exec.len(), ms(p(&f.exec, 50)), ms(p(&f.exec, 90)));
     if !f.stream_exec.is_empty() {
-        println!("Exec over WebSocket (`true`: URL, upgrade, exit status), {} calls: p50 {} p90 {}", f.stream_exec.len(), ms(p(&f.stream_exec, 50)), ms(p(&f.stream_exec, 90)));
+        println!(
+            "Exec over WebSocket (`true`: URL, upgrade, exit status), {} calls: p50 {} p90 {}",
+            f.stream_exec.len(),
+            ms(p(&f.stream_exec, 50)),
+            ms(p(&f.stream_exec, 90))
+        );
     }
     println!("daemon idle RSS (image pulled, one pod run and removed): {:.1} MiB", f.idle_rss_kib as f64 / 1024.0);
     println!(
@@ -225,7 +234,14 @@ fn start_berthd(work: &Path, registry: &str, index: u32) -> Daemon {
     )
     .unwrap();
     let child = Command::new(&berthd).arg("--config").arg(&config).stdout(Stdio::null()).spawn().unwrap();
-    Daemon { name: "berthd", child, socket: dir.join("b.sock"), marker: dir.display().to_string(), cgroup_parent: "/berth-bench".into(), logs: dir.join("logs") }
+    Daemon {
+        name: "berthd",
+        child,
+        socket: dir.join("b.sock"),
+        marker: dir.display().to_string(),
+        cgroup_parent: "/berth-bench".into(),
+        logs: dir.join("logs"),
+    }
 }
 
 /// containerd 1.6 on directories of its own under `work`, running pods
@@ -333,7 +349,12 @@ async fn pod_ready(rt: &mut RuntimeServiceClient<Channel>, d: &Daemon, name: &st
 async fn pod_ready_in(rt: &mut RuntimeServiceClient<Channel>, logs: &Path, parent: &str, name: &str, image: &str) -> (Duration, [Duration; 3], String) {
     let config = pod_config(logs, parent, name);
     let started = Instant::now();
-    let pod = rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+    let pod = rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
     let ran = started.elapsed();
     let req = v1::CreateContainerRequest { pod_sandbox_id: pod, config: Some(container_config(image)), sandbox_config: Some(config) };
     let id = rt.create_container(req).await.unwrap().into_inner().container_id;
@@ -365,7 +386,14 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
         tokio::time::sleep(Duration::from_millis(500)).await;
         println!("{}: RSS after the pull {} KiB", d.name, memory_of(&[d.child.id() as i32]).0);
         let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", d.child.id())).unwrap_or_default();
-        println!("{}", rollup.lines().filter(|l| l.starts_with("Anonymous") || l.starts_with("Private_Clean") || l.starts_with("Shared_Clean") || l.starts_with("Private_Dirty")).collect::<Vec<_>>().join("; "));
+        println!(
+            "{}",
+            rollup
+                .lines()
+                .filter(|l| l.starts_with("Anonymous") || l.starts_with("Private_Clean") || l.starts_with("Shared_Clean") || l.starts_with("Private_Dirty"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
         let threads = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).map(|t| t.count()).unwrap_or(0);
         tokio::time::sleep(Duration::from_secs(12)).await;
         let later = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).map(|t| t.count()).unwrap_or(0);
@@ -393,7 +421,14 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
         let (mut rt, queue) = (rt.clone(), queue.clone());
         let (d_logs, d_parent, image) = (d.logs.clone(), d.cgroup_parent.clone(), image.to_string());
         workers.push(tokio::spawn(async move {
-            let shadow = Daemon { name: "", child: Command::new("true").spawn().unwrap(), socket: PathBuf::new(), marker: String::new(), cgroup_parent: d_parent, logs: d_logs };
+            let shadow = Daemon {
+                name: "",
+                child: Command::new("true").spawn().unwrap(),
+                socket: PathBuf::new(),
+                marker: String::new(),
+                cgroup_parent: d_parent,
+                logs: d_logs,
+            };
             let mut out = Vec::new();
             loop {
                 let i = queue.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

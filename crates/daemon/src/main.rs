@@ -13,7 +13,10 @@ use std::{os::unix::fs::PermissionsExt, path::PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use config::{CgroupDriver, Config, DEFAULT_CONFIG_PATH};
-use tokio::{net::UnixListener, signal::unix::{signal, SignalKind}};
+use tokio::{
+    net::UnixListener,
+    signal::unix::{signal, SignalKind},
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "berthd", version, about = "Kubernetes container runtime (CRI v1)")]
@@ -46,9 +49,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(level) = cli.log_level {
         config.log_level = level;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log_level).context("log_level")?)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log_level).context("log_level")?).init();
 
     let default_cgroup_parent = config.effective_default_cgroup_parent()?;
     let systemd_cgroup = config.cgroup_driver == CgroupDriver::Systemd;
@@ -129,8 +130,7 @@ fn check_systemd() -> anyhow::Result<()> {
              use cgroup_driver = \"cgroupfs\", with the kubelet's cgroupDriver: cgroupfs"
         );
     }
-    let version = berth_cgroups::systemd::version()
-        .context("cgroup_driver = \"systemd\", but systemd does not answer over D-Bus (is dbus running?)")?;
+    let version = berth_cgroups::systemd::version().context("cgroup_driver = \"systemd\", but systemd does not answer over D-Bus (is dbus running?)")?;
     tracing::info!(systemd = %version, "cgroup driver: systemd");
     Ok(())
 }

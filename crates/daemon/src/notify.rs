@@ -11,7 +11,10 @@
 //! shutdown with it. Here a datagram that cannot be queued is dropped.
 
 use std::{
-    os::{linux::net::SocketAddrExt, unix::net::{SocketAddr, UnixDatagram}},
+    os::{
+        linux::net::SocketAddrExt,
+        unix::net::{SocketAddr, UnixDatagram},
+    },
     time::Duration,
 };
 

@@ -5,8 +5,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use berth_api::admin::v1::images_server::ImagesServer;
 use berth_cri::{AdminImages, ImageServer, RuntimeServer};
-use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
 use berth_h2_authority::AuthorityRepair;
+use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
 
 use crate::grpc_metrics::GrpcMetricsLayer;
 use tokio::net::UnixListener;

@@ -120,9 +120,7 @@ async fn containerd_cleans_up_after_a_killed_berth_shim() {
     // too). What `delete` answered is the TaskExit containerd publishes
     // after running it: the init's pid, SIGKILLed.
     assert_eq!(st.exit_code, 255);
-    let exit = node
-        .wait_for_event("TaskExit from `delete`", Duration::from_secs(10), |t, e| t == "/tasks/exit" && e["container_id"] == doomed.as_str())
-        .await;
+    let exit = node.wait_for_event("TaskExit from `delete`", Duration::from_secs(10), |t, e| t == "/tasks/exit" && e["container_id"] == doomed.as_str()).await;
     assert_eq!((exit["pid"].as_u64(), exit["exit_status"].as_u64()), (Some(init_pid), Some(137)), "{exit}");
     assert!(!node.shim_socket(&doomed).exists(), "`delete` removed the dead shim's socket");
     assert!(!node.mounts().iter().any(|m| m.contains(&doomed)), "`delete` unmounted the rootfs: {:?}", node.mounts());

@@ -30,7 +30,8 @@ fn python() -> PathBuf {
 /// Runs the driver in `mode` against `target` and returns one result per call.
 fn drive(mode: &str, target: &str, calls: Value) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_clients.py");
-    let mut child = Command::new(python()).arg(script).args([mode, target]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new(python()).arg(script).args([mode, target]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(calls.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "driver failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -73,9 +74,13 @@ async fn grpcio_with_default_options_runs_a_pod() {
     assert_eq!(decode::<v1::VersionResponse>(&results[0]).runtime_name, "berth");
 
     // Errors come back as gRPC statuses, not as broken streams.
-    let results = drive("grpc", &format!("unix://{socket}"), json!([{
+    let results = drive(
+        "grpc",
+        &format!("unix://{socket}"),
+        json!([{
         "method": "/runtime.v1.RuntimeService/PodSandboxStatus",
-        "request": hex_of(&v1::PodSandboxStatusRequest { pod_sandbox_id: "nonexistent".into(), verbose: false }) }]));
+        "request": hex_of(&v1::PodSandboxStatusRequest { pod_sandbox_id: "nonexistent".into(), verbose: false }) }]),
+    );
     assert_eq!(results[0]["code"], "NOT_FOUND", "{}", results[0]);
     node.teardown().await;
 }

@@ -37,10 +37,9 @@ async fn supplemental_groups_policy_merge_and_strict_and_run_as_group_alone() {
         sc.supplemental_groups_policy = policy as i32;
         c
     };
-    for (name, policy, groups) in [
-        ("merge", v1::SupplementalGroupsPolicy::Merge, vec![1000, 1234, 50000]),
-        ("strict", v1::SupplementalGroupsPolicy::Strict, vec![1000, 1234]),
-    ] {
+    for (name, policy, groups) in
+        [("merge", v1::SupplementalGroupsPolicy::Merge, vec![1000, 1234, 50000]), ("strict", v1::SupplementalGroupsPolicy::Strict, vec![1000, 1234])]
+    {
         let id = node.create(&pod, with_policy(&node, name, policy)).await.unwrap();
         node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
         let expected = groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(" ");

@@ -61,9 +61,7 @@ async fn pull_status_list_survive_a_restart_and_remove_collects_everything() {
 }
 
 fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
+    std::fs::read_to_string("/proc/self/status").map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))).unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,10 +69,7 @@ async fn a_mirror_serves_docker_io() {
     let registry = berth_testkit::Registry::start();
     let work = tempfile::tempdir().unwrap();
     berth_testkit::build_and_push(&registry, work.path(), "library/busybox:latest", None);
-    let berthd = Berthd::start(&format!(
-        "[registry]\ninsecure = [\"{0}\"]\nmirrors = {{ \"docker.io\" = [\"{0}\"] }}\n",
-        registry.host()
-    ));
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{0}\"]\nmirrors = {{ \"docker.io\" = [\"{0}\"] }}\n", registry.host()));
     let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
     let id = img.pull_image(PullImageRequest { image: spec("busybox"), ..Default::default() }).await.unwrap().into_inner().image_ref;
     let image = img.image_status(ImageStatusRequest { image: spec("busybox"), verbose: false }).await.unwrap().into_inner().image.unwrap();
@@ -165,10 +160,7 @@ async fn a_blob_that_does_not_match_its_digest_is_rejected_and_nothing_is_stored
 
     let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
     let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
-    let err = img
-        .pull_image(PullImageRequest { image: spec(&format!("{}/tampered/app:1", registry.host())), ..Default::default() })
-        .await
-        .unwrap_err();
+    let err = img.pull_image(PullImageRequest { image: spec(&format!("{}/tampered/app:1", registry.host())), ..Default::default() }).await.unwrap_err();
     assert!(err.message().contains(&digest), "{}", err.message());
     assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty());
     let blob = berthd.root().join("content/blobs/sha256").join(digest.trim_start_matches("sha256:"));
@@ -266,10 +258,7 @@ async fn a_layer_with_a_dotdot_entry_is_rejected() {
     berth_testkit::push_hostile_layer(&registry, work.path(), "hostile/app:1", "../../escaped.txt");
     let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()));
     let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
-    let err = img
-        .pull_image(PullImageRequest { image: spec(&format!("{}/hostile/app:1", registry.host())), ..Default::default() })
-        .await
-        .unwrap_err();
+    let err = img.pull_image(PullImageRequest { image: spec(&format!("{}/hostile/app:1", registry.host())), ..Default::default() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{}", err.message());
     assert!(err.message().contains("escapes the layer"), "{}", err.message());
     assert!(img.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images.is_empty());

@@ -47,8 +47,7 @@ fn parse(text: &str) -> Vec<Value> {
 
 /// The value of the sample `name` whose labels include `labels`.
 fn value(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<&Value> =
-        samples.iter().filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v)).collect();
+    let found: Vec<&Value> = samples.iter().filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v)).collect();
     assert_eq!(found.len(), 1, "one sample {name}{labels:?}, found {found:?}");
     found[0]["value"].as_f64().unwrap()
 }
@@ -70,7 +69,11 @@ async fn the_workload_is_counted() {
         assert_eq!(node.exec(&first, &["true"], 10).await.unwrap().exit_code, 0);
     }
     let missing = format!("{}/pods/busybox:nope", node.registry.host());
-    let err = node.img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: missing, ..Default::default() }), ..Default::default() }).await.unwrap_err();
+    let err = node
+        .img
+        .pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: missing, ..Default::default() }), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = node.rt.container_status(v1::ContainerStatusRequest { container_id: "nonexistent".into(), verbose: false }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -107,7 +110,11 @@ fn a_metrics_address_in_use_stops_berthd_at_start() {
     let address = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
-    std::fs::write(&config, format!("socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[metrics]\naddress = \"{address}\"\n", dir.path().display())).unwrap();
+    std::fs::write(
+        &config,
+        format!("socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[metrics]\naddress = \"{address}\"\n", dir.path().display()),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_berthd")).arg("--config").arg(&config).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

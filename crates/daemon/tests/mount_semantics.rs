@@ -48,7 +48,8 @@ fn host_mounts_under(dir: &Path) -> Vec<String> {
 
 fn privileged(node: &Node, name: &str, volume: &Path, propagation: v1::MountPropagation) -> v1::ContainerConfig {
     let mut c = node.container_config(name, &["sleep", "3600"]);
-    c.mounts = vec![v1::Mount { container_path: "/vol".into(), host_path: volume.display().to_string(), propagation: propagation as i32, ..Default::default() }];
+    c.mounts =
+        vec![v1::Mount { container_path: "/vol".into(), host_path: volume.display().to_string(), propagation: propagation as i32, ..Default::default() }];
     // Mounting inside the container needs CAP_SYS_ADMIN, as for a kubelet
     // Bidirectional volume (privileged only).
     c.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
@@ -169,7 +170,12 @@ async fn an_image_volume_shows_the_images_files_read_only_and_goes_with_its_cont
     let before = count();
 
     // As the kubelet sends it: the image_ref PullImage answered.
-    let volume = |image: &str| v1::Mount { container_path: "/data".into(), image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }), readonly: true, ..Default::default() };
+    let volume = |image: &str| v1::Mount {
+        container_path: "/data".into(),
+        image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }),
+        readonly: true,
+        ..Default::default()
+    };
     let mut c = node.container_config("reader", &["sleep", "3600"]);
     c.mounts = vec![volume(&pulled)];
     let id = node.create(&pod, c).await.unwrap();

@@ -43,7 +43,13 @@ async fn a_pod_runs_execs_logs_stops_and_is_removed_without_a_trace() {
     assert_eq!(list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
     let by_state = v1::ContainerFilter { state: Some(v1::ContainerStateValue { state: v1::ContainerState::ContainerExited as i32 }), ..Default::default() };
     assert!(node.rt.list_containers(v1::ListContainersRequest { filter: Some(by_state) }).await.unwrap().into_inner().containers.is_empty());
-    let pods = node.rt.list_pod_sandbox(v1::ListPodSandboxRequest { filter: Some(v1::PodSandboxFilter { id: pod.0[..12].to_string(), ..Default::default() }) }).await.unwrap().into_inner().items;
+    let pods = node
+        .rt
+        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: Some(v1::PodSandboxFilter { id: pod.0[..12].to_string(), ..Default::default() }) })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
     assert_eq!(pods.len(), 1);
     let by_label = v1::PodSandboxFilter { label_selector: [("app".to_string(), "web".to_string())].into(), ..Default::default() };
     assert_eq!(node.rt.list_pod_sandbox(v1::ListPodSandboxRequest { filter: Some(by_label) }).await.unwrap().into_inner().items.len(), 1);
@@ -74,7 +80,8 @@ async fn a_pod_runs_execs_logs_stops_and_is_removed_without_a_trace() {
 
     node.rt.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: pod.0.clone() }).await.unwrap();
     node.rt.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: pod.0.clone() }).await.unwrap();
-    let s = node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: pod.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap();
+    let s =
+        node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: pod.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap();
     assert_eq!(s.state, v1::PodSandboxState::SandboxNotready as i32);
     // A stopped pod takes no new containers.
     let e = node.create(&pod, node.container_config("late", &["true"])).await.unwrap_err();
@@ -91,8 +98,28 @@ async fn two_pods_reach_each_other_over_the_cni_bridge() {
     let client = node.run_pod("client").await;
     node.run(&server, "httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"]).await;
     let curl = node.run(&client, "curl", &["sleep", "3600"]).await;
-    let server_ip = node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: server.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip;
-    let client_ip = node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: client.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip;
+    let server_ip = node
+        .rt
+        .pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: server.0.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    let client_ip = node
+        .rt
+        .pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: client.0.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
     assert_ne!(server_ip, client_ip);
     // busybox-static's wget crashes (static NSS); a raw request with nc.
     let request = format!("printf 'GET /motd HTTP/1.0\\r\\n\\r\\n' | nc {server_ip} 8080");
@@ -136,7 +163,17 @@ async fn stats_follow_cpu_and_memory_use() {
 
     // Traffic into the pod: connections refused by its eth0 (SYN in,
     // RST out) move the pod's counters, which match the kernel's own.
-    let ip = node.rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: pod.0.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap().network.unwrap().ip;
+    let ip = node
+        .rt
+        .pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: pod.0.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
     for _ in 0..3 {
         let _ = std::net::TcpStream::connect_timeout(&format!("{ip}:9").parse().unwrap(), Duration::from_secs(1));
     }
@@ -195,7 +232,12 @@ async fn exec_sync_honours_its_timeout_even_with_a_background_child_on_the_pipes
     assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
     let ps = node.exec(&id, &["ps", "-o", "comm"], 5).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&ps.stdout).matches("sleep").count(), 2, "main and the background child; the timed-out one is gone: {}", String::from_utf8_lossy(&ps.stdout));
+    assert_eq!(
+        String::from_utf8_lossy(&ps.stdout).matches("sleep").count(),
+        2,
+        "main and the background child; the timed-out one is gone: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
     // Exec in a container that is not running.
     node.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.unwrap();
     let e = node.exec(&id, &["true"], 5).await.unwrap_err();
@@ -209,7 +251,13 @@ async fn containers_of_a_pod_can_share_one_pid_namespace_held_by_a_pause() {
     let shared = v1::NamespaceOption { pid: v1::NamespaceMode::Pod as i32, ..Default::default() };
     let mut config = node.pod_config("shared");
     config.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(shared.clone());
-    let pod_id = node.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+    let pod_id = node
+        .rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
     let pod = (pod_id, config);
     let mut ids = Vec::new();
     for (name, cmd) in [("first", "sleep 3601"), ("second", "sleep 3602")] {
@@ -250,7 +298,10 @@ async fn events_updates_and_log_reopen_reach_the_running_container() {
 
     // New limits land in the container's cgroup and in its status.
     let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 48 << 20, cpu_shares: 512, ..Default::default() };
-    node.rt.update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(resources), ..Default::default() }).await.unwrap();
+    node.rt
+        .update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(resources), ..Default::default() })
+        .await
+        .unwrap();
     let limit = berth_testkit::cgroups::HostCgroup::new(&format!("{}/ops/{id}", node.cgroup_parent)).memory_limit().to_string();
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
     assert_eq!(node.status(&id).await.resources.unwrap().linux.unwrap().cpu_shares, 512);
@@ -343,9 +394,20 @@ async fn security_context_and_mounts_shape_the_container() {
     p.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
     let id = node.create(&pod, p).await.unwrap();
     node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
-    let r = node.exec(&id, &["/bin/sh", "-c", "grep Seccomp: /proc/self/status; grep CapEff /proc/self/status; grep ' /sys ' /proc/self/mounts"], 10).await.unwrap();
+    let r = node
+        .exec(&id, &["/bin/sh", "-c", "grep Seccomp: /proc/self/status; grep CapEff /proc/self/status; grep ' /sys ' /proc/self/mounts"], 10)
+        .await
+        .unwrap();
     let out = String::from_utf8_lossy(&r.stdout).to_string();
-    assert!(out.contains("Seccomp:\t0") && out.contains(&format!("CapEff:\t{}", std::fs::read_to_string("/proc/self/status").unwrap().lines().find_map(|l| l.strip_prefix("CapBnd:\t")).unwrap())) && out.contains("sysfs rw"), "{out}");
+    assert!(
+        out.contains("Seccomp:\t0")
+            && out.contains(&format!(
+                "CapEff:\t{}",
+                std::fs::read_to_string("/proc/self/status").unwrap().lines().find_map(|l| l.strip_prefix("CapBnd:\t")).unwrap()
+            ))
+            && out.contains("sysfs rw"),
+        "{out}"
+    );
     node.teardown().await;
 }
 
@@ -356,7 +418,13 @@ async fn a_host_port_reaches_the_pod_through_the_portmap_plugin() {
     let host_port = 20000 + (std::process::id() % 10000) as i32;
     let mut config = node.pod_config("published");
     config.port_mappings = vec![v1::PortMapping { protocol: v1::Protocol::Tcp as i32, container_port: 8080, host_port, host_ip: String::new() }];
-    let pod_id = node.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
+    let pod_id = node
+        .rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
     node.run(&(pod_id.clone(), config), "httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"]).await;
     // The bridge's address is the node's own: traffic to it goes through
     // portmap's OUTPUT rules, as a node-local client's would.
@@ -391,7 +459,10 @@ async fn a_container_sees_its_images_whiteouts_and_opaque_directories() {
     berth_testkit::build_and_push(&node.registry, work.path(), "pods/opaque:1", None);
     berth_testkit::push_with_opaque_layer(&node.registry, work.path(), "pods/opaque:2");
     let image = format!("{}/pods/opaque:2", node.registry.host());
-    node.img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }).await.unwrap();
+    node.img
+        .pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() })
+        .await
+        .unwrap();
     let pod = node.run_pod("layers").await;
     let mut config = node.container_config("view", &["sleep", "3600"]);
     config.image = Some(v1::ImageSpec { image, ..Default::default() });
@@ -399,7 +470,10 @@ async fn a_container_sees_its_images_whiteouts_and_opaque_directories() {
     node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
     // /etc: the opaque layer hides motd (layer 2) and everything below;
     // berth's bind mounts (hosts, hostname, resolv.conf) sit on top.
-    let r = node.exec(&id, &["/bin/sh", "-c", "ls /etc | grep -v -e hosts -e hostname -e resolv.conf; cat /etc/fresh; [ -e /bin/true ] || echo no-true"], 10).await.unwrap();
+    let r = node
+        .exec(&id, &["/bin/sh", "-c", "ls /etc | grep -v -e hosts -e hostname -e resolv.conf; cat /etc/fresh; [ -e /bin/true ] || echo no-true"], 10)
+        .await
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), "fresh\nfresh\nno-true\n", "{}", String::from_utf8_lossy(&r.stderr));
     node.teardown().await;
 }

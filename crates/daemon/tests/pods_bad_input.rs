@@ -56,7 +56,11 @@ async fn bad_pod_and_container_requests_get_precise_errors_and_leave_nothing() {
     };
     let good = node.container_config("app", &["sleep", "3600"]);
     expect(node.rt.create_container(create(&unknown, &pod.1, good.clone())).await, Code::NotFound, "pod_sandbox_id");
-    expect(node.rt.create_container(v1::CreateContainerRequest { pod_sandbox_id: pod.0.clone(), config: None, sandbox_config: None }).await, Code::InvalidArgument, "config is missing");
+    expect(
+        node.rt.create_container(v1::CreateContainerRequest { pod_sandbox_id: pod.0.clone(), config: None, sandbox_config: None }).await,
+        Code::InvalidArgument,
+        "config is missing",
+    );
     let mut no_image = good.clone();
     no_image.image = Some(v1::ImageSpec { image: "127.0.0.1:1/never/pulled:1".into(), ..Default::default() });
     expect(node.rt.create_container(create(&pod.0, &pod.1, no_image)).await, Code::NotFound, "never/pulled");
@@ -70,7 +74,8 @@ async fn bad_pod_and_container_requests_get_precise_errors_and_leave_nothing() {
     negative.linux.as_mut().unwrap().resources = Some(v1::LinuxContainerResources { memory_limit_in_bytes: -1, ..Default::default() });
     expect(node.rt.create_container(create(&pod.0, &pod.1, negative)).await, Code::InvalidArgument, "memory_limit_in_bytes");
     let mut bad_cap = good.clone();
-    bad_cap.linux.as_mut().unwrap().security_context.as_mut().unwrap().capabilities = Some(v1::Capability { add_capabilities: vec!["FLY".into()], ..Default::default() });
+    bad_cap.linux.as_mut().unwrap().security_context.as_mut().unwrap().capabilities =
+        Some(v1::Capability { add_capabilities: vec!["FLY".into()], ..Default::default() });
     expect(node.rt.create_container(create(&pod.0, &pod.1, bad_cap)).await, Code::InvalidArgument, "FLY");
     let mut ghost = good.clone();
     ghost.linux.as_mut().unwrap().security_context.as_mut().unwrap().run_as_username = "ghost".into();
@@ -85,7 +90,11 @@ async fn bad_pod_and_container_requests_get_precise_errors_and_leave_nothing() {
     expect(node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await, Code::FailedPrecondition, "Running");
     expect(node.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: -1 }).await, Code::InvalidArgument, "timeout");
     expect(node.rt.exec_sync(v1::ExecSyncRequest { container_id: id.clone(), cmd: vec![], timeout: 1 }).await, Code::InvalidArgument, "cmd is empty");
-    let absurd = v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(v1::LinuxContainerResources { cpu_shares: -3, ..Default::default() }), ..Default::default() };
+    let absurd = v1::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(v1::LinuxContainerResources { cpu_shares: -3, ..Default::default() }),
+        ..Default::default()
+    };
     expect(node.rt.update_container_resources(absurd).await, Code::InvalidArgument, "cpu_shares");
 
     // A command that does not exist fails Start, and the container says so.

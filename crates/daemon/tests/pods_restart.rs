@@ -56,7 +56,11 @@ async fn twenty_pods_start_concurrently() {
         let (mut rt, pod_config) = (node.rt.clone(), node.pod_config(&format!("many-{i}")));
         let container = node.container_config("main", &["sleep", "3600"]);
         tasks.push(tokio::spawn(async move {
-            let pod_id = rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() }).await?.into_inner().pod_sandbox_id;
+            let pod_id = rt
+                .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
+                .await?
+                .into_inner()
+                .pod_sandbox_id;
             let req = v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(container), sandbox_config: Some(pod_config) };
             let id = rt.create_container(req).await?.into_inner().container_id;
             rt.start_container(v1::StartContainerRequest { container_id: id }).await?;

@@ -5,7 +5,11 @@
 
 mod common;
 
-use std::{os::unix::net::UnixDatagram, process::Command, time::{Duration, Instant}};
+use std::{
+    os::unix::net::UnixDatagram,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use k8s_cri::v1::{runtime_service_client::RuntimeServiceClient, VersionRequest};
 

@@ -152,7 +152,8 @@ async fn exec_over_spdy_and_a_client_that_vanishes_leaves_no_process() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bundle = node.berthd.dir.path().join("state/containers").join(&id);
-    let leftovers: Vec<_> = std::fs::read_dir(&bundle).into_iter().flatten().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("exec-")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&bundle).into_iter().flatten().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("exec-")).collect();
     assert!(leftovers.is_empty(), "exec fifos left in the bundle: {leftovers:?}");
 
     // Malformed frames (SPDY version 2) close that connection; berthd
@@ -161,7 +162,12 @@ async fn exec_over_spdy_and_a_client_that_vanishes_leaves_no_process() {
     let (host, path) = url.strip_prefix("http://").unwrap().split_once('/').unwrap();
     let mut raw = tokio::net::TcpStream::connect(host).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    raw.write_all(format!("POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n").as_bytes()).await.unwrap();
+    raw.write_all(
+        format!("POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     raw.write_all(&[0x80, 2, 0, 1, 0, 0, 0, 4, 1, 2, 3, 4, 0xff, 0xff]).await.unwrap();
     let mut sink = Vec::new();
     let closed = tokio::time::timeout(T, raw.read_to_end(&mut sink)).await;
@@ -296,7 +302,8 @@ async fn attach_two_clients_at_once_and_a_terminal() {
     (config.stdin, config.tty) = (true, true);
     let id = node.create(&pod, config).await.unwrap();
     node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
-    let url = node.rt.attach(v1::AttachRequest { container_id: id.clone(), tty: true, stdin: true, stdout: true, stderr: false }).await.unwrap().into_inner().url;
+    let url =
+        node.rt.attach(v1::AttachRequest { container_id: id.clone(), tty: true, stdin: true, stdout: true, stderr: false }).await.unwrap().into_inner().url;
     let (mut ws, _) = websocket(&url, "v4.channel.k8s.io").await.unwrap();
     send(&mut ws, 4, br#"{"Width":90,"Height":30}"#).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -337,7 +344,30 @@ async fn an_idle_stream_is_closed_and_its_command_ends() {
 async fn streams_over_tls() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    berth_testkit::run(std::process::Command::new("openssl").args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=berth-test", "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"]).arg(&key).arg("-out").arg(&cert));
+    berth_testkit::run(
+        std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=berth-test",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
     let mut node = Node::start_with(&format!("streaming.tls_cert_file = \"{}\"\nstreaming.tls_key_file = \"{}\"", cert.display(), key.display()), "").await;
     let pod = node.run_pod("tls").await;
     let id = node.run(&pod, "box", &["sleep", "3600"]).await;
@@ -406,7 +436,8 @@ async fn attach_with_stdin_and_no_log_delivers_the_output() {
     let id = node.create(&pod, config).await.unwrap();
     node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
 
-    let url = node.rt.attach(v1::AttachRequest { container_id: id.clone(), tty: false, stdin: true, stdout: true, stderr: true }).await.unwrap().into_inner().url;
+    let url =
+        node.rt.attach(v1::AttachRequest { container_id: id.clone(), tty: false, stdin: true, stdout: true, stderr: true }).await.unwrap().into_inner().url;
     let (conn, _session) = spdy(&url, "v4.channel.k8s.io").await.unwrap();
     let mut error = conn.open(headers(&[("streamtype", "error")])).await.unwrap();
     let stdin = conn.open(headers(&[("streamtype", "stdin")])).await.unwrap();

@@ -59,7 +59,8 @@ impl SystemdNode {
         let ch = channel(&work.path().join("b.sock")).await;
         let (rt, mut img) = (RuntimeServiceClient::new(ch.clone()), ImageServiceClient::new(ch));
         let image = format!("{}/sd/busybox:1", registry.host());
-        let pulled = img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }).await;
+        let pulled =
+            img.pull_image(v1::PullImageRequest { image: Some(v1::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }).await;
         if let Err(e) = pulled {
             panic!("pull {image}: {e}\n--- berthd's journal\n{}", machine.exec_ok(&["journalctl", "--no-pager", "-u", "berthd.service", "-n", "40"]));
         }
@@ -128,9 +129,20 @@ async fn containers_run_in_transient_scopes_of_the_pods_slice() {
 
     // A pod in the kubelet's slice, a container with limits.
     let pod_config = node.pod_config("web", POD_SLICE);
-    let pod = node.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
-    let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 64 << 20, cpu_shares: 512, cpu_quota: 50_000, cpu_period: 100_000, ..Default::default() };
-    let create = v1::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(node.container_config("app", &["sleep", "1000"], Some(resources))), sandbox_config: Some(pod_config.clone()) };
+    let pod = node
+        .rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let resources =
+        v1::LinuxContainerResources { memory_limit_in_bytes: 64 << 20, cpu_shares: 512, cpu_quota: 50_000, cpu_period: 100_000, ..Default::default() };
+    let create = v1::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(node.container_config("app", &["sleep", "1000"], Some(resources))),
+        sandbox_config: Some(pod_config.clone()),
+    };
     let id = node.rt.create_container(create).await.unwrap().into_inner().container_id;
     node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
 
@@ -160,7 +172,10 @@ async fn containers_run_in_transient_scopes_of_the_pods_slice() {
 
     // UpdateContainerResources goes to the unit and to the files.
     let update = v1::LinuxContainerResources { memory_limit_in_bytes: 96 << 20, ..Default::default() };
-    node.rt.update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(update), ..Default::default() }).await.unwrap();
+    node.rt
+        .update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(update), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(node.unit(&scope, &["MemoryLimit"])["MemoryLimit"], (96u64 << 20).to_string());
     assert_eq!(node.cgroup_file("memory", &cgroup, "memory.limit_in_bytes"), (96u64 << 20).to_string());
 
@@ -172,9 +187,18 @@ async fn containers_run_in_transient_scopes_of_the_pods_slice() {
     node.img = ImageServiceClient::new(ch);
     let status = node.rt.container_status(v1::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await.unwrap().into_inner().status.unwrap();
     assert_eq!(status.state, v1::ContainerState::ContainerRunning as i32);
-    let exec = node.rt.exec_sync(v1::ExecSyncRequest { container_id: id.clone(), cmd: vec!["cat".into(), "/proc/self/cgroup".into()], timeout: 10 }).await.unwrap().into_inner();
+    let exec = node
+        .rt
+        .exec_sync(v1::ExecSyncRequest { container_id: id.clone(), cmd: vec!["cat".into(), "/proc/self/cgroup".into()], timeout: 10 })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(exec.exit_code, 0);
-    assert!(String::from_utf8_lossy(&exec.stdout).lines().any(|l| l.contains(":memory:")), "an exec joins the scope's cgroup: {}", String::from_utf8_lossy(&exec.stdout));
+    assert!(
+        String::from_utf8_lossy(&exec.stdout).lines().any(|l| l.contains(":memory:")),
+        "an exec joins the scope's cgroup: {}",
+        String::from_utf8_lossy(&exec.stdout)
+    );
     assert_eq!(node.unit(&scope, &["ActiveState"])["ActiveState"], "active");
 
     // Pod removal stops the scopes; systemd removes their cgroups.
@@ -200,11 +224,31 @@ async fn parents_that_do_not_fit_and_units_systemd_refuses() {
     // runtime): systemd refuses berth's, in its own words, and berth leaves
     // the other scope alone and nothing of its own behind.
     let pod_config = node.pod_config("clash", POD_SLICE);
-    let pod = node.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
-    let create = v1::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(node.container_config("c", &["sleep", "1000"], None)), sandbox_config: Some(pod_config) };
+    let pod = node
+        .rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let create = v1::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(node.container_config("c", &["sleep", "1000"], None)),
+        sandbox_config: Some(pod_config),
+    };
     let id = node.rt.create_container(create).await.unwrap().into_inner().container_id;
     let scope = format!("berth-{id}.scope");
-    node.machine.exec_ok(&["systemd-run", "--unit", &scope.replace(".scope", ".service"), "--slice", POD_SLICE, "--", "sh", "-c", &format!("exec systemd-run --scope --unit {scope} --slice {POD_SLICE} sleep 600")]);
+    node.machine.exec_ok(&[
+        "systemd-run",
+        "--unit",
+        &scope.replace(".scope", ".service"),
+        "--slice",
+        POD_SLICE,
+        "--",
+        "sh",
+        "-c",
+        &format!("exec systemd-run --scope --unit {scope} --slice {POD_SLICE} sleep 600"),
+    ]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while node.unit(&scope, &["ActiveState"])["ActiveState"] != "active" {
         assert!(std::time::Instant::now() < deadline, "the blocking scope never started");

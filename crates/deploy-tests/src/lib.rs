@@ -57,7 +57,11 @@ pub fn text(b: &[u8]) -> String {
 /// `helm template` of the chart with `args`: the YAML text, or helm's stderr.
 pub fn template(args: &[&str]) -> Result<String, String> {
     let out = run(Command::new(helm()).arg("template").arg("t").arg(chart()).args(["--namespace", "berth-system"]).args(args));
-    if out.status.success() { Ok(text(&out.stdout)) } else { Err(text(&out.stderr)) }
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
 }
 
 /// The objects of a multi-document YAML text, as JSON (through PyYAML in the
@@ -84,7 +88,11 @@ pub fn validate(yaml: &str, version: &str) -> Result<String, String> {
     std::fs::write(&f, yaml).unwrap();
     let out = run(Command::new(tool("venv/bin/kubernetes-validate")).args(["--strict", "-k", version]).arg(&f));
     let report = text(&out.stdout) + &text(&out.stderr);
-    if out.status.success() { Ok(report) } else { Err(report) }
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(report)
+    }
 }
 
 pub fn find<'a>(objs: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
@@ -233,7 +241,11 @@ pub fn berthd_accepts(config: &Path) -> Result<(), String> {
     let out = run(Command::new(built("berthd")).arg("--config").arg(config).arg("--socket").arg(&sock));
     let err = text(&out.stderr);
     assert!(!out.status.success(), "berthd ran with a busy socket: {err}");
-    if err.contains("is in use") { Ok(()) } else { Err(err) }
+    if err.contains("is in use") {
+        Ok(())
+    } else {
+        Err(err)
+    }
 }
 
 /// `systemd-analyze verify` of `unit` (a path inside `root`) with `root` as
@@ -251,5 +263,9 @@ pub fn verify_unit(root: &Path, unit: &str) -> Result<(), String> {
     }
     let out = run(Command::new("systemd-analyze").arg("verify").arg("--man=no").arg(format!("--root={}", root.display())).arg(unit));
     let report = text(&out.stdout) + &text(&out.stderr);
-    if out.status.success() && report.trim().is_empty() { Ok(()) } else { Err(report) }
+    if out.status.success() && report.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(report)
+    }
 }

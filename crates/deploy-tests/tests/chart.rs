@@ -41,8 +41,10 @@ fn render_and_validate(args: &[&str]) -> Vec<Value> {
 
 #[test]
 fn every_object_is_valid_in_both_modes_and_with_defaults() {
-    let kinds = |objs: &[Value]| objs.iter().map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap())).collect::<BTreeSet<_>>();
-    let cleanup = ["ServiceAccount/t-berth-cleanup", "Role/t-berth-cleanup", "RoleBinding/t-berth-cleanup", "DaemonSet/t-berth-cleanup", "Job/t-berth-cleanup-wait"];
+    let kinds =
+        |objs: &[Value]| objs.iter().map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap())).collect::<BTreeSet<_>>();
+    let cleanup =
+        ["ServiceAccount/t-berth-cleanup", "Role/t-berth-cleanup", "RoleBinding/t-berth-cleanup", "DaemonSet/t-berth-cleanup", "Job/t-berth-cleanup-wait"];
 
     let mut rendered = render_and_validate_all(&[
         &[],
@@ -90,13 +92,17 @@ fn daemonset_mounts_exactly_the_host_paths_it_needs() {
     let handler = objects(&template(&[]).unwrap());
     assert_eq!(host_paths(&handler, "t-berth"), set(&["/etc/containerd", "/usr/local/bin", "/var/lib"]));
     assert_eq!(host_paths(&handler, "t-berth-cleanup"), set(&["/etc/containerd", "/usr/local/bin", "/var/lib"]));
-    let k3s = objects(&template(&["--set", "handler.containerdConfig=/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "--set", "installPrefix=/opt/berth"]).unwrap());
+    let k3s = objects(
+        &template(&["--set", "handler.containerdConfig=/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "--set", "installPrefix=/opt/berth"]).unwrap(),
+    );
     assert_eq!(host_paths(&k3s, "t-berth"), set(&["/var/lib/rancher/k3s/agent/etc/containerd", "/opt/berth/bin", "/var/lib"]));
     let node = objects(&template(&["--set", "mode=node"]).unwrap());
     assert_eq!(host_paths(&node, "t-berth"), set(&["/etc", "/usr/local/bin", "/var/lib"]));
-    let kubelet = objects(&template(&["--set", "mode=node", "--set", "node.switchKubelet=true", "--set", "node.kubeletFlagsFile=/etc/default/kubelet"]).unwrap());
+    let kubelet =
+        objects(&template(&["--set", "mode=node", "--set", "node.switchKubelet=true", "--set", "node.kubeletFlagsFile=/etc/default/kubelet"]).unwrap());
     assert_eq!(host_paths(&kubelet, "t-berth"), set(&["/etc", "/usr/local/bin", "/var/lib"]));
-    let elsewhere = objects(&template(&["--set", "mode=node", "--set", "node.switchKubelet=true", "--set", "node.kubeletFlagsFile=/opt/k8s/kubelet.env"]).unwrap());
+    let elsewhere =
+        objects(&template(&["--set", "mode=node", "--set", "node.switchKubelet=true", "--set", "node.kubeletFlagsFile=/opt/k8s/kubelet.env"]).unwrap());
     assert_eq!(host_paths(&elsewhere, "t-berth"), set(&["/etc", "/usr/local/bin", "/var/lib", "/opt/k8s"]));
 }
 
@@ -164,7 +170,11 @@ fn the_rendered_installer_stays_inside_its_mounts_and_the_runtime_class_names_it
     let config = host.dir.path().join("config.toml");
     std::fs::write(&config, find(&objs, "ConfigMap", "t-berth-config")["data"]["config.toml"].as_str().unwrap()).unwrap();
     std::fs::create_dir_all(host.path("/var/lib/kubelet")).unwrap();
-    std::fs::write(host.path("/var/lib/kubelet/kubeadm-flags.env"), "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/containerd/containerd.sock\"\n").unwrap();
+    std::fs::write(
+        host.path("/var/lib/kubelet/kubeadm-flags.env"),
+        "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/containerd/containerd.sock\"\n",
+    )
+    .unwrap();
     let changed = run_rendered(&host, &objs, &["--config", config.to_str().unwrap()]);
     for p in ["/usr/local/bin/berthd", "/etc/berth/config.toml", "/etc/systemd/system/berthd.service", "/var/lib/kubelet/kubeadm-flags.env"] {
         assert!(changed.contains(&std::path::PathBuf::from(p)), "{p} not installed: {changed:?}");
@@ -263,13 +273,22 @@ fn notes_say_what_was_installed_and_how_to_check() {
         all[all.find("NOTES:").expect("NOTES rendered")..].to_owned()
     };
     let handler = notes(&[]);
-    for s in ["/usr/local/bin/containerd-shim-berth-v2", "io.containerd.berth.v2", "kubectl get runtimeclass berth", "rollout status daemonset/t-berth", "runtimeClassName"] {
+    for s in [
+        "/usr/local/bin/containerd-shim-berth-v2",
+        "io.containerd.berth.v2",
+        "kubectl get runtimeclass berth",
+        "rollout status daemonset/t-berth",
+        "runtimeClassName",
+    ] {
         assert!(handler.contains(s), "{s:?} not in\n{handler}");
     }
     assert!(!handler.contains("Warning"), "{handler}");
     // containerd 1.6.0-1.6.20 finds the shim on its PATH only.
     let elsewhere = notes(&["--set", "installPrefix=/opt/berth"]);
-    assert!(elsewhere.contains("Warning: containerd 1.6.0-1.6.20 and 1.7.0 ignore runtime_path") && elsewhere.contains("/opt/berth/bin is not on"), "{elsewhere}");
+    assert!(
+        elsewhere.contains("Warning: containerd 1.6.0-1.6.20 and 1.7.0 ignore runtime_path") && elsewhere.contains("/opt/berth/bin is not on"),
+        "{elsewhere}"
+    );
     let node = notes(&["--set", "mode=node", "--set", "config.socket=/run/b.sock"]);
     for s in ["/etc/systemd/system/berthd.service", "/etc/berth/config.toml", "systemctl status berthd", "unix:///run/b.sock", "node.switchKubelet=true"] {
         assert!(node.contains(s), "{s:?} not in\n{node}");

@@ -61,7 +61,11 @@ fn handler_mode_registers_berth_in_a_real_containerd_config_once_and_uninstall_r
         let runc_after = runtimes(&mut after).get("runc").cloned().unwrap_or_else(|| panic!("{what}: the default runtime is gone"));
         if runc_before != runc_after {
             let opts = runc_before["options"].as_table().unwrap();
-            assert!(opts.values().all(|v| matches!(v, toml::Value::String(s) if s.is_empty()) || *v == toml::Value::Integer(0) || *v == toml::Value::Boolean(false)), "{opts}");
+            assert!(
+                opts.values()
+                    .all(|v| matches!(v, toml::Value::String(s) if s.is_empty()) || *v == toml::Value::Integer(0) || *v == toml::Value::Boolean(false)),
+                "{opts}"
+            );
             runtimes(&mut want).insert("runc".into(), runc_after);
         }
         assert_eq!(after, want, "{what}: containerd's config differs beyond berth's runtime");
@@ -186,8 +190,15 @@ fn node_mode_installs_binaries_config_and_unit_once_upgrades_in_place_and_uninst
     assert_ne!(std::fs::metadata(host.path("/usr/local/bin/berthd")).unwrap().ino(), ino);
     assert_eq!(host.take_systemctl(), ["enable berthd.service", "restart berthd.service"]);
     let changed = installed.changed(&host.tree(true));
-    assert_eq!(changed.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>(), ["/usr/local/bin/berth-shim", "/usr/local/bin/berthctl", "/usr/local/bin/berthd"], "only the binaries changed");
-    assert!(std::fs::read_dir(host.path("/usr/local/bin")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".berth-install")), "no temp file left");
+    assert_eq!(
+        changed.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>(),
+        ["/usr/local/bin/berth-shim", "/usr/local/bin/berthctl", "/usr/local/bin/berthd"],
+        "only the binaries changed"
+    );
+    assert!(
+        std::fs::read_dir(host.path("/usr/local/bin")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".berth-install")),
+        "no temp file left"
+    );
 
     host.install_ok(&["uninstall", "--mode", "node"]);
     assert_eq!(host.take_systemctl(), ["disable --now berthd.service", "daemon-reload"]);
@@ -210,13 +221,20 @@ fn node_mode_switches_the_kubelet_only_when_asked() {
     assert!(!host.take_systemctl().iter().any(|c| c.contains("kubelet")));
 
     host.install_ok(&["install", "--mode", "node", "--switch-kubelet"]);
-    assert_eq!(std::fs::read_to_string(host.path("/var/lib/kubelet/kubeadm-flags.env")).unwrap(), flags.replace("unix:///var/run/containerd/containerd.sock", "unix:///run/berth/berth.sock"));
+    assert_eq!(
+        std::fs::read_to_string(host.path("/var/lib/kubelet/kubeadm-flags.env")).unwrap(),
+        flags.replace("unix:///var/run/containerd/containerd.sock", "unix:///run/berth/berth.sock")
+    );
     assert_eq!(host.take_systemctl(), ["restart kubelet.service"]);
     host.install_ok(&["install", "--mode", "node", "--switch-kubelet"]);
     assert!(host.take_systemctl().is_empty());
 
     host.install_ok(&["uninstall", "--mode", "node"]);
-    assert_eq!(host.take_systemctl(), ["restart kubelet.service", "disable --now berthd.service", "daemon-reload"], "the kubelet leaves berthd before berthd stops");
+    assert_eq!(
+        host.take_systemctl(),
+        ["restart kubelet.service", "disable --now berthd.service", "daemon-reload"],
+        "the kubelet leaves berthd before berthd stops"
+    );
     assert_eq!(before, host.tree(false));
 
     // a flags file without the flag: refused, nothing changed
@@ -255,7 +273,10 @@ fn refuses_hosts_it_cannot_handle_and_changes_nothing() {
         ("disabled_plugins = [\"cri\"]\nversion = 2\n", "CRI plugin is disabled"),
         ("version = 3\nimports = [\n  '/a.toml',\n]\n", "spans several lines"),
         ("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.berth]\n  runtime_type = \"io.containerd.runc.v2\"\n", "exists already"),
-        ("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  runtimes = { runc = { runtime_type = \"io.containerd.runc.v2\" } }\n", "would not parse"),
+        (
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  runtimes = { runc = { runtime_type = \"io.containerd.runc.v2\" } }\n",
+            "would not parse",
+        ),
     ];
     for (config, says) in bad {
         std::fs::write(&conf, config).unwrap();

@@ -72,11 +72,11 @@ mod tests {
     #[test]
     fn socket_paths_in_every_client_form_become_localhost() {
         for path in [
-            "/run/berth/berth.sock",         // grpc-java, crictl <= 1.29
-            "%2Frun%2Fberth%2Fberth.sock",   // grpc-core (Python, C++, Ruby)
-            "run%2Fberth%2Fberth.sock",      // grpc-core 1.85 for unix:///run/...
-            "%2frun%2fberth%2fberth.sock",   // lower-case escapes
-            "unix:/run/berth/berth.sock",    // scheme kept by some clients
+            "/run/berth/berth.sock",       // grpc-java, crictl <= 1.29
+            "%2Frun%2Fberth%2Fberth.sock", // grpc-core (Python, C++, Ruby)
+            "run%2Fberth%2Fberth.sock",    // grpc-core 1.85 for unix:///run/...
+            "%2frun%2fberth%2fberth.sock", // lower-case escapes
+            "unix:/run/berth/berth.sock",  // scheme kept by some clients
             "unix:///run/berth/berth.sock",
             "unix%3A%2Frun%2Fberth.sock",
         ] {

@@ -6,17 +6,17 @@
 
 use std::{process::Command, sync::Arc, time::Instant};
 
-use berth_image::{content::ContentStore, pull::{pull, PullOptions}};
+use berth_image::{
+    content::ContentStore,
+    pull::{pull, PullOptions},
+};
 use berth_snapshot::Overlay;
 use oci_client::secrets::RegistryAuth;
 
 /// MB/s of `dd` writing 1 GiB with a final fdatasync, in the bench's dir.
 fn raw_write_mb_s(dir: &std::path::Path) -> f64 {
     let target = dir.join("dd.bin");
-    let out = Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", target.display()), "bs=1M", "count=1024", "conv=fdatasync"])
-        .output()
-        .unwrap();
+    let out = Command::new("dd").args(["if=/dev/zero", &format!("of={}", target.display()), "bs=1M", "count=1024", "conv=fdatasync"]).output().unwrap();
     let _ = std::fs::remove_file(&target);
     let text = String::from_utf8_lossy(&out.stderr);
     // "... copied, 1.234 s, 870 MB/s"

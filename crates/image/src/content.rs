@@ -55,16 +55,7 @@ impl ContentStore {
         let mut hasher = Sha256::new();
         let size = hash_existing(&partial, &mut hasher)?;
         let file = OpenOptions::new().create(true).append(true).open(&partial).map_err(Error::io("open", &partial))?;
-        Ok(Ingest {
-            digest: digest.into(),
-            expected_size,
-            partial,
-            target: self.blobs.join(hex),
-            blobs: self.blobs.clone(),
-            file,
-            hasher,
-            size,
-        })
+        Ok(Ingest { digest: digest.into(), expected_size, partial, target: self.blobs.join(hex), blobs: self.blobs.clone(), file, hasher, size })
     }
 
     /// Streams `rest` (the bytes after [`Self::ingest_offset`]) in and

@@ -334,10 +334,9 @@ fn normalise(path: &Path) -> Result<PathBuf> {
     for c in path.components() {
         match c {
             Component::Normal(p) => out.push(p),
-            Component::ParentDir
-                if !out.pop() => {
-                    return Err(Error::Escape { path: path.into(), reason: "'..' climbs out of the archive".into() });
-                }
+            Component::ParentDir if !out.pop() => {
+                return Err(Error::Escape { path: path.into(), reason: "'..' climbs out of the archive".into() });
+            }
             _ => {}
         }
     }

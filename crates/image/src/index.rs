@@ -2,11 +2,7 @@
 //! image id (config digest), so a tag moved to a new image is one rewrite,
 //! and the index survives restarts by reloading the records.
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::RwLock,
-};
+use std::{collections::HashMap, path::PathBuf, sync::RwLock};
 
 use berth_store::{load_record, save_record, Versioned};
 use serde::{Deserialize, Serialize};

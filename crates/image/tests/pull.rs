@@ -8,7 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use berth_image::{content::ContentStore, pull::{pull, PullOptions, Pulled}, Error};
+use berth_image::{
+    content::ContentStore,
+    pull::{pull, PullOptions, Pulled},
+    Error,
+};
 use berth_snapshot::Overlay;
 use berth_testkit::{build_and_push, Registry};
 use oci_client::secrets::RegistryAuth;
@@ -45,7 +49,10 @@ async fn pull_unpacks_layers_and_the_merged_view_is_right() {
 
     // A second pull downloads nothing and finds the same image.
     let again = pull(&reference, RegistryAuth::Anonymous, &opts, content, snapshots.clone()).await.unwrap();
-    assert!((pulled.size - 4096..pulled.size).contains(&pulled.downloaded_bytes), "the first pull downloads every layer (the config comes with the manifest): {pulled:?}");
+    assert!(
+        (pulled.size - 4096..pulled.size).contains(&pulled.downloaded_bytes),
+        "the first pull downloads every layer (the config comes with the manifest): {pulled:?}"
+    );
     assert_eq!(again.downloaded_bytes, 0, "layers already stored are not downloaded again");
     assert_eq!(Pulled { downloaded_bytes: 0, ..pulled }, again);
     assert_eq!(snapshots.list().unwrap().len(), 3, "two layers + the container's, stored once");

@@ -99,11 +99,21 @@ impl Metrics {
         registry.register("grpc_requests", "gRPC requests served on the CRI socket (CRI and berth's admin API), by method and gRPC code", requests.clone());
         // 1 ms to ~65 s: a List is a millisecond, a pull or a stop a minute.
         let request_duration = Family::<MethodLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential(0.001, 2.0, 17)));
-        registry.register_with_unit("grpc_request_duration", "Time to answer a gRPC request (to its response headers)", Unit::Seconds, request_duration.clone());
+        registry.register_with_unit(
+            "grpc_request_duration",
+            "Time to answer a gRPC request (to its response headers)",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
         let pulls = Family::<PullLabels, Counter>::default();
         registry.register("image_pulls", "Image pulls, by result", pulls.clone());
         let pull_bytes = Counter::default();
-        registry.register_with_unit("image_pull", "Bytes downloaded from registries by pulls (layers already stored are not downloaded)", Unit::Bytes, pull_bytes.clone());
+        registry.register_with_unit(
+            "image_pull",
+            "Bytes downloaded from registries by pulls (layers already stored are not downloaded)",
+            Unit::Bytes,
+            pull_bytes.clone(),
+        );
         let pull_duration = Histogram::new(exponential(0.05, 2.0, 14));
         registry.register_with_unit("image_pull_duration", "Time a successful pull took, download and unpack", Unit::Seconds, pull_duration.clone());
         let pull_failures = Family::<CauseLabels, Counter>::default();

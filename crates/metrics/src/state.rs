@@ -31,9 +31,7 @@ impl Collector for StateCollector {
         // Before the runtime is open there is nothing to count.
         let Some(source) = self.0.get() else { return Ok(()) };
         let snapshot = source.snapshot();
-        for (name, help, counts) in
-            [("pods", "Pod sandboxes, by state", &snapshot.pods), ("containers", "Containers, by state", &snapshot.containers)]
-        {
+        for (name, help, counts) in [("pods", "Pod sandboxes, by state", &snapshot.pods), ("containers", "Containers, by state", &snapshot.containers)] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (state, count) in counts {
                 let gauge = ConstGauge::new(*count as i64);

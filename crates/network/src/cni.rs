@@ -24,11 +24,7 @@ pub struct CniConfig {
 
 impl Default for CniConfig {
     fn default() -> Self {
-        Self {
-            conf_dir: "/etc/cni/net.d".into(),
-            bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
-            plugin_timeout: Duration::from_secs(60),
-        }
+        Self { conf_dir: "/etc/cni/net.d".into(), bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()], plugin_timeout: Duration::from_secs(60) }
     }
 }
 
@@ -242,10 +238,7 @@ impl Cni {
 }
 
 fn plugin_type<'a>(plugin: &'a Value, path: &Path) -> Result<&'a str> {
-    plugin
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::BadConfig { path: path.into(), reason: "a plugin has no \"type\"".into() })
+    plugin.get("type").and_then(Value::as_str).ok_or_else(|| Error::BadConfig { path: path.into(), reason: "a plugin has no \"type\"".into() })
 }
 
 /// A plugin's stdin: its own config plus the network's name and version,
@@ -294,7 +287,11 @@ mod tests {
         let cni = Cni::new(CniConfig { conf_dir: dir.path().into(), bin_dirs: vec![dir.path().into()], ..Default::default() });
         assert!(matches!(cni.status(), Err(Error::NoConfig { .. })));
         std::fs::write(dir.path().join("20-b.conf"), r#"{"cniVersion":"1.0.0","name":"b","type":"bridge"}"#).unwrap();
-        std::fs::write(dir.path().join("10-a.conflist"), r#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#).unwrap();
+        std::fs::write(
+            dir.path().join("10-a.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#,
+        )
+        .unwrap();
         let net = cni.load().unwrap();
         assert_eq!((net.name.as_str(), net.plugins.len()), ("a", 2));
         let e = cni.status().unwrap_err().to_string();

@@ -109,8 +109,11 @@ fn pin_on_this_thread(dir: &Path, want: NamespaceSet, hostname: Option<&str>) ->
         let target = dir.join(name);
         std::fs::File::create(&target).map_err(Error::io("create", &target))?;
         let source = PathBuf::from(format!("/proc/self/task/{tid}/ns/{name}"));
-        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| Error::Io { op: "pin namespace at", path: target.clone(), source: e.into() })?;
+        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| Error::Io {
+            op: "pin namespace at",
+            path: target.clone(),
+            source: e.into(),
+        })?;
         match *name {
             "net" => pins.net = Some(target),
             "ipc" => pins.ipc = Some(target),

@@ -92,9 +92,7 @@ pub fn default_spec(rootfs: &str, args: &[&str]) -> Spec {
 /// devices cgroup: deny everything, then allow the default device nodes
 /// and the container's own ptys.
 fn default_device_rules() -> serde_json::Value {
-    let allow = |typ: &str, major: i64, minor: Option<i64>| {
-        json!({ "allow": true, "type": typ, "major": major, "minor": minor, "access": "rwm" })
-    };
+    let allow = |typ: &str, major: i64, minor: Option<i64>| json!({ "allow": true, "type": typ, "major": major, "minor": minor, "access": "rwm" });
     json!([
         { "allow": false, "access": "rwm" },
         allow("c", 1, Some(3)),   // null

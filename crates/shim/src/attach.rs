@@ -10,7 +10,10 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    os::{fd::AsRawFd, unix::net::{UnixListener, UnixStream}},
+    os::{
+        fd::AsRawFd,
+        unix::net::{UnixListener, UnixStream},
+    },
     path::{Path, PathBuf},
     sync::{Arc, Mutex, Weak},
     time::Duration,

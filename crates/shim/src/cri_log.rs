@@ -142,13 +142,7 @@ mod tests {
         log.copy_from(Stream::Stdout, &b"hello\nworld\r\n\nno newline"[..]).unwrap();
         log.copy_from(Stream::Stderr, &b"oops\n"[..]).unwrap();
         let r = records(log.path());
-        let want = [
-            ("stdout", "F", "hello"),
-            ("stdout", "F", "world"),
-            ("stdout", "F", ""),
-            ("stdout", "F", "no newline"),
-            ("stderr", "F", "oops"),
-        ];
+        let want = [("stdout", "F", "hello"), ("stdout", "F", "world"), ("stdout", "F", ""), ("stdout", "F", "no newline"), ("stderr", "F", "oops")];
         assert_eq!(r.len(), want.len());
         for (got, want) in r.iter().zip(want) {
             assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), want);

@@ -148,10 +148,14 @@ impl ProcessIo {
             return Ok(Some(read.into()));
         }
         let (path, target) = (PathBuf::from(&self.config.stdin), self.stdin_pipe.clone());
-        std::thread::Builder::new().name("stdin".into()).stack_size(COPY_STACK).spawn(move || {
-            feed_stdin(&path, &target);
-            target.lock().unwrap_or_else(|e| e.into_inner()).take();
-        }).map_err(ShimError::internal("spawn stdin thread"))?;
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .stack_size(COPY_STACK)
+            .spawn(move || {
+                feed_stdin(&path, &target);
+                target.lock().unwrap_or_else(|e| e.into_inner()).take();
+            })
+            .map_err(ShimError::internal("spawn stdin thread"))?;
         Ok(Some(read.into()))
     }
 
@@ -300,9 +304,7 @@ fn open_sink(target: &str) -> Result<Sink> {
         if !path.starts_with('/') {
             return Err(ShimError::InvalidArgument(format!("log path {path:?} is not absolute")));
         }
-        return CriLog::open(path.as_ref())
-            .map(Sink::Log)
-            .map_err(|e| ShimError::InvalidArgument(format!("open log {path}: {e}")));
+        return CriLog::open(path.as_ref()).map(Sink::Log).map_err(|e| ShimError::InvalidArgument(format!("open log {path}: {e}")));
     }
     let path = target.strip_prefix("file://").unwrap_or(target);
     if !path.starts_with('/') {

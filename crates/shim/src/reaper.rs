@@ -63,9 +63,7 @@ impl Reaper {
         loop {
             let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, Exit { status: code as u32, signal: None, at: SystemTime::now() }),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    (pid, Exit { status: 128 + sig as u32, signal: Some(sig as i32), at: SystemTime::now() })
-                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Exit { status: 128 + sig as u32, signal: Some(sig as i32), at: SystemTime::now() }),
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             };

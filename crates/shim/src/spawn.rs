@@ -10,8 +10,8 @@ use std::{
 use berth_container::sync::{Bootstrap, Channel, InitMessage, ShimMessage, SYNC_FD_ENV};
 
 use crate::{
-    error::{Result, ShimError},
     container_cgroup::ContainerCgroup,
+    error::{Result, ShimError},
     io::{ChildStdio, ProcessIo},
     reaper::Reaper,
 };

@@ -47,7 +47,10 @@ fn invalid_specs_fail_create_cleanly() {
     assert_refused(&shim, &s, ttrpc::Code::INVALID_ARGUMENT, "cpuset.cpus");
 
     let mut s = good.clone();
-    s.linux_mut().as_mut().unwrap().set_resources(Some(LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().quota(10i64).build().unwrap()).build().unwrap()));
+    s.linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_resources(Some(LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().quota(10i64).build().unwrap()).build().unwrap()));
     assert_refused(&shim, &s, ttrpc::Code::INVALID_ARGUMENT, "cpu.quota");
 
     let mut s = good.clone();

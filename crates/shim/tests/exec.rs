@@ -61,7 +61,8 @@ fn wait_before_start_waits_for_the_exec() {
     let pid = shim.run(&spec(&shim.id, &["sleep", "1000"]));
     let out = shim.dir.path().join("exec.out");
     let wait_in_background = |exec_id: &str| {
-        let (client, req) = (shim.client.clone(), containerd_shim_protos::api::WaitRequest { id: shim.id.clone(), exec_id: exec_id.into(), ..Default::default() });
+        let (client, req) =
+            (shim.client.clone(), containerd_shim_protos::api::WaitRequest { id: shim.id.clone(), exec_id: exec_id.into(), ..Default::default() });
         let waiter = std::thread::spawn(move || client.wait(Shim::ctx(), &req));
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(!waiter.is_finished(), "Wait on {exec_id} returned before its Start: {:?}", waiter.join());

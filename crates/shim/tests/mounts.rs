@@ -35,7 +35,12 @@ fn rro_is_readonly_all_the_way_down_ro_only_at_the_top_and_propagation_is_honour
     mount_tmpfs(&src.join("sub"));
     std::fs::create_dir_all(src.join("late-slave")).unwrap();
 
-    let mut spec = spec(&shim.id, &["sh", "-c", "\
+    let mut spec = spec(
+        &shim.id,
+        &[
+            "sh",
+            "-c",
+            "\
         touch /ro/x 2>/dev/null && echo top-writable; \
         touch /ro/sub/x 2>/dev/null && echo sub-writable; \
         touch /top-ro/x 2>/dev/null && echo top-ro-writable; \
@@ -44,7 +49,9 @@ fn rro_is_readonly_all_the_way_down_ro_only_at_the_top_and_propagation_is_honour
         while [ ! -e /slave/late-slave/marker ]; do sleep 0.05; done; echo slave-sees-new-mount; \
         ls /private/late-slave | wc -l; \
         ls -l /dev/fuse | cut -c1; \
-    "]);
+    ",
+        ],
+    );
     let bind = |dest: &str, opts: &[&str]| {
         MountBuilder::default()
             .destination(dest)

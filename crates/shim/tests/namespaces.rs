@@ -21,7 +21,9 @@ fn a_second_container_joins_the_first_ones_namespaces_by_path() {
     // Joined namespaces keep no hostname of their own.
     spec_b.set_hostname(None);
     let namespaces = spec_b.linux_mut().as_mut().unwrap().namespaces_mut().as_mut().unwrap();
-    for (typ, name) in [(LinuxNamespaceType::Network, "net"), (LinuxNamespaceType::Ipc, "ipc"), (LinuxNamespaceType::Uts, "uts"), (LinuxNamespaceType::Pid, "pid")] {
+    for (typ, name) in
+        [(LinuxNamespaceType::Network, "net"), (LinuxNamespaceType::Ipc, "ipc"), (LinuxNamespaceType::Uts, "uts"), (LinuxNamespaceType::Pid, "pid")]
+    {
         namespaces.retain(|n| n.typ() != typ);
         namespaces.push(LinuxNamespaceBuilder::default().typ(typ).path(format!("/proc/{pid_a}/ns/{name}")).build().unwrap());
     }

@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::*;
 use berth_cgroups::Version;
+use common::*;
 use containerd_shim_protos::{api, cgroups::metrics::Metrics as V1Metrics, cgroups_v2::metrics::Metrics as V2Metrics, protobuf::Message};
 use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder};
 
@@ -46,7 +46,10 @@ fn memory_limit_oom_kills_and_the_kill_is_reported() {
     let shim = Shim::start("oom");
     let mut spec = spec(&shim.id, &["tail", "/dev/zero"]);
     let limit = 32i64 << 20;
-    with_resources(&mut spec, LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().limit(limit).swap(limit).build().unwrap()).build().unwrap());
+    with_resources(
+        &mut spec,
+        LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().limit(limit).swap(limit).build().unwrap()).build().unwrap(),
+    );
     let pid = shim.run(&spec);
     assert_eq!(shim.cgroup().memory_limit(), limit as u64);
     assert_eq!(shim.wait(""), 137, "SIGKILL by the OOM killer");

@@ -65,9 +65,13 @@ fn default_seccomp_profile_blocks_unshare_and_unconfined_allows_it() {
     let script = "unshare -U true && echo unshare-ok";
     let (_, confined) = run_script("seccomp", |_| {}, script);
     assert!(confined.contains("Operation not permitted") && !confined.contains("unshare-ok"), "{confined}");
-    let (exit, unconfined) = run_script("unconfined", |s| {
-        s.linux_mut().as_mut().unwrap().set_seccomp(None);
-    }, script);
+    let (exit, unconfined) = run_script(
+        "unconfined",
+        |s| {
+            s.linux_mut().as_mut().unwrap().set_seccomp(None);
+        },
+        script,
+    );
     assert_eq!((exit, unconfined.as_str()), (0, "unshare-ok"));
 }
 
@@ -116,16 +120,24 @@ fn masked_and_readonly_paths_hostname_and_sysctl() {
 
 #[test]
 fn oom_score_adj_is_raised_and_a_lowering_is_clamped() {
-    let (_, log) = run_script("oomadj", |s| {
-        s.process_mut().as_mut().unwrap().set_oom_score_adj(Some(500));
-    }, "cat /proc/self/oom_score_adj");
+    let (_, log) = run_script(
+        "oomadj",
+        |s| {
+            s.process_mut().as_mut().unwrap().set_oom_score_adj(Some(500));
+        },
+        "cat /proc/self/oom_score_adj",
+    );
     assert_eq!(log, "500");
     // Going below the shim's own score needs CAP_SYS_RESOURCE; when the
     // host withholds it the value is clamped, not an error.
     let shim_adj: i32 = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
-    let (exit, log) = run_script("oomneg", |s| {
-        s.process_mut().as_mut().unwrap().set_oom_score_adj(Some(-999));
-    }, "cat /proc/self/oom_score_adj");
+    let (exit, log) = run_script(
+        "oomneg",
+        |s| {
+            s.process_mut().as_mut().unwrap().set_oom_score_adj(Some(-999));
+        },
+        "cat /proc/self/oom_score_adj",
+    );
     assert_eq!(exit, 0);
     let got: i32 = log.trim().parse().unwrap();
     assert!(got == -999 || got == shim_adj, "oom_score_adj {got}");

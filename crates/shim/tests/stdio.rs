@@ -100,11 +100,7 @@ fn overlay_rootfs_from_the_create_request() {
     req.rootfs.push(containerd_shim_protos::api::Mount {
         type_: "overlay".into(),
         source: "overlay".into(),
-        options: vec![
-            format!("lowerdir={}", busybox_rootfs().display()),
-            format!("upperdir={}", upper.display()),
-            format!("workdir={}", work.display()),
-        ],
+        options: vec![format!("lowerdir={}", busybox_rootfs().display()), format!("upperdir={}", upper.display()), format!("workdir={}", work.display())],
         ..Default::default()
     });
     let pid = shim.client.create(Shim::ctx(), &req).unwrap().pid;

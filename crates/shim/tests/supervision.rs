@@ -17,12 +17,8 @@ fn killing_the_shims_parent_leaves_container_and_shim_serving() {
     let id = format!("orphan-{}", std::process::id());
     // A parent that outlives `start` and gets SIGKILLed afterwards, like a
     // berthd crashing.
-    let script = format!(
-        "{} start --id {id} --socket {} --bundle {} >/dev/null; exec sleep 1000",
-        env!("CARGO_BIN_EXE_berth-shim"),
-        socket.display(),
-        bundle.display()
-    );
+    let script =
+        format!("{} start --id {id} --socket {} --bundle {} >/dev/null; exec sleep 1000", env!("CARGO_BIN_EXE_berth-shim"), socket.display(), bundle.display());
     let mut parent = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     wait_until("the shim listens", || std::os::unix::net::UnixStream::connect(&socket).is_ok());
     let client = TaskClient::new(ttrpc::Client::connect(&format!("unix://{}", socket.display())).unwrap());
@@ -44,10 +40,7 @@ fn killing_the_shims_parent_leaves_container_and_shim_serving() {
     // The shim moved itself out of its parent's cgroup.
     let cgroups = std::fs::read_to_string(format!("/proc/{shim_pid}/cgroup")).unwrap();
     // v1: the memory hierarchy's line; v2: the only line ("0::/...").
-    assert!(
-        cgroups.lines().any(|l| (l.contains(":memory:") || l.starts_with("0::")) && l.ends_with(":/berth-shims")),
-        "{cgroups}"
-    );
+    assert!(cgroups.lines().any(|l| (l.contains(":memory:") || l.starts_with("0::")) && l.ends_with(":/berth-shims")), "{cgroups}");
     // And it is a session leader of its own, not in the parent's group.
     let stat = std::fs::read_to_string(format!("/proc/{shim_pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();

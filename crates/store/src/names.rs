@@ -60,7 +60,12 @@ mod tests {
     fn concurrent_reservations_admit_exactly_one() {
         let idx = NameIndex::default();
         let winners: usize = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..16).map(|i| { let idx = &idx; s.spawn(move || idx.reserve("pod", &i.to_string()).is_ok()) }).collect();
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let idx = &idx;
+                    s.spawn(move || idx.reserve("pod", &i.to_string()).is_ok())
+                })
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap() as usize).sum()
         });
         assert_eq!(winners, 1);

@@ -87,10 +87,7 @@ impl Paths {
 /// Ids become directory names: refuse anything that could escape or
 /// collide (`..`, `/`, empty, absurdly long).
 pub fn checked_id(id: &str) -> Result<&str> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    let ok = !id.is_empty() && id.len() <= 128 && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if ok {
         Ok(id)
     } else {

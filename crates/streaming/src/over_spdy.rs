@@ -90,7 +90,11 @@ struct CommandStreams {
 
 impl CommandStreams {
     fn complete(&self, w: Wanted) -> bool {
-        self.error.is_some() && (!w.stdin || self.stdin.is_some()) && (!w.stdout || self.stdout.is_some()) && (!w.stderr || self.stderr.is_some()) && (!w.tty || self.resize.is_some())
+        self.error.is_some()
+            && (!w.stdin || self.stdin.is_some())
+            && (!w.stdout || self.stdout.is_some())
+            && (!w.stderr || self.stderr.is_some())
+            && (!w.tty || self.resize.is_some())
     }
 }
 
@@ -205,7 +209,13 @@ struct Pair {
     error: Option<Stream>,
 }
 
-async fn port_forward(mut incoming: mpsc::Receiver<Stream>, pod_id: String, backend: Arc<dyn Backend>, activity: Activity, mut hangup: tokio::sync::oneshot::Receiver<()>) {
+async fn port_forward(
+    mut incoming: mpsc::Receiver<Stream>,
+    pod_id: String,
+    backend: Arc<dyn Backend>,
+    activity: Activity,
+    mut hangup: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     let mut forwards = Vec::new();
     loop {

@@ -20,7 +20,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::{
-    over_spdy, tokens::{Pending, Tokens}, websocket, Backend,
+    over_spdy,
+    tokens::{Pending, Tokens},
+    websocket, Backend,
 };
 
 #[derive(Debug, Clone)]
@@ -46,12 +48,14 @@ pub struct TlsFiles {
 impl TlsFiles {
     fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
         use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-        let invalid = |what: &std::path::Path, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: {e}", what.display()));
+        let invalid =
+            |what: &std::path::Path, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: {e}", what.display()));
         let chain = CertificateDer::pem_file_iter(&self.cert_chain)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
             .map_err(|e| invalid(&self.cert_chain, &e))?;
         let key = PrivateKeyDer::from_pem_file(&self.private_key).map_err(|e| invalid(&self.private_key, &e))?;
-        let config = tokio_rustls::rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).map_err(|e| invalid(&self.cert_chain, &e))?;
+        let config =
+            tokio_rustls::rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).map_err(|e| invalid(&self.cert_chain, &e))?;
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 }
@@ -188,7 +192,14 @@ pub(crate) fn plain(status: StatusCode, message: String) -> Response<Full<Bytes>
 /// The protocols a client offers, in its order of preference (one header
 /// may hold several, comma-separated; the header may repeat).
 pub(crate) fn offered(req: &Request<Incoming>, name: &str) -> Vec<String> {
-    req.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// When data last moved on a stream, for the idle timeout.

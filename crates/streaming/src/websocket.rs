@@ -69,9 +69,7 @@ pub(crate) fn upgrade(mut req: Request<Incoming>, request: Pending, backend: Arc
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         match request {
-            p @ Pending::PortForward { .. } if chosen == Some(SPDY_TUNNEL) => {
-                crate::over_spdy::serve_session(tunnel(ws), p, backend, idle, creation).await
-            }
+            p @ Pending::PortForward { .. } if chosen == Some(SPDY_TUNNEL) => crate::over_spdy::serve_session(tunnel(ws), p, backend, idle, creation).await,
             Pending::PortForward { pod_id } => port_forward(ws, pod_id, ports, backend, idle).await,
             other => remote_command(ws, chosen == Some(V5), other, backend, idle).await,
         }
@@ -101,10 +99,9 @@ where
         use tokio::io::AsyncWriteExt;
         while let Some(Ok(message)) = source.next().await {
             match message {
-                Message::Binary(b)
-                    if write.write_all(&b).await.is_err() => {
-                        break;
-                    }
+                Message::Binary(b) if write.write_all(&b).await.is_err() => {
+                    break;
+                }
                 Message::Close(_) => break,
                 _ => {}
             }
@@ -157,7 +154,11 @@ type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Sends what `rx` yields on the socket until every sender is gone; ends
 /// with a close frame.
-fn spawn_writer(mut sink: futures_util::stream::SplitSink<Socket, Message>, mut rx: mpsc::Receiver<Message>, activity: Activity) -> tokio::task::JoinHandle<()> {
+fn spawn_writer(
+    mut sink: futures_util::stream::SplitSink<Socket, Message>,
+    mut rx: mpsc::Receiver<Message>,
+    activity: Activity,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             activity.touch();

@@ -92,10 +92,7 @@ const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 
 /// The root `hack/setup.sh` built: `$BERTH_SYSTEMD_ROOT`, or [`DEFAULT_ROOT`].
 pub fn systemd_root() -> PathBuf {
-    std::env::var_os("BERTH_SYSTEMD_ROOT")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| DEFAULT_ROOT.into())
+    std::env::var_os("BERTH_SYSTEMD_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| DEFAULT_ROOT.into())
 }
 
 /// A host directory mounted into the container.
@@ -127,12 +124,7 @@ impl Default for MachineOptions {
 impl MachineOptions {
     /// The root from [`systemd_root`], no extra mounts.
     pub fn new() -> Self {
-        MachineOptions {
-            root: systemd_root(),
-            binds: Vec::new(),
-            scratch: Vec::new(),
-            init_timeout: Duration::from_secs(30),
-        }
+        MachineOptions { root: systemd_root(), binds: Vec::new(), scratch: Vec::new(), init_timeout: Duration::from_secs(30) }
     }
 
     /// Boots another root (it is only ever read).
@@ -145,22 +137,14 @@ impl MachineOptions {
     /// machine's own overlay if missing), e.g. berth's target dir or
     /// `/usr/lib/cni`.
     pub fn bind_ro(mut self, host: impl Into<PathBuf>, container: impl Into<PathBuf>) -> Self {
-        self.binds.push(Bind {
-            host: host.into(),
-            container: container.into(),
-            read_only: true,
-        });
+        self.binds.push(Bind { host: host.into(), container: container.into(), read_only: true });
         self
     }
 
     /// Mounts the host's `host` read-write at `container`, e.g. a temp dir
     /// where berthd inside puts its CRI socket for a client on the host.
     pub fn bind_rw(mut self, host: impl Into<PathBuf>, container: impl Into<PathBuf>) -> Self {
-        self.binds.push(Bind {
-            host: host.into(),
-            container: container.into(),
-            read_only: false,
-        });
+        self.binds.push(Bind { host: host.into(), container: container.into(), read_only: false });
         self
     }
 
@@ -231,11 +215,7 @@ impl SystemdMachine {
 
         for bind in &options.binds {
             for path in [&bind.host, &bind.container] {
-                assert!(
-                    path.is_absolute() && !path.to_string_lossy().contains(':'),
-                    "bind paths must be absolute, without ':': {}",
-                    path.display()
-                );
+                assert!(path.is_absolute() && !path.to_string_lossy().contains(':'), "bind paths must be absolute, without ':': {}", path.display());
             }
         }
         for path in options.scratch.iter().chain([&options.root]) {
@@ -247,23 +227,13 @@ impl SystemdMachine {
         }
 
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "{NAME_PREFIX}{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("{NAME_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         // Removed by its guard if boot panics before the machine exists
         // (after that, by the machine's drop).
-        let temp_dir = tempfile::Builder::new()
-            .prefix(&format!("{name}."))
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot make a temp dir for machine {name}: {e}"));
+        let temp_dir =
+            tempfile::Builder::new().prefix(&format!("{name}.")).tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir for machine {name}: {e}"));
         let dir = temp_dir.path().to_path_buf();
-        assert!(
-            !dir.to_string_lossy().contains([',', ':', ' ']),
-            "overlayfs cannot take the temp dir {} (a ',', ':' or ' ' in TMPDIR?)",
-            dir.display()
-        );
+        assert!(!dir.to_string_lossy().contains([',', ':', ' ']), "overlayfs cannot take the temp dir {} (a ',', ':' or ' ' in TMPDIR?)", dir.display());
         let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("root"));
         for d in [&upper, &work, &merged, &upper.join("etc")] {
             std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
@@ -271,88 +241,40 @@ impl SystemdMachine {
         // A machine ID of its own (the cached root's is empty), written into
         // the upper layer before the overlay is mounted.
         let machine_id = format!("{:016x}{:016x}", random_u64(), random_u64());
-        std::fs::write(upper.join("etc/machine-id"), format!("{machine_id}\n"))
-            .unwrap_or_else(|e| panic!("write the machine ID of {name}: {e}"));
+        std::fs::write(upper.join("etc/machine-id"), format!("{machine_id}\n")).unwrap_or_else(|e| panic!("write the machine ID of {name}: {e}"));
 
         let mut binds = options.binds.clone();
         for (i, container) in options.scratch.iter().enumerate() {
             let host = dir.join("scratch").join(i.to_string());
-            std::fs::create_dir_all(&host)
-                .unwrap_or_else(|e| panic!("mkdir {}: {e}", host.display()));
-            binds.push(Bind {
-                host,
-                container: container.clone(),
-                read_only: false,
-            });
+            std::fs::create_dir_all(&host).unwrap_or_else(|e| panic!("mkdir {}: {e}", host.display()));
+            binds.push(Bind { host, container: container.clone(), read_only: false });
         }
 
         let cgroups = make_cgroup_parents(&name);
-        let procs_files: Vec<String> = cgroups
-            .iter()
-            .map(|c| c.dir.join("cgroup.procs").to_string_lossy().into_owned())
-            .collect();
+        let procs_files: Vec<String> = cgroups.iter().map(|c| c.dir.join("cgroup.procs").to_string_lossy().into_owned()).collect();
         let log = dir.join("boot.log");
-        let log_file =
-            std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
 
         let mut command = Command::new("unshare");
         command
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-c",
-                LAUNCH_SCRIPT,
-                "berth-sd-launch",
-            ])
+            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", LAUNCH_SCRIPT, "berth-sd-launch"])
             .arg("systemd-nspawn")
             .arg(format!("--directory={}", merged.display()))
             .arg(format!("--machine={name}"))
-            .args([
-                "--register=no",
-                "--keep-unit",
-                "--link-journal=no",
-                "--console=read-only",
-            ])
-            .args([
-                "--capability=all",
-                "--kill-signal=SIGRTMIN+3",
-                "--setenv=SYSTEMD_COLORS=0",
-            ]);
+            .args(["--register=no", "--keep-unit", "--link-journal=no", "--console=read-only"])
+            .args(["--capability=all", "--kill-signal=SIGRTMIN+3", "--setenv=SYSTEMD_COLORS=0"]);
         for bind in &binds {
-            let flag = if bind.read_only {
-                "--bind-ro"
-            } else {
-                "--bind"
-            };
-            command.arg(format!(
-                "{flag}={}:{}",
-                bind.host.display(),
-                bind.container.display()
-            ));
+            let flag = if bind.read_only { "--bind-ro" } else { "--bind" };
+            command.arg(format!("{flag}={}:{}", bind.host.display(), bind.container.display()));
         }
         command
             .args(["/bin/sh", "-c", INIT_SCRIPT])
             .env("BERTH_SD_CGROUP_PROCS", procs_files.join(" "))
-            .env(
-                "BERTH_SD_OVERLAY",
-                format!(
-                    "lowerdir={},upperdir={},workdir={}",
-                    options.root.display(),
-                    upper.display(),
-                    work.display()
-                ),
-            )
+            .env("BERTH_SD_OVERLAY", format!("lowerdir={},upperdir={},workdir={}", options.root.display(), upper.display(), work.display()))
             .env("BERTH_SD_MERGED", &merged)
             .env("SYSTEMD_COLORS", "0")
             .stdin(Stdio::null())
-            .stdout(
-                log_file
-                    .try_clone()
-                    .unwrap_or_else(|e| panic!("dup {}: {e}", log.display())),
-            )
+            .stdout(log_file.try_clone().unwrap_or_else(|e| panic!("dup {}: {e}", log.display())))
             .stderr(log_file);
         let nspawn = spawn_detached(command).unwrap_or_else(|e| {
             remove_cgroup_tree(&cgroups);
@@ -360,17 +282,7 @@ impl SystemdMachine {
         });
 
         let _ = temp_dir.keep();
-        let mut machine = SystemdMachine {
-            name,
-            nspawn,
-            init_pid: 0,
-            dir,
-            log,
-            binds,
-            cgroups,
-            container_cgroup_roots: OnceLock::new(),
-            torn_down: false,
-        };
+        let mut machine = SystemdMachine { name, nspawn, init_pid: 0, dir, log, binds, cgroups, container_cgroup_roots: OnceLock::new(), torn_down: false };
         let deadline = Instant::now() + options.init_timeout;
         loop {
             if let Some(pid) = container_init_of(machine.nspawn.id()) {
@@ -378,19 +290,10 @@ impl SystemdMachine {
                 return machine;
             }
             if let Ok(Some(status)) = machine.nspawn.try_wait() {
-                panic!(
-                    "systemd-nspawn for {} exited ({status}) before its container started; {}",
-                    machine.name,
-                    machine.log_excerpt()
-                );
+                panic!("systemd-nspawn for {} exited ({status}) before its container started; {}", machine.name, machine.log_excerpt());
             }
             if Instant::now() > deadline {
-                panic!(
-                    "no container init under systemd-nspawn for {} after {:?}; {}",
-                    machine.name,
-                    options.init_timeout,
-                    machine.log_excerpt()
-                );
+                panic!("no container init under systemd-nspawn for {} after {:?}; {}", machine.name, options.init_timeout, machine.log_excerpt());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -445,12 +348,7 @@ impl SystemdMachine {
         let mut state = String::new();
         loop {
             if !Path::new(&format!("/proc/{}", self.init_pid)).exists() {
-                panic!(
-                    "machine {}: its init (pid {}) is gone; {}",
-                    self.name,
-                    self.init_pid,
-                    self.log_excerpt()
-                );
+                panic!("machine {}: its init (pid {}) is gone; {}", self.name, self.init_pid, self.log_excerpt());
             }
             // Until systemd listens (and while the first process is still
             // the remounting shell), systemctl says "offline" or nothing.
@@ -459,23 +357,13 @@ impl SystemdMachine {
                 match state.as_str() {
                     "running" | "degraded" => return state,
                     "maintenance" | "stopping" => {
-                        panic!(
-                            "machine {} is {state}; failed units:\n{}\n{}",
-                            self.name,
-                            self.failed_units(),
-                            self.log_excerpt()
-                        )
+                        panic!("machine {} is {state}; failed units:\n{}\n{}", self.name, self.failed_units(), self.log_excerpt())
                     }
                     _ => {}
                 }
             }
             if Instant::now() > deadline {
-                panic!(
-                    "machine {} not running after {timeout:?} (state {state:?}); failed units:\n{}\n{}",
-                    self.name,
-                    self.failed_units(),
-                    self.log_excerpt()
-                );
+                panic!("machine {} not running after {timeout:?} (state {state:?}); failed units:\n{}\n{}", self.name, self.failed_units(), self.log_excerpt());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -495,12 +383,7 @@ impl SystemdMachine {
     /// host's cgroups: a program that creates units or cgroups must run from
     /// a unit instead ([`Self::run_unit`], [`Self::start_service`]).
     pub fn exec(&self, argv: &[&str]) -> Output {
-        self.try_exec(argv, None).unwrap_or_else(|e| {
-            panic!(
-                "machine {}: cannot run nsenter for {argv:?}: {e}",
-                self.name
-            )
-        })
+        self.try_exec(argv, None).unwrap_or_else(|e| panic!("machine {}: cannot run nsenter for {argv:?}: {e}", self.name))
     }
 
     /// [`Self::exec`] that panics, with the command's stderr, unless it
@@ -520,12 +403,7 @@ impl SystemdMachine {
 
     /// [`Self::exec`] with `input` on the command's stdin.
     pub fn exec_with_input(&self, argv: &[&str], input: &[u8]) -> Output {
-        self.try_exec(argv, Some(input)).unwrap_or_else(|e| {
-            panic!(
-                "machine {}: cannot run nsenter for {argv:?}: {e}",
-                self.name
-            )
-        })
+        self.try_exec(argv, Some(input)).unwrap_or_else(|e| panic!("machine {}: cannot run nsenter for {argv:?}: {e}", self.name))
     }
 
     fn try_exec(&self, argv: &[&str], input: Option<&[u8]>) -> std::io::Result<Output> {
@@ -538,11 +416,7 @@ impl SystemdMachine {
             .env("LANG", "C.UTF-8")
             .env("SYSTEMD_COLORS", "0")
             .env("SYSTEMD_PAGER", "")
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn()?;
@@ -564,22 +438,8 @@ impl SystemdMachine {
     /// Writes `contents` to `container_path` inside the container (its
     /// overlay, or a bind mount), making missing parent directories.
     pub fn write_file(&self, container_path: &str, contents: &[u8]) {
-        let out = self.exec_with_input(
-            &[
-                "sh",
-                "-c",
-                r#"mkdir -p "$(dirname "$1")" && cat > "$1""#,
-                "sh",
-                container_path,
-            ],
-            contents,
-        );
-        assert!(
-            out.status.success(),
-            "machine {}: writing {container_path} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.exec_with_input(&["sh", "-c", r#"mkdir -p "$(dirname "$1")" && cat > "$1""#, "sh", container_path], contents);
+        assert!(out.status.success(), "machine {}: writing {container_path} failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
     }
 
     /// Runs `argv` as the transient service `unit` (a name without suffix
@@ -589,16 +449,7 @@ impl SystemdMachine {
     /// --pipe --collect`): the output is the service's stdout and stderr and
     /// the status its exit status.
     pub fn run_unit(&self, unit: &str, argv: &[&str], properties: &[&str]) -> Output {
-        let mut command = vec![
-            "systemd-run",
-            "--wait",
-            "--pipe",
-            "--quiet",
-            "--collect",
-            "--service-type=exec",
-            "--unit",
-            unit,
-        ];
+        let mut command = vec!["systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec", "--unit", unit];
         for property in properties {
             command.extend(["--property", property]);
         }
@@ -617,32 +468,14 @@ impl SystemdMachine {
         self.write_file(&format!("/etc/systemd/system/{unit}"), unit_text.as_bytes());
         let reload = self.exec(&["systemctl", "daemon-reload"]);
         if !reload.status.success() {
-            return Err(format!(
-                "machine {}: systemctl daemon-reload failed: {}",
-                self.name,
-                String::from_utf8_lossy(&reload.stderr)
-            ));
+            return Err(format!("machine {}: systemctl daemon-reload failed: {}", self.name, String::from_utf8_lossy(&reload.stderr)));
         }
         let start = self.exec(&["systemctl", "start", unit]);
         if start.status.success() {
             return Ok(());
         }
-        let status = self.exec(&[
-            "systemctl",
-            "status",
-            "--no-pager",
-            "--full",
-            "--lines=0",
-            unit,
-        ]);
-        let journal = self.exec(&[
-            "journalctl",
-            "--no-pager",
-            "--output=short-precise",
-            "--lines=60",
-            "--unit",
-            unit,
-        ]);
+        let status = self.exec(&["systemctl", "status", "--no-pager", "--full", "--lines=0", unit]);
+        let journal = self.exec(&["journalctl", "--no-pager", "--output=short-precise", "--lines=60", "--unit", unit]);
         Err(format!(
             "machine {}: systemctl start {unit} failed ({}): {}\n--- systemctl status {unit}\n{}--- journalctl -u {unit}\n{}",
             self.name,
@@ -656,15 +489,7 @@ impl SystemdMachine {
     /// A unit's cgroup as the container sees it (`ControlGroup`, e.g.
     /// `/system.slice/x.scope`), empty if it has none.
     pub fn unit_cgroup(&self, unit: &str) -> String {
-        self.exec_ok(&[
-            "systemctl",
-            "show",
-            "--property=ControlGroup",
-            "--value",
-            unit,
-        ])
-        .trim()
-        .to_string()
+        self.exec_ok(&["systemctl", "show", "--property=ControlGroup", "--value", unit]).trim().to_string()
     }
 
     /// Where `container_path` is on the host: the host side of a bind mount
@@ -674,22 +499,11 @@ impl SystemdMachine {
     /// runs). `container_path` is absolute.
     pub fn host_path(&self, container_path: impl AsRef<Path>) -> PathBuf {
         let path = container_path.as_ref();
-        assert!(
-            path.is_absolute(),
-            "host_path takes an absolute path in the container, not {}",
-            path.display()
-        );
+        assert!(path.is_absolute(), "host_path takes an absolute path in the container, not {}", path.display());
         // The innermost (longest) bind holding the path wins.
-        let bind = self
-            .binds
-            .iter()
-            .filter(|b| path.starts_with(&b.container))
-            .max_by_key(|b| b.container.components().count());
+        let bind = self.binds.iter().filter(|b| path.starts_with(&b.container)).max_by_key(|b| b.container.components().count());
         match bind {
-            Some(b) => b.host.join(
-                path.strip_prefix(&b.container)
-                    .expect("starts_with checked"),
-            ),
+            Some(b) => b.host.join(path.strip_prefix(&b.container).expect("starts_with checked")),
             None => Path::new(&format!("/proc/{}/root", self.init_pid)).join(relative(path)),
         }
     }
@@ -707,17 +521,11 @@ impl SystemdMachine {
     /// container's root at the parent itself, `systemd` and cgroup2 at its
     /// `payload/`; this learns which from the container.
     pub fn host_cgroup_dir(&self, hierarchy: &str, container_cgroup: &str) -> PathBuf {
-        let roots = self
-            .container_cgroup_roots
-            .get_or_init(|| self.learn_container_cgroup_roots());
-        let index = self
-            .cgroups
-            .iter()
-            .position(|c| c.hierarchy == hierarchy)
-            .unwrap_or_else(|| {
-                let known: Vec<&str> = self.cgroups.iter().map(|c| c.hierarchy.as_str()).collect();
-                panic!("no cgroup hierarchy {hierarchy:?} on this host (there are {known:?})")
-            });
+        let roots = self.container_cgroup_roots.get_or_init(|| self.learn_container_cgroup_roots());
+        let index = self.cgroups.iter().position(|c| c.hierarchy == hierarchy).unwrap_or_else(|| {
+            let known: Vec<&str> = self.cgroups.iter().map(|c| c.hierarchy.as_str()).collect();
+            panic!("no cgroup hierarchy {hierarchy:?} on this host (there are {known:?})")
+        });
         roots[index].join(relative(Path::new(container_cgroup)))
     }
 
@@ -726,12 +534,7 @@ impl SystemdMachine {
     /// path minus the container's is the container's root.
     fn learn_container_cgroup_roots(&self) -> Vec<PathBuf> {
         let host_view = std::fs::read_to_string(format!("/proc/{}/cgroup", self.init_pid))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "machine {}: read /proc/{}/cgroup: {e}",
-                    self.name, self.init_pid
-                )
-            });
+            .unwrap_or_else(|e| panic!("machine {}: read /proc/{}/cgroup: {e}", self.name, self.init_pid));
         let container_view = self.exec_ok(&["cat", "/proc/1/cgroup"]);
         self.cgroups
             .iter()
@@ -757,12 +560,7 @@ impl SystemdMachine {
     /// temp dir.
     pub fn shutdown(mut self) {
         let leftovers = self.tear_down();
-        assert!(
-            leftovers.is_empty(),
-            "machine {} left: {}",
-            self.name,
-            leftovers.join("; ")
-        );
+        assert!(leftovers.is_empty(), "machine {} left: {}", self.name, leftovers.join("; "));
     }
 
     /// Asks the container to power off and waits up to `timeout` for nspawn
@@ -801,11 +599,7 @@ impl SystemdMachine {
         let mut leftovers = Vec::new();
         let running = matches!(self.nspawn.try_wait(), Ok(None));
         if running && !self.request_poweroff(Duration::from_secs(20)) {
-            eprintln!(
-                "machine {}: no poweroff after 20 s, killing its processes; {}",
-                self.name,
-                self.log_excerpt()
-            );
+            eprintln!("machine {}: no poweroff after 20 s, killing its processes; {}", self.name, self.log_excerpt());
             // Killing the container's PID 1 ends its whole PID namespace.
             kill(self.init_pid, libc::SIGKILL);
             if !wait_exit(&mut self.nspawn, Duration::from_secs(5)) {
@@ -825,11 +619,7 @@ impl SystemdMachine {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        leftovers.extend(
-            processes_in(&self.cgroups)
-                .iter()
-                .map(|pid| format!("process {pid}")),
-        );
+        leftovers.extend(processes_in(&self.cgroups).iter().map(|pid| format!("process {pid}")));
         // A cgroup whose last process just died may still be busy for a moment.
         let deadline = Instant::now() + Duration::from_secs(3);
         while !remove_cgroup_tree(&self.cgroups) && Instant::now() < deadline {
@@ -856,10 +646,7 @@ impl SystemdMachine {
             }
         } else {
             leftovers.extend(mounts.iter().map(|m| format!("mount {}", m.display())));
-            leftovers.push(format!(
-                "temp dir {} (kept: mounts below it)",
-                self.dir.display()
-            ));
+            leftovers.push(format!("temp dir {} (kept: mounts below it)", self.dir.display()));
         }
         leftovers
     }
@@ -876,9 +663,7 @@ impl Drop for SystemdMachine {
 
 /// `path` without its leading `/`, to join below another directory.
 fn relative(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| !matches!(c, Component::RootDir))
-        .collect()
+    path.components().filter(|c| !matches!(c, Component::RootDir)).collect()
 }
 
 /// The path on the line of a `/proc/<pid>/cgroup` text whose controller
@@ -896,8 +681,7 @@ fn cgroup_line_path<'a>(text: &'a str, controllers: &str) -> Option<&'a str> {
 /// point, own cgroup path)`.
 fn own_cgroups() -> Vec<(String, String, PathBuf, String)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
     let mut found = Vec::new();
     for line in mountinfo.lines() {
         // mountinfo: "id parent maj:min root mountpoint options ... - fstype source superoptions"
@@ -906,11 +690,7 @@ fn own_cgroups() -> Vec<(String, String, PathBuf, String)> {
         };
         let mount_point = PathBuf::from(left.split(' ').nth(4).unwrap_or_default());
         let mut right = right.split(' ');
-        let (fstype, _source, super_options) = (
-            right.next().unwrap_or_default(),
-            right.next(),
-            right.next().unwrap_or_default(),
-        );
+        let (fstype, _source, super_options) = (right.next().unwrap_or_default(), right.next(), right.next().unwrap_or_default());
         if !mount_point.starts_with("/sys/fs/cgroup") {
             continue;
         }
@@ -929,11 +709,7 @@ fn own_cgroups() -> Vec<(String, String, PathBuf, String)> {
             matches.then(|| (list.to_string(), path.to_string()))
         });
         if let Some((controllers, path)) = line {
-            let hierarchy = mount_point
-                .strip_prefix("/sys/fs/cgroup")
-                .expect("checked above")
-                .to_string_lossy()
-                .into_owned();
+            let hierarchy = mount_point.strip_prefix("/sys/fs/cgroup").expect("checked above").to_string_lossy().into_owned();
             found.push((hierarchy, controllers, mount_point, path));
         }
     }
@@ -951,12 +727,7 @@ fn make_cgroup_parents(name: &str) -> Vec<HostCgroup> {
             remove_cgroup_tree(&made);
             panic!("cannot make cgroup {}: {e}", dir.display());
         }
-        made.push(HostCgroup {
-            hierarchy,
-            dir: dir.clone(),
-            mount,
-            controllers: controllers.clone(),
-        });
+        made.push(HostCgroup { hierarchy, dir: dir.clone(), mount, controllers: controllers.clone() });
         if controllers.split(',').any(|c| c == "cpuset") {
             for file in ["cpuset.cpus", "cpuset.mems"] {
                 let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
@@ -967,10 +738,7 @@ fn make_cgroup_parents(name: &str) -> Vec<HostCgroup> {
             }
         }
     }
-    assert!(
-        !made.is_empty(),
-        "no cgroup hierarchy found under /sys/fs/cgroup"
-    );
+    assert!(!made.is_empty(), "no cgroup hierarchy found under /sys/fs/cgroup");
     made
 }
 
@@ -1043,21 +811,14 @@ fn remove_nspawn_run_files(name: &str) {
 /// The container's PID 1 under nspawn `nspawn_pid`: its child that is PID 1
 /// of a PID namespace of its own.
 fn container_init_of(nspawn_pid: u32) -> Option<u32> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children")).ok()?;
-    children
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .find(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .is_some_and(|ns| {
-                    let ids: Vec<&str> = ns.split_whitespace().collect();
-                    ids.len() >= 2 && ids.last() == Some(&"1")
-                })
+    let children = std::fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children")).ok()?;
+    children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).find(|pid| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("NSpid:")).is_some_and(|ns| {
+            let ids: Vec<&str> = ns.split_whitespace().collect();
+            ids.len() >= 2 && ids.last() == Some(&"1")
         })
+    })
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
@@ -1080,9 +841,7 @@ fn kill(pid: u32, signal: libc::c_int) {
 /// from the OS's randomness (and never hands out the same keys twice).
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 /// Spawns `command` in a session of its own, with SIGTERM as its parent-death
@@ -1104,12 +863,7 @@ fn spawn_detached(command: Command) -> std::io::Result<Child> {
                     // allocate nothing, as a pre_exec hook requires.
                     unsafe {
                         command.pre_exec(|| {
-                            if libc::setsid() < 0
-                                || libc::prctl(
-                                    libc::PR_SET_PDEATHSIG,
-                                    libc::SIGTERM as libc::c_ulong,
-                                ) < 0
-                            {
+                            if libc::setsid() < 0 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) < 0 {
                                 return Err(std::io::Error::last_os_error());
                             }
                             Ok(())
@@ -1122,14 +876,8 @@ fn spawn_detached(command: Command) -> std::io::Result<Child> {
         Mutex::new(tx)
     });
     let (reply_tx, reply_rx) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((command, reply_tx))
-        .expect("the berth-sd-spawner thread lives as long as the process");
-    reply_rx
-        .recv()
-        .expect("the berth-sd-spawner thread answers every request")
+    spawner.lock().unwrap_or_else(|e| e.into_inner()).send((command, reply_tx)).expect("the berth-sd-spawner thread lives as long as the process");
+    reply_rx.recv().expect("the berth-sd-spawner thread answers every request")
 }
 
 /// Removes what machines of test processes that no longer exist left behind
@@ -1143,11 +891,7 @@ fn remove_leftovers_of_dead_tests() {
         let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
             return false;
         };
-        let Some(pid) = rest
-            .split(['-', '.'])
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(pid) = rest.split(['-', '.']).next().and_then(|p| p.parse::<u32>().ok()) else {
             return false;
         };
         pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
@@ -1158,12 +902,7 @@ fn remove_leftovers_of_dead_tests() {
         for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if owner_is_dead(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let cgroup = HostCgroup {
-                    hierarchy: hierarchy.clone(),
-                    dir: entry.path(),
-                    mount: mount.clone(),
-                    controllers: controllers.clone(),
-                };
+                let cgroup = HostCgroup { hierarchy: hierarchy.clone(), dir: entry.path(), mount: mount.clone(), controllers: controllers.clone() };
                 match stale.iter_mut().find(|(n, _)| *n == name) {
                     Some((_, list)) => list.push(cgroup),
                     None => stale.push((name, vec![cgroup])),
@@ -1185,11 +924,7 @@ fn remove_leftovers_of_dead_tests() {
             continue;
         };
         let cgroups_gone = gone.iter().any(|g| g == name) || !stale.iter().any(|(n, _)| n == name);
-        if owner_is_dead(name)
-            && cgroups_gone
-            && mounts_below(&entry.path()).is_empty()
-            && !nspawn_running(name)
-        {
+        if owner_is_dead(name) && cgroups_gone && mounts_below(&entry.path()).is_empty() && !nspawn_running(name) {
             let _ = std::fs::remove_dir_all(entry.path());
             remove_nspawn_run_files(name);
         }
@@ -1204,11 +939,5 @@ fn nspawn_running(name: &str) -> bool {
         .into_iter()
         .flatten()
         .flatten()
-        .any(|entry| {
-            std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .any(|arg| arg == wanted.as_bytes())
-            })
-        })
+        .any(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes())))
 }

@@ -94,7 +94,9 @@ async fn wait_for_job(mut removed: zbus::proxy::SignalStream<'_>, job: &OwnedObj
     futures_util::pin_mut!(outcome);
     match futures_util::future::select(outcome, deadline).await {
         Either::Left((Some(result), _)) if result == "done" => Ok(()),
-        Either::Left((Some(result), _)) => Err(Error::Systemd { unit: unit.to_string(), message: format!("job {} ended with result {result:?}", job.as_str()) }),
+        Either::Left((Some(result), _)) => {
+            Err(Error::Systemd { unit: unit.to_string(), message: format!("job {} ended with result {result:?}", job.as_str()) })
+        }
         Either::Left((None, _)) => Err(Error::Systemd { unit: unit.to_string(), message: "the D-Bus connection closed before the job ended".into() }),
         Either::Right(_) => Err(Error::Systemd { unit: unit.to_string(), message: format!("job {} did not end within {JOB_TIMEOUT:?}", job.as_str()) }),
     }

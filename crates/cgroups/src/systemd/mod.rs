@@ -9,6 +9,6 @@ mod scope;
 mod unit_path;
 
 pub use manager::{set_unit_properties, start_transient_unit, stop_unit, version};
-pub use scope::Scope;
 pub use properties::{cpuset_mask, resource_properties, scope_properties, Property, PropertyValue};
+pub use scope::Scope;
 pub use unit_path::{expand_slice, is_slice_name, is_systemd_form, SystemdCgroupsPath, DEFAULT_SLICE};

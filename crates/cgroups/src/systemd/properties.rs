@@ -189,11 +189,7 @@ mod tests {
         let props = resource_properties(&r, Version::V2).unwrap();
         assert_eq!(
             props,
-            vec![
-                ("MemoryMax", PropertyValue::U64(u64::MAX)),
-                ("CPUQuotaPerSecUSec", PropertyValue::U64(u64::MAX)),
-                ("TasksMax", PropertyValue::U64(u64::MAX)),
-            ]
+            vec![("MemoryMax", PropertyValue::U64(u64::MAX)), ("CPUQuotaPerSecUSec", PropertyValue::U64(u64::MAX)), ("TasksMax", PropertyValue::U64(u64::MAX)),]
         );
         assert!(resource_properties(&LinuxResources::default(), Version::V1).unwrap().is_empty());
     }

@@ -9,7 +9,11 @@ mod remove_image;
 
 use std::sync::Arc;
 
-use berth_image::{content::ContentStore, index::ImageIndex, pull::{BlobLocks, PullOptions}};
+use berth_image::{
+    content::ContentStore,
+    index::ImageIndex,
+    pull::{BlobLocks, PullOptions},
+};
 use berth_snapshot::Overlay;
 use k8s_cri::v1::{self, image_service_server::ImageService};
 use tonic::{Request, Response, Status};

@@ -62,7 +62,10 @@ fn registry_auth(auth: Option<&AuthConfig>) -> Result<RegistryAuth, Status> {
 /// Standard base64 (with or without padding), as Docker writes `auth`.
 fn decode_base64(s: &str) -> Option<String> {
     use base64::Engine;
-    let engine = base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent));
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
     String::from_utf8(engine.decode(s.trim()).ok()?).ok()
 }
 

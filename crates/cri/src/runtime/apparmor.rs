@@ -25,7 +25,8 @@ fn check_on(sc: &v1::LinuxContainerSecurityContext, enabled: bool) -> Result<()>
     }
     let (field, kind, name) = match &sc.apparmor {
         Some(p) => {
-            let kind = ProfileType::try_from(p.profile_type).map_err(|_| Error::InvalidArgument(format!("{FIELD}.profile_type: unknown {}", p.profile_type)))?;
+            let kind =
+                ProfileType::try_from(p.profile_type).map_err(|_| Error::InvalidArgument(format!("{FIELD}.profile_type: unknown {}", p.profile_type)))?;
             (FIELD.to_string(), kind, p.localhost_ref.clone())
         }
         None => {

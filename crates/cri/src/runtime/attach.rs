@@ -20,7 +20,8 @@ impl Runtime {
         if req.stdin && !config.stdin {
             return Err(Error::InvalidArgument(format!("container {} was not created with stdin; attach without it", container.id)));
         }
-        let pending = Pending::Attach { container_id: container.id.clone(), tty: config.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr && !config.tty };
+        let pending =
+            Pending::Attach { container_id: container.id.clone(), tty: config.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr && !config.tty };
         let url = self.streaming.url_for(pending).map_err(|e| Error::Internal(format!("streaming token: {e}")))?;
         Ok(v1::AttachResponse { url })
     }

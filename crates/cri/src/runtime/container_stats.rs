@@ -90,7 +90,12 @@ impl Runtime {
         let (cpu, memory) = cpu_memory(&total, now);
         let network = self.pod_network_stats(&r).await;
         Ok(v1::PodSandboxStats {
-            attributes: Some(v1::PodSandboxAttributes { id: r.id.clone(), metadata: Some(r.metadata()), labels: r.config.labels.clone(), annotations: r.config.annotations.clone() }),
+            attributes: Some(v1::PodSandboxAttributes {
+                id: r.id.clone(),
+                metadata: Some(r.metadata()),
+                labels: r.config.labels.clone(),
+                annotations: r.config.annotations.clone(),
+            }),
             linux: Some(v1::LinuxPodSandboxStats {
                 cpu: Some(cpu),
                 memory: Some(memory),
@@ -123,7 +128,12 @@ impl Runtime {
         let layer = self.writable_layer(&r.id).await;
         let (cpu, memory) = cpu_memory(&usage, now);
         let stats = v1::ContainerStats {
-            attributes: Some(v1::ContainerAttributes { id: r.id.clone(), metadata: r.config.metadata.clone(), labels: r.config.labels.clone(), annotations: r.config.annotations.clone() }),
+            attributes: Some(v1::ContainerAttributes {
+                id: r.id.clone(),
+                metadata: r.config.metadata.clone(),
+                labels: r.config.labels.clone(),
+                annotations: r.config.annotations.clone(),
+            }),
             cpu: Some(cpu),
             memory: Some(memory),
             writable_layer: Some(v1::FilesystemUsage {

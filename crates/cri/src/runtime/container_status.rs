@@ -27,7 +27,8 @@ impl Runtime {
     }
 
     pub(crate) fn status_of(&self, r: &ContainerRecord) -> v1::ContainerStatus {
-        let linux_user = v1::LinuxContainerUser { uid: r.uid.into(), gid: r.gid.into(), supplemental_groups: r.additional_gids.iter().map(|g| i64::from(*g)).collect() };
+        let linux_user =
+            v1::LinuxContainerUser { uid: r.uid.into(), gid: r.gid.into(), supplemental_groups: r.additional_gids.iter().map(|g| i64::from(*g)).collect() };
         v1::ContainerStatus {
             id: r.id.clone(),
             metadata: r.config.metadata.clone(),

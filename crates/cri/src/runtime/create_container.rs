@@ -1,4 +1,9 @@
-use std::{os::unix::fs::{FileTypeExt, MetadataExt}, path::Path, str::FromStr, sync::Arc};
+use std::{
+    os::unix::fs::{FileTypeExt, MetadataExt},
+    path::Path,
+    str::FromStr,
+    sync::Arc,
+};
 
 use berth_image::index::ImageRecord;
 use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, ImageVolume, Namespace, Namespaces};
@@ -74,7 +79,15 @@ impl Runtime {
         }
     }
 
-    async fn build_container(&self, id: &str, name: &str, config: v1::ContainerConfig, sandbox: &Sandbox, image: &ImageRecord, image_name: &str) -> Result<Arc<Container>> {
+    async fn build_container(
+        &self,
+        id: &str,
+        name: &str,
+        config: v1::ContainerConfig,
+        sandbox: &Sandbox,
+        image: &ImageRecord,
+        image_name: &str,
+    ) -> Result<Arc<Container>> {
         let srec = sandbox.snapshot();
         let image_config = self.image_config(image).await?;
         let (snapshots, top, key) = (self.images.snapshots.clone(), image.chain_ids.last().cloned(), id.to_string());
@@ -167,9 +180,12 @@ impl Runtime {
         let path = self.images.content.blob_path(&image.id)?;
         let id = image.id.clone();
         let bytes = blocking(move || std::fs::read(&path).map_err(|e| Error::FailedPrecondition(format!("image {id}: config blob unreadable: {e}")))).await?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::FailedPrecondition(format!("image {}: config is not JSON: {e}", image.id)))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::FailedPrecondition(format!("image {}: config is not JSON: {e}", image.id)))?;
         let c = &value["config"];
-        let strings = |v: &serde_json::Value| -> Vec<String> { v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default() };
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
         let stop_signal = c["StopSignal"].as_str().map(parse_signal).transpose()?.unwrap_or(libc_sigterm());
         Ok(ImageConfig {
             defaults: ImageDefaults {
@@ -240,7 +256,12 @@ impl Runtime {
             let [mount] = shown.as_slice() else {
                 return Err(Error::Internal(format!("{field}.image: the snapshotter gave {} mounts, not one", shown.len())));
             };
-            volumes.push(ImageVolume { container_path: m.container_path.clone(), typ: mount.typ.clone(), source: mount.source.clone(), options: mount.options.clone() });
+            volumes.push(ImageVolume {
+                container_path: m.container_path.clone(),
+                typ: mount.typ.clone(),
+                source: mount.source.clone(),
+                options: mount.options.clone(),
+            });
         }
         Ok(volumes)
     }
@@ -309,7 +330,9 @@ fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
     }
     for (i, m) in config.mounts.iter().enumerate() {
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-            return Err(Error::InvalidArgument(format!("config.mounts[{i}].uid_mappings/gid_mappings: idmapped mounts need a user namespace, which berth does not make yet")));
+            return Err(Error::InvalidArgument(format!(
+                "config.mounts[{i}].uid_mappings/gid_mappings: idmapped mounts need a user namespace, which berth does not make yet"
+            )));
         }
     }
     let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
@@ -389,7 +412,11 @@ fn seccomp_profile(sc: Option<&v1::LinuxContainerSecurityContext>, caps: &[Strin
     }
     let field = "config.linux.security_context.seccomp";
     let (kind, localhost) = match &sc.seccomp {
-        Some(p) => (v1::security_profile::ProfileType::try_from(p.profile_type).map_err(|_| Error::InvalidArgument(format!("{field}.profile_type: unknown {}", p.profile_type)))?, p.localhost_ref.clone()),
+        Some(p) => (
+            v1::security_profile::ProfileType::try_from(p.profile_type)
+                .map_err(|_| Error::InvalidArgument(format!("{field}.profile_type: unknown {}", p.profile_type)))?,
+            p.localhost_ref.clone(),
+        ),
         None => match sc.seccomp_profile_path.as_str() {
             "" | "unconfined" => (v1::security_profile::ProfileType::Unconfined, String::new()),
             "runtime/default" | "docker/default" => (v1::security_profile::ProfileType::RuntimeDefault, String::new()),
@@ -404,7 +431,9 @@ fn seccomp_profile(sc: Option<&v1::LinuxContainerSecurityContext>, caps: &[Strin
         v1::security_profile::ProfileType::RuntimeDefault => Ok(Some(berth_oci::seccomp::runtime_default(caps))),
         v1::security_profile::ProfileType::Localhost => {
             let text = std::fs::read_to_string(&localhost).map_err(|e| Error::InvalidArgument(format!("{field}.localhost_ref: {localhost}: {e}")))?;
-            serde_json::from_str(&text).map(Some).map_err(|e| Error::InvalidArgument(format!("{field}.localhost_ref: {localhost} is not an OCI seccomp profile: {e}")))
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::InvalidArgument(format!("{field}.localhost_ref: {localhost} is not an OCI seccomp profile: {e}")))
         }
     }
 }

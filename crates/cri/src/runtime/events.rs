@@ -2,7 +2,10 @@
 //! subscriber (the kubelet's evented PLEG, `crictl events`).
 
 use k8s_cri::v1;
-use tokio_stream::{wrappers::{errors::BroadcastStreamRecvError, BroadcastStream}, StreamExt};
+use tokio_stream::{
+    wrappers::{errors::BroadcastStreamRecvError, BroadcastStream},
+    StreamExt,
+};
 
 use super::{pod_sandbox_status::to_cri_status, EventStream, Runtime};
 use crate::state::{now_nanos, Container};

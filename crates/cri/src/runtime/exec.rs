@@ -22,7 +22,8 @@ impl Runtime {
             return Err(Error::InvalidArgument("tty and stderr cannot both be true (a terminal carries both outputs)".into()));
         }
         container.shim_for_exec()?;
-        let pending = Pending::Exec { container_id: container.id.clone(), cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
+        let pending =
+            Pending::Exec { container_id: container.id.clone(), cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
         let url = self.streaming.url_for(pending).map_err(|e| Error::Internal(format!("streaming token: {e}")))?;
         Ok(v1::ExecResponse { url })
     }

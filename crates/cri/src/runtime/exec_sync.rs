@@ -76,8 +76,6 @@ impl Runtime {
 fn read_capped(path: &PathBuf) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_OUTPUT).read_to_end(&mut buf))
-        .map_err(|e| Error::Internal(format!("read {}: {e}", path.display())))?;
+    std::fs::File::open(path).and_then(|f| f.take(MAX_OUTPUT).read_to_end(&mut buf)).map_err(|e| Error::Internal(format!("read {}: {e}", path.display())))?;
     Ok(buf)
 }

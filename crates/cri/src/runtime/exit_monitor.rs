@@ -25,11 +25,7 @@ impl Runtime {
         let waited = shim.wait("").await;
         // The cgroup still exists until Delete: read the OOM kill count now.
         let cgroups_path = container.record().cgroups_path.clone();
-        let oom_killed = self
-            .cgroup_of(&cgroups_path)
-            .ok()
-            .and_then(|cg| cg.stats().ok())
-            .is_some_and(|s| s.memory.oom_kills > 0);
+        let oom_killed = self.cgroup_of(&cgroups_path).ok().and_then(|cg| cg.stats().ok()).is_some_and(|s| s.memory.oom_kills > 0);
         let mut exit = match waited {
             Ok(w) => {
                 let code = w.exit_status as i32;

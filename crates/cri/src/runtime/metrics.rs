@@ -5,7 +5,10 @@
 use k8s_cri::v1;
 
 use super::Runtime;
-use crate::{error::Result, state::{now_nanos, ContainerState}};
+use crate::{
+    error::Result,
+    state::{now_nanos, ContainerState},
+};
 
 const METRICS: [(&str, &str, v1::MetricType); 3] = [
     ("container_cpu_usage_seconds_total", "Cumulative cpu time consumed in seconds.", v1::MetricType::Counter),
@@ -16,7 +19,11 @@ const METRICS: [(&str, &str, v1::MetricType); 3] = [
 pub(super) fn list_metric_descriptors(_req: v1::ListMetricDescriptorsRequest) -> v1::ListMetricDescriptorsResponse {
     let descriptors = METRICS
         .iter()
-        .map(|(name, help, _)| v1::MetricDescriptor { name: name.to_string(), help: help.to_string(), label_keys: vec!["container".into(), "namespace".into(), "pod".into()] })
+        .map(|(name, help, _)| v1::MetricDescriptor {
+            name: name.to_string(),
+            help: help.to_string(),
+            label_keys: vec!["container".into(), "namespace".into(), "pod".into()],
+        })
         .collect();
     v1::ListMetricDescriptorsResponse { descriptors }
 }
@@ -29,7 +36,9 @@ impl Runtime {
             let mut container_metrics = Vec::new();
             for c in self.containers_of(&sandbox.id).into_iter().filter(|c| c.state() == ContainerState::Running) {
                 let r = c.snapshot();
-                let Ok(stats) = self.cgroup_of(&r.cgroups_path).and_then(|cg| cg.stats().map_err(|e| crate::error::Error::Internal(e.to_string()))) else { continue };
+                let Ok(stats) = self.cgroup_of(&r.cgroups_path).and_then(|cg| cg.stats().map_err(|e| crate::error::Error::Internal(e.to_string()))) else {
+                    continue;
+                };
                 let name = r.config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
                 let labels = vec![name, pod.namespace.clone(), pod.name.clone()];
                 let values = [stats.cpu.usage_ns / 1_000_000_000, stats.memory.working_set(), stats.memory.usage];

@@ -8,9 +8,9 @@ mod container_stats;
 mod container_status;
 mod create_container;
 mod dial_in_pod;
+mod events;
 mod exec;
 mod exec_spec;
-mod events;
 mod exec_sync;
 mod exit_monitor;
 mod features;
@@ -31,8 +31,8 @@ mod remove_pod_sandbox;
 mod reopen_container_log;
 mod run_pod_sandbox;
 mod runtime_config;
-mod state_counts;
 mod start_container;
+mod state_counts;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
@@ -45,7 +45,11 @@ mod user;
 mod user_namespace;
 mod version;
 
-use std::{path::PathBuf, pin::Pin, sync::{Arc, Mutex}};
+use std::{
+    path::PathBuf,
+    pin::Pin,
+    sync::{Arc, Mutex},
+};
 
 use berth_network::{Cni, CniConfig};
 use berth_store::NameIndex;
@@ -247,7 +251,10 @@ impl RuntimeService for RuntimeServer {
         answer("ContainerStatus", true, self.rt.container_status(req.into_inner()))
     }
 
-    async fn update_container_resources(&self, req: Request<v1::UpdateContainerResourcesRequest>) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+    async fn update_container_resources(
+        &self,
+        req: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
         answer("UpdateContainerResources", false, self.rt.update_container_resources(req.into_inner()).await)
     }
 

@@ -87,7 +87,11 @@ mod tests {
 
     #[test]
     fn dns_config_becomes_resolv_conf() {
-        let dns = v1::DnsConfig { servers: vec!["10.96.0.10".into()], searches: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()], options: vec!["ndots:5".into()] };
+        let dns = v1::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        };
         assert_eq!(resolv_conf(Some(&dns)), "search default.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n");
     }
 }

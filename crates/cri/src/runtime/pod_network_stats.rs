@@ -39,7 +39,13 @@ fn parse_net_dev(text: &str) -> Vec<v1::NetworkInterfaceUsage> {
                 return None;
             }
             let value = |v: u64| Some(v1::UInt64Value { value: v });
-            Some(v1::NetworkInterfaceUsage { name: name.trim().to_string(), rx_bytes: value(n[0]), rx_errors: value(n[2]), tx_bytes: value(n[8]), tx_errors: value(n[10]) })
+            Some(v1::NetworkInterfaceUsage {
+                name: name.trim().to_string(),
+                rx_bytes: value(n[0]),
+                rx_errors: value(n[2]),
+                tx_bytes: value(n[8]),
+                tx_errors: value(n[10]),
+            })
         })
         .collect()
 }

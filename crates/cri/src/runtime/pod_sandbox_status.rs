@@ -43,9 +43,7 @@ pub(super) fn to_cri_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
             ip: r.ip.clone().unwrap_or_default(),
             additional_ips: r.additional_ips.iter().map(|ip| v1::PodIp { ip: ip.clone() }).collect(),
         }),
-        linux: Some(v1::LinuxPodSandboxStatus {
-            namespaces: Some(v1::Namespace { options: Some(ns) }),
-        }),
+        linux: Some(v1::LinuxPodSandboxStatus { namespaces: Some(v1::Namespace { options: Some(ns) }) }),
         labels: r.config.labels.clone(),
         annotations: r.config.annotations.clone(),
         runtime_handler: r.runtime_handler.clone(),

@@ -3,10 +3,7 @@ use std::sync::Arc;
 use k8s_cri::v1;
 
 use super::Runtime;
-use crate::{
-    error::Result,
-    state::Container,
-};
+use crate::{error::Result, state::Container};
 
 impl Runtime {
     /// Stops the container if needed, then removes its thin layer, bundle

@@ -81,7 +81,10 @@ impl Runtime {
         let create = api::CreateTaskRequest {
             id: record.id.clone(),
             bundle: bundle.display().to_string(),
-            rootfs: rootfs.iter().map(|m| api::Mount { type_: m.typ.clone(), source: m.source.clone(), options: m.options.clone(), ..Default::default() }).collect(),
+            rootfs: rootfs
+                .iter()
+                .map(|m| api::Mount { type_: m.typ.clone(), source: m.source.clone(), options: m.options.clone(), ..Default::default() })
+                .collect(),
             // With stdin, attach clients feed it (the shim holds it open).
             stdin: if record.config.stdin { berth_oci::attach::ATTACH_STDIN.into() } else { String::new() },
             stdout: output.clone(),

@@ -23,7 +23,8 @@ impl Runtime {
         container.shim_for_exec()?;
         let stdin_once = container.record().config.stdin_once;
         let path = self.paths.attach_socket(&container.id);
-        let conn = UnixStream::connect(&path).await.map_err(|e| Error::Unavailable(format!("attach to container {}: {}: {e}", container.id, path.display())))?;
+        let conn =
+            UnixStream::connect(&path).await.map_err(|e| Error::Unavailable(format!("attach to container {}: {}: {e}", container.id, path.display())))?;
         let (mut read, mut write) = conn.into_split();
         let header = serde_json::json!({ "stdout": io.stdout.is_some(), "stderr": io.stderr.is_some() });
         write.write_all(format!("{header}\n").as_bytes()).await.map_err(|e| Error::Unavailable(format!("attach: {e}")))?;

@@ -78,18 +78,17 @@ pub fn resolve(files: &ImageFiles, sc: Option<&v1::LinuxContainerSecurityContext
     // A group alone would pair with whatever user the image names.
     if let Some(s) = sc.filter(|s| s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty()) {
         let g = s.run_as_group.as_ref().map(|g| g.value).unwrap_or_default();
-        return Err(Error::InvalidArgument(format!(
-            "config.linux.security_context.run_as_group ({g}) is set without run_as_user or run_as_username"
-        )));
+        return Err(Error::InvalidArgument(format!("config.linux.security_context.run_as_group ({g}) is set without run_as_user or run_as_username")));
     }
     let (uid, mut gid, name) = if let Some(uid) = sc.and_then(|s| s.run_as_user.as_ref()) {
         let uid = to_id("config.linux.security_context.run_as_user", uid.value)?;
         let entry = users.iter().find(|u| u.uid == uid);
         (uid, entry.map(|u| u.gid), entry.map(|u| u.name.clone()))
     } else if let Some(name) = sc.map(|s| s.run_as_username.as_str()).filter(|n| !n.is_empty()) {
-        let u = users.iter().find(|u| u.name == name).ok_or_else(|| {
-            Error::InvalidArgument(format!("config.linux.security_context.run_as_username: no user {name:?} in the image's /etc/passwd"))
-        })?;
+        let u = users
+            .iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| Error::InvalidArgument(format!("config.linux.security_context.run_as_username: no user {name:?} in the image's /etc/passwd")))?;
         (u.uid, Some(u.gid), Some(u.name.clone()))
     } else {
         let mut parts = image_user.splitn(2, ':');
@@ -102,9 +101,10 @@ pub fn resolve(files: &ImageFiles, sc: Option<&v1::LinuxContainerSecurityContext
                     (uid, entry.map(|p| p.gid), entry.map(|p| p.name.clone()))
                 }
                 Err(_) => {
-                    let p = users.iter().find(|p| p.name == u).ok_or_else(|| {
-                        Error::InvalidArgument(format!("image user {u:?} is not in the image's /etc/passwd"))
-                    })?;
+                    let p = users
+                        .iter()
+                        .find(|p| p.name == u)
+                        .ok_or_else(|| Error::InvalidArgument(format!("image user {u:?} is not in the image's /etc/passwd")))?;
                     (p.uid, Some(p.gid), Some(p.name.clone()))
                 }
             },
@@ -113,9 +113,11 @@ pub fn resolve(files: &ImageFiles, sc: Option<&v1::LinuxContainerSecurityContext
             None | Some("") => gid,
             Some(g) => Some(match g.parse::<u32>() {
                 Ok(n) => n,
-                Err(_) => groups(files).iter().find(|(n, _, _)| n == g).map(|(_, id, _)| *id).ok_or_else(|| {
-                    Error::InvalidArgument(format!("image group {g:?} is not in the image's /etc/group"))
-                })?,
+                Err(_) => groups(files)
+                    .iter()
+                    .find(|(n, _, _)| n == g)
+                    .map(|(_, id, _)| *id)
+                    .ok_or_else(|| Error::InvalidArgument(format!("image group {g:?} is not in the image's /etc/group")))?,
             }),
         };
         (uid, gid, name)
@@ -149,10 +151,7 @@ pub fn resolve(files: &ImageFiles, sc: Option<&v1::LinuxContainerSecurityContext
 }
 
 fn to_id(field: &str, value: i64) -> Result<u32> {
-    u32::try_from(value)
-        .ok()
-        .filter(|v| *v != u32::MAX)
-        .ok_or_else(|| Error::InvalidArgument(format!("{field}: {value} is not a valid uid/gid")))
+    u32::try_from(value).ok().filter(|v| *v != u32::MAX).ok_or_else(|| Error::InvalidArgument(format!("{field}: {value} is not a valid uid/gid")))
 }
 
 #[cfg(test)]
@@ -166,7 +165,11 @@ mod tests {
         std::fs::create_dir_all(&upper).unwrap();
         std::fs::write(lower.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nweb:x:1000:1001::/home/web:/bin/sh\n").unwrap();
         std::fs::write(lower.join("etc/group"), "root:x:0:\nweb:x:1001:\nvideo:x:44:web\n").unwrap();
-        let mounts = vec![Mount { typ: "overlay".into(), source: "overlay".into(), options: vec![format!("upperdir={}", upper.display()), format!("lowerdir={}", lower.display())] }];
+        let mounts = vec![Mount {
+            typ: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![format!("upperdir={}", upper.display()), format!("lowerdir={}", lower.display())],
+        }];
         (dir, ImageFiles::from_mounts(&mounts))
     }
 
@@ -183,7 +186,11 @@ mod tests {
         assert_eq!(resolve(&files, Some(&strict), "").unwrap().additional_gids, vec![7, 1001], "Strict leaves out the image's groups");
         let group_alone = v1::LinuxContainerSecurityContext { run_as_group: Some(v1::Int64Value { value: 5 }), ..Default::default() };
         assert!(resolve(&files, Some(&group_alone), "web").unwrap_err().to_string().contains("run_as_group"));
-        let sc = v1::LinuxContainerSecurityContext { run_as_user: Some(v1::Int64Value { value: 1000 }), run_as_group: Some(v1::Int64Value { value: 5 }), ..Default::default() };
+        let sc = v1::LinuxContainerSecurityContext {
+            run_as_user: Some(v1::Int64Value { value: 1000 }),
+            run_as_group: Some(v1::Int64Value { value: 5 }),
+            ..Default::default()
+        };
         assert_eq!(resolve(&files, Some(&sc), "root").unwrap().gid, 5);
         let sc = v1::LinuxContainerSecurityContext { run_as_username: "ghost".into(), ..Default::default() };
         assert!(resolve(&files, Some(&sc), "").unwrap_err().to_string().contains("run_as_username"));

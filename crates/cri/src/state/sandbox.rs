@@ -1,4 +1,7 @@
-use std::{path::PathBuf, sync::{Mutex, MutexGuard}};
+use std::{
+    path::PathBuf,
+    sync::{Mutex, MutexGuard},
+};
 
 use berth_store::Versioned;
 use k8s_cri::v1;

@@ -55,7 +55,10 @@ impl Daemon {
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
-            format!("socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{extra}\n[registry]\ninsecure = [\"{registry}\"]\n", dir.path().display()),
+            format!(
+                "socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{extra}\n[registry]\ninsecure = [\"{registry}\"]\n",
+                dir.path().display()
+            ),
         )
         .unwrap();
         // berthd lives in the berth-daemon crate; the test runs the one cargo built.

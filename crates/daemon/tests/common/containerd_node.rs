@@ -279,8 +279,13 @@ impl ContainerdNode {
     pub async fn run_runc_pod(&mut self, name: &str) -> (String, v1::PodSandboxConfig) {
         let config = self.pod_config(name);
         let req = v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
-        let id =
-            self.rt.run_pod_sandbox(req).await.unwrap_or_else(|e| panic!("RunPodSandbox (runc): {e}\n{}", self.containerd_log_tail())).into_inner().pod_sandbox_id;
+        let id = self
+            .rt
+            .run_pod_sandbox(req)
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox (runc): {e}\n{}", self.containerd_log_tail()))
+            .into_inner()
+            .pod_sandbox_id;
         (id, config)
     }
 
@@ -444,13 +449,7 @@ fn installer(dir: &Path, action: &str) {
         .env("BERTH_INSTALL_SYSTEMCTL", "true")
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "berth-install {action}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "berth-install {action}: {}\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 /// berth-shim as built beside the test binaries (nextest builds the whole

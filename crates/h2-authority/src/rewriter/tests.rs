@@ -188,10 +188,7 @@ fn malformed_input_reaches_the_server_unchanged() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("no preface", [b"GET / HTTP/1.1\r\n\r\n".to_vec(), good.clone()].concat()),
         ("broken hpack", [PREFACE, &frame(HEADERS, END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff])].concat()),
-        (
-            "data inside a header block",
-            [PREFACE, &frame(HEADERS, 0, 1, &good[FRAME_HEADER_LEN..]), &frame(0x0, 0, 1, b"x")].concat(),
-        ),
+        ("data inside a header block", [PREFACE, &frame(HEADERS, 0, 1, &good[FRAME_HEADER_LEN..]), &frame(0x0, 0, 1, b"x")].concat()),
         ("continuation of nothing", [PREFACE, &frame(CONTINUATION, END_HEADERS, 1, &good[FRAME_HEADER_LEN..])].concat()),
         ("padding longer than the frame", [PREFACE, &frame(HEADERS, PADDED | END_HEADERS, 1, &[9, 1, 2])].concat()),
         ("truncated frame", [PREFACE, &good[..good.len() - 3]].concat()),

@@ -104,7 +104,13 @@ fn absurd_resources_name_their_field() {
         let e = validate_resources(r).unwrap_err();
         assert_eq!(e.field, format!("linux.resources.{f}"));
     }
-    let ok = v1::LinuxContainerResources { cpu_quota: 50_000, cpu_period: 100_000, memory_limit_in_bytes: 64 << 20, cpuset_cpus: "0-1,3".into(), ..Default::default() };
+    let ok = v1::LinuxContainerResources {
+        cpu_quota: 50_000,
+        cpu_period: 100_000,
+        memory_limit_in_bytes: 64 << 20,
+        cpuset_cpus: "0-1,3".into(),
+        ..Default::default()
+    };
     validate_resources(&ok).unwrap();
     let r = resources(&ok);
     assert_eq!((r["cpu"]["quota"].as_i64(), r["memory"]["limit"].as_i64()), (Some(50_000), Some(64 << 20)));
@@ -140,7 +146,8 @@ fn the_spec_joins_the_pod_and_keeps_its_mounts() {
 
 #[test]
 fn bad_paths_are_refused_with_the_field() {
-    let c = v1::ContainerConfig { mounts: vec![v1::Mount { container_path: "data".into(), host_path: "/x".into(), ..Default::default() }], ..Default::default() };
+    let c =
+        v1::ContainerConfig { mounts: vec![v1::Mount { container_path: "data".into(), host_path: "/x".into(), ..Default::default() }], ..Default::default() };
     let (sandbox, image) = (v1::PodSandboxConfig::default(), image());
     let e = container_spec(&input(&c, &sandbox, &image)).unwrap_err();
     assert_eq!(e.field, "mounts[0].container_path");

@@ -44,7 +44,13 @@ impl TaskService {
             undo.rootfs = mount_rootfs(&bundle, &req.rootfs)?;
             let cgroup = ContainerCgroup::for_container(&spec, &req.id)?;
             undo.cgroup = Some(cgroup.clone());
-            let stdio = StdioConfig { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal, attachable: self.attach_socket.is_some() };
+            let stdio = StdioConfig {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                attachable: self.attach_socket.is_some(),
+            };
             let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
             let bootstrap = Bootstrap { bundle: bundle.clone(), terminal: req.terminal, exec: None };
             let spawned = spawn_init(bootstrap, child_stdio, &io, Some(&cgroup), &self.reaper)?;

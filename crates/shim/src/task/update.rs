@@ -16,8 +16,8 @@ impl TaskService {
     pub(super) fn update_task(&self, req: &UpdateTaskRequest) -> Result<Empty> {
         let (cgroup, init) = self.with_container(&req.id, |c| Ok((c.cgroup.clone(), c.init.clone())))?;
         if let Some(any) = req.resources.as_ref() {
-            let resources: LinuxResources = serde_json::from_slice(&any.value)
-                .map_err(|e| ShimError::InvalidArgument(format!("resources are not OCI LinuxResources: {e}")))?;
+            let resources: LinuxResources =
+                serde_json::from_slice(&any.value).map_err(|e| ShimError::InvalidArgument(format!("resources are not OCI LinuxResources: {e}")))?;
             let cg = cgroup.ok_or_else(|| ShimError::FailedPrecondition("container has no cgroup".into()))?;
             cg.update(&resources)?;
         }

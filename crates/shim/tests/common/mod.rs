@@ -123,13 +123,7 @@ impl Shim {
 
     pub fn create_request(&self) -> api::CreateTaskRequest {
         let log = format!("cri-log://{}", self.log.display());
-        api::CreateTaskRequest {
-            id: self.id.clone(),
-            bundle: self.bundle.display().to_string(),
-            stdout: log.clone(),
-            stderr: log,
-            ..Default::default()
-        }
+        api::CreateTaskRequest { id: self.id.clone(), bundle: self.bundle.display().to_string(), stdout: log.clone(), stderr: log, ..Default::default() }
     }
 
     pub fn create(&self, spec: &Spec) -> ttrpc::Result<u32> {
@@ -174,7 +168,11 @@ impl Shim {
 
     pub fn exec(&self, exec_id: &str, args: &[&str], stdout: &Path) -> ttrpc::Result<()> {
         let process = berth_oci::spec::default_spec("/", args).process().clone().unwrap();
-        let spec = Any { type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(), value: serde_json::to_vec(&process).unwrap(), ..Default::default() };
+        let spec = Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(&process).unwrap(),
+            ..Default::default()
+        };
         let req = api::ExecProcessRequest {
             id: self.id.clone(),
             exec_id: exec_id.into(),

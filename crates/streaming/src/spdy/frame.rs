@@ -30,17 +30,50 @@ pub type Headers = Vec<(String, String)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    SynStream { stream_id: u32, associated_to: u32, priority: u8, flags: u8, headers: Headers },
-    SynReply { stream_id: u32, flags: u8, headers: Headers },
-    RstStream { stream_id: u32, status: u32 },
-    Settings { entries: Vec<(u8, u32, u32)> },
-    Ping { id: u32 },
-    GoAway { last_good_stream_id: u32, status: u32 },
-    Headers { stream_id: u32, flags: u8, headers: Headers },
-    WindowUpdate { stream_id: u32, delta: u32 },
-    Data { stream_id: u32, flags: u8, data: Vec<u8> },
+    SynStream {
+        stream_id: u32,
+        associated_to: u32,
+        priority: u8,
+        flags: u8,
+        headers: Headers,
+    },
+    SynReply {
+        stream_id: u32,
+        flags: u8,
+        headers: Headers,
+    },
+    RstStream {
+        stream_id: u32,
+        status: u32,
+    },
+    Settings {
+        entries: Vec<(u8, u32, u32)>,
+    },
+    Ping {
+        id: u32,
+    },
+    GoAway {
+        last_good_stream_id: u32,
+        status: u32,
+    },
+    Headers {
+        stream_id: u32,
+        flags: u8,
+        headers: Headers,
+    },
+    WindowUpdate {
+        stream_id: u32,
+        delta: u32,
+    },
+    Data {
+        stream_id: u32,
+        flags: u8,
+        data: Vec<u8>,
+    },
     /// A control frame type this implementation ignores, as the spec says.
-    Unknown { kind: u16 },
+    Unknown {
+        kind: u16,
+    },
 }
 
 fn invalid(what: impl Into<String>) -> std::io::Error {
