@@ -96,7 +96,7 @@ impl Runtime {
         let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
         let files = user::ImageFiles::from_mounts(&rootfs);
         let user = user::resolve(&files, sc, &image_config.user)?;
-        let (host_mounts, image_mounts): (Vec<(usize, &v1::Mount)>, Vec<(usize, &v1::Mount)>) =
+        let (host_mounts, image_mounts): (Vec<_>, Vec<_>) =
             config.mounts.iter().enumerate().partition(|(_, m)| m.image.as_ref().is_none_or(|i| i.image.is_empty()));
         let mounts = resolve_mounts(&host_mounts)?;
         let image_volumes = self.image_volumes(id, &image_mounts).await?;
