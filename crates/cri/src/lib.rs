@@ -1,8 +1,9 @@
 //! The CRI v1 services berthd serves to the kubelet and crictl.
 //!
-//! The streaming RPCs (Exec, Attach, PortForward) and CheckpointContainer
-//! answer `Unimplemented` with the name of the RPC, so a client learns
-//! exactly what is missing instead of getting a wrong answer.
+//! Exec, Attach and PortForward answer with a URL of berth's streaming
+//! server (`berth-streaming`). CheckpointContainer answers `Unimplemented`
+//! with the name of the RPC, so a client learns exactly what is missing
+//! instead of getting a wrong answer.
 
 pub mod admin;
 pub mod error;
