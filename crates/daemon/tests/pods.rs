@@ -98,28 +98,8 @@ async fn two_pods_reach_each_other_over_the_cni_bridge() {
     let client = node.run_pod("client").await;
     node.run(&server, "httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"]).await;
     let curl = node.run(&client, "curl", &["sleep", "3600"]).await;
-    let server_ip = node
-        .rt
-        .pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: server.0.clone(), verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
-    let client_ip = node
-        .rt
-        .pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: client.0.clone(), verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
+    let server_ip = node.pod_ip(&server.0).await;
+    let client_ip = node.pod_ip(&client.0).await;
     assert_ne!(server_ip, client_ip);
     // busybox-static's wget crashes (static NSS); a raw request with nc.
     let request = format!("printf 'GET /motd HTTP/1.0\\r\\n\\r\\n' | nc {server_ip} 8080");
@@ -163,17 +143,7 @@ async fn stats_follow_cpu_and_memory_use() {
 
     // Traffic into the pod: connections refused by its eth0 (SYN in,
     // RST out) move the pod's counters, which match the kernel's own.
-    let ip = node
-        .rt
-        .pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: pod.0.clone(), verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
+    let ip = node.pod_ip(&pod.0).await;
     for _ in 0..3 {
         let _ = std::net::TcpStream::connect_timeout(&format!("{ip}:9").parse().unwrap(), Duration::from_secs(1));
     }

@@ -121,6 +121,13 @@ impl Node {
         container_config_for(name, &self.image, cmd)
     }
 
+    /// The pod's IP address, from PodSandboxStatus.
+    pub async fn pod_ip(&mut self, pod_id: &str) -> String {
+        let request = v1::PodSandboxStatusRequest { pod_sandbox_id: pod_id.into(), verbose: false };
+        let status = self.rt.pod_sandbox_status(request).await.unwrap().into_inner().status.unwrap();
+        status.network.expect("the pod's network status").ip
+    }
+
     pub async fn run_pod(&mut self, name: &str) -> (String, v1::PodSandboxConfig) {
         let config = self.pod_config(name);
         let id = self
