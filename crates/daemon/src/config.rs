@@ -127,8 +127,11 @@ pub struct RegistryConfig {
     /// Per-registry TLS material: `<certs_dir>/<host:port>/ca.crt` (CA
     /// bundle), `client.cert` + `client.key`. A missing directory is fine.
     pub certs_dir: PathBuf,
-    /// A pull that receives nothing for this many seconds fails.
+    /// A pull whose answer brings fewer than `stall_min_bytes` in any
+    /// window of this many seconds fails.
     pub stall_timeout_secs: u64,
+    /// Bytes every stall window must bring (a trickle is a stall).
+    pub stall_min_bytes: u64,
     /// Layers downloaded at once per pull.
     pub max_concurrent_downloads: usize,
     /// Mirrors per registry, tried in order before it:
@@ -142,6 +145,7 @@ impl Default for RegistryConfig {
             insecure: Vec::new(),
             certs_dir: PathBuf::from(berth_image::pull::DEFAULT_CERTS_DIR),
             stall_timeout_secs: 60,
+            stall_min_bytes: berth_image::pull::DEFAULT_STALL_MIN_BYTES,
             max_concurrent_downloads: 4,
             mirrors: Default::default(),
         }

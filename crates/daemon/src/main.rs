@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         insecure_registries: config.registry.insecure.clone(),
         certs_dir: config.registry.certs_dir.clone(),
         stall_timeout: std::time::Duration::from_secs(config.registry.stall_timeout_secs.max(1)),
+        stall_min_bytes: config.registry.stall_min_bytes,
         max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
         mirrors: config.registry.mirrors.clone(),
     };

@@ -52,6 +52,7 @@ impl Error {
             Error::Registry { kind: RegistryErrorKind::NotFound, .. } => "not_found",
             Error::Registry { kind: RegistryErrorKind::Misconfigured, .. } => "registry_misconfigured",
             Error::Registry { kind: RegistryErrorKind::Unavailable, .. } => "registry_unavailable",
+            Error::Registry { kind: RegistryErrorKind::Refused, .. } => "bad_image",
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => "corrupt_content",
             Error::Escape { .. } | Error::BadImage(_) => "bad_image",
             _ => "internal",
@@ -78,6 +79,11 @@ pub enum RegistryErrorKind {
     /// the host's certs.d directory is unusable. Retrying changes nothing
     /// until an operator does.
     Misconfigured,
+    /// The registry served a manifest berth will not read: over the size
+    /// limit, of a type that is not an image manifest or index, with a
+    /// Content-Type its body contradicts, or malformed. The same request
+    /// gets the same answer, so retrying is no use.
+    Refused,
     /// Anything else: unreachable, 5xx, stalled, malformed answers.
     Unavailable,
 }
@@ -93,6 +99,7 @@ impl RegistryErrorKind {
             E::Status { code: Some(C::Unauthorized | C::Denied), .. } => Self::Unauthorized,
             E::Status { code: Some(C::ManifestUnknown | C::BlobUnknown | C::NameUnknown | C::NotFound | C::ManifestBlobUnknown), .. } => Self::NotFound,
             E::Tls { .. } | E::HttpsOnly { .. } | E::HttpsFailed { .. } | E::Certs { .. } => Self::Misconfigured,
+            E::TooLarge { .. } | E::ManifestType { .. } | E::BadManifest { .. } => Self::Refused,
             _ => Self::Unavailable,
         }
     }

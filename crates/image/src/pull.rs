@@ -15,10 +15,14 @@ use crate::{
     content::ContentStore,
     error::{Error, Result},
     progress::{LayerState, Progress, Throttle},
-    registry::{RegistryError, Session, Settings},
+    registry::{Pacing, RegistryError, Session, Settings},
     unpack::apply_layer,
     RegistryErrorKind,
 };
+
+/// 32 KiB a minute (the default window) is about 550 bytes/s: far below
+/// any link a pull could finish on, far above a trickle.
+pub const DEFAULT_STALL_MIN_BYTES: u64 = 32 << 10;
 
 /// Where berthd keeps per-registry CA files and client certificates.
 pub const DEFAULT_CERTS_DIR: &str = "/etc/berth/certs.d";
@@ -31,8 +35,13 @@ pub struct PullOptions {
     /// `<certs_dir>/<host:port>/`: the host's CA files (`*.crt`) and
     /// client certificate (`client.cert` + `client.key`); read at each pull.
     pub certs_dir: PathBuf,
-    /// A pull that receives nothing for this long fails instead of hanging.
+    /// The stall window: an answer that brings fewer than
+    /// `stall_min_bytes` in any window this long fails instead of hanging
+    /// (and so does one whose headers take longer than this).
     pub stall_timeout: Duration,
+    /// Bytes each stall window must bring, so a registry trickling a byte
+    /// now and then fails like one that sends nothing.
+    pub stall_min_bytes: u64,
     /// Layers downloaded at once.
     pub max_concurrent_layers: usize,
     /// Mirrors (`host:port`) per registry (`docker.io`), tried in order
@@ -46,6 +55,7 @@ impl Default for PullOptions {
             insecure_registries: Vec::new(),
             certs_dir: PathBuf::from(DEFAULT_CERTS_DIR),
             stall_timeout: Duration::from_secs(60),
+            stall_min_bytes: DEFAULT_STALL_MIN_BYTES,
             max_concurrent_layers: 4,
             mirrors: Default::default(),
         }
@@ -130,7 +140,8 @@ async fn pull_from(
     progress: &Progress,
 ) -> Result<Pulled> {
     let registry_error = pull_error_for(&reference);
-    let settings = Settings { insecure_registries: &opts.insecure_registries, certs_dir: &opts.certs_dir, stall_timeout: opts.stall_timeout };
+    let pacing = Pacing { window: opts.stall_timeout, min_bytes: opts.stall_min_bytes };
+    let settings = Settings { insecure_registries: &opts.insecure_registries, certs_dir: &opts.certs_dir, pacing };
     let session = Session::open(&reference, auth, &settings).map_err(&registry_error)?;
     let image = session.image(&reference).await.map_err(&registry_error)?;
     let (manifest, manifest_digest) = (image.manifest, image.digest);
@@ -229,8 +240,8 @@ async fn download(session: &Session, reference: &Reference, layer: OciDescriptor
         ingest.commit().map(drop)
     });
     let (mut stored, mut throttle) = (if restart { 0 } else { offset }, Throttle::new());
-    let mut fetched = 0;
-    while let Some(chunk) = stream.next().await {
+    let (mut fetched, mut pace) = (0, session.pace());
+    while let Some(chunk) = pace.next(&mut stream).await.map_err(|short| registry_error(session.stalled(&url, short)))? {
         let chunk = chunk.map_err(|source| registry_error(RegistryError::Body { url: url.clone(), source: source.without_url() }))?;
         stored += chunk.len() as u64;
         fetched += chunk.len() as u64;

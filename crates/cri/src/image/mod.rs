@@ -114,6 +114,8 @@ pub(crate) fn status_of(e: berth_image::Error) -> Status {
             // against https) fails the same way until an operator acts.
             berth_image::RegistryErrorKind::Misconfigured => Status::failed_precondition(e.to_string()),
             berth_image::RegistryErrorKind::Unavailable => Status::unavailable(e.to_string()),
+            // Like a bad image: asking again gets the same manifest.
+            berth_image::RegistryErrorKind::Refused => Status::failed_precondition(e.to_string()),
         },
         E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::Escape { .. } | E::BadImage(_) => Status::failed_precondition(e.to_string()),
         _ => Status::internal(e.to_string()),

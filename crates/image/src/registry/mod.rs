@@ -24,6 +24,8 @@ use std::{
     time::Duration,
 };
 
+use futures_util::{Stream, StreamExt};
+
 use base64::Engine;
 use oci_client::{
     errors::{OciEnvelope, OciErrorCode},
@@ -32,7 +34,7 @@ use oci_client::{
     Reference,
 };
 use reqwest::{
-    header::{HeaderValue, ACCEPT, RANGE, WWW_AUTHENTICATE},
+    header::{HeaderValue, ACCEPT, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE},
     Response, StatusCode,
 };
 use sha2::{Digest, Sha256};
@@ -41,11 +43,12 @@ pub use certs::CertsError;
 pub use tls::TlsFailure;
 
 /// Every manifest form berth can pull.
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+pub(crate) const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 /// Answers read whole into memory are bounded, so a hostile registry
-/// cannot make berthd allocate without end.
-const MANIFEST_LIMIT: usize = 4 << 20;
+/// cannot make berthd allocate without end. 4 MiB for manifests and
+/// indexes is the distribution spec's and containerd's limit.
+pub(crate) const MANIFEST_LIMIT: usize = 4 << 20;
 const CONFIG_LIMIT: usize = 32 << 20;
 const SMALL_ANSWER_LIMIT: usize = 64 << 10;
 /// See `Session::open`.
@@ -57,7 +60,67 @@ pub(crate) struct Settings<'a> {
     pub insecure_registries: &'a [String],
     /// `<certs_dir>/<host>/` holds a host's CA files and client certificate.
     pub certs_dir: &'a Path,
-    pub stall_timeout: Duration,
+    /// How bodies must progress (see `Pace`).
+    pub pacing: Pacing,
+}
+
+/// A live answer brings at least `min_bytes` in every `window` (or ends
+/// within it). "Any byte within the window" is not enough: a registry
+/// sending a byte every few seconds would hold a pull, its connection and
+/// its layer lock for ever.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pacing {
+    pub window: Duration,
+    pub min_bytes: u64,
+}
+
+/// Judges one body's progress against its `Pacing`, window after window.
+pub(crate) struct Pace {
+    pacing: Pacing,
+    started: tokio::time::Instant,
+    received: u64,
+}
+
+impl Pace {
+    pub(crate) fn new(pacing: Pacing) -> Self {
+        Self { pacing, started: tokio::time::Instant::now(), received: 0 }
+    }
+
+    /// The stream's next item, or `Err` with what the window brought when a
+    /// window ends short of `min_bytes`. Waiting is cut at the window's end
+    /// so a registry that sends nothing at all is caught the same way.
+    pub(crate) async fn next<S, T, E>(&mut self, stream: &mut S) -> Result<Option<Result<T, E>>, (Duration, u64)>
+    where
+        S: Stream<Item = Result<T, E>> + Unpin,
+        T: AsRef<[u8]>,
+    {
+        loop {
+            let end = self.started + self.pacing.window;
+            match tokio::time::timeout_at(end, stream.next()).await {
+                Ok(item) => {
+                    if let Some(Ok(chunk)) = &item {
+                        self.received += chunk.as_ref().len() as u64;
+                        self.roll(tokio::time::Instant::now())?;
+                    }
+                    return Ok(item);
+                }
+                Err(_) => self.roll(end)?,
+            }
+        }
+    }
+
+    /// At a window's end: fail if it brought too little, else start the next.
+    fn roll(&mut self, now: tokio::time::Instant) -> Result<(), (Duration, u64)> {
+        if now < self.started + self.pacing.window {
+            return Ok(());
+        }
+        if self.received < self.pacing.min_bytes {
+            return Err((self.pacing.window, self.received));
+        }
+        self.started = now;
+        self.received = 0;
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,10 +140,23 @@ pub enum RegistryError {
     Token { realm: String, status: Option<u16>, message: String },
     #[error("{url}: reading the answer: {}", chain(source))]
     Body { url: String, source: reqwest::Error },
-    #[error("{url}: the answer is over {limit} bytes")]
-    TooLarge { url: String, limit: usize },
+    /// `size` is what Content-Length announced; `None` when the body was
+    /// cut off while reading, past the limit.
+    #[error("{url}: the {what} is {} bytes, over berth's limit of {limit} bytes", size.map_or(format!("more than {limit}"), |s| s.to_string()))]
+    TooLarge { url: String, what: &'static str, size: Option<u64>, limit: usize },
     #[error("{url}: {reason}")]
     BadManifest { url: String, reason: String },
+    /// Served as a manifest, but not an image manifest or index (by its
+    /// Content-Type or its `mediaType`), or the two name different types.
+    #[error("{url}: {reason}")]
+    ManifestType { url: String, reason: String },
+    #[error("{url}: stalled: {received} bytes in {}s, under the {min_bytes} bytes a download must bring in every {}s (registry.stall_timeout_secs, registry.stall_min_bytes)", window.as_secs_f64(), window.as_secs_f64())]
+    Stalled { url: String, window: Duration, min_bytes: u64, received: u64 },
+    /// The answer's headers did not arrive within the window (reqwest's
+    /// read timeout, `source`), or within the connect allowance and a
+    /// window (berth's own bound, no `source`).
+    #[error("{url}: stalled: the answer's headers did not arrive within {}s (registry.stall_timeout_secs){}", window.as_secs_f64(), source.as_ref().map(|e| format!(": {}", chain(e))).unwrap_or_default())]
+    HeadersStalled { url: String, window: Duration, source: Option<reqwest::Error> },
     #[error("{url}: content has digest {actual}, not {expected}")]
     DigestMismatch { url: String, expected: String, actual: String },
     #[error("{url}: the image index has no manifest for this node's platform ({platform})")]
@@ -208,6 +284,9 @@ pub(crate) struct Session {
     https_failure: Mutex<Option<String>>,
     host_dir: PathBuf,
     client_cert: Option<PathBuf>,
+    pacing: Pacing,
+    /// How long a request may take until its answer's headers are in.
+    headers_within: Duration,
 }
 
 impl Session {
@@ -234,8 +313,8 @@ impl Session {
             // The rustls config must be of the rustls version reqwest is
             // built with (one in Cargo.lock); otherwise build() fails here.
             .tls_backend_preconfigured(tls)
-            .read_timeout(settings.stall_timeout)
-            .connect_timeout(settings.stall_timeout.min(connect_timeout))
+            .read_timeout(settings.pacing.window)
+            .connect_timeout(settings.pacing.window.min(connect_timeout))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| RegistryError::Client { host: host.clone(), source })?;
@@ -260,7 +339,21 @@ impl Session {
             host_dir: host_dir.unwrap_or_default(),
             client_cert,
             host,
+            pacing: settings.pacing,
+            // Connecting has its own timeout; past it, the headers get one
+            // window (never less, or a slow connect would be misnamed).
+            headers_within: settings.pacing.window.min(connect_timeout) + settings.pacing.window,
         })
+    }
+
+    /// A fresh judge of one body's progress.
+    pub(crate) fn pace(&self) -> Pace {
+        Pace::new(self.pacing)
+    }
+
+    /// The error for a body that fell under the pace.
+    pub(crate) fn stalled(&self, url: &str, (window, received): (Duration, u64)) -> RegistryError {
+        RegistryError::Stalled { url: url.to_string(), window, min_bytes: self.pacing.min_bytes, received }
     }
 
     /// The manifest for this node's platform (through an index if the
@@ -283,7 +376,7 @@ impl Session {
             }
         };
         let blob = self.blob(&manifest.config.digest, 0).await?;
-        let config = read_capped(blob.response, CONFIG_LIMIT).await?;
+        let config = self.read_capped(blob.response, "image config", CONFIG_LIMIT).await?;
         Ok(Image { manifest, digest, config })
     }
 
@@ -308,7 +401,19 @@ impl Session {
         }
         let url = response.url().to_string();
         let announced = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(String::from);
-        let body = read_capped(response, MANIFEST_LIMIT).await?;
+        // Refused before a byte of the body is read: the registry says how
+        // big it is. A body with no Content-Length is cut off at the limit.
+        if let Some(size) = response.content_length().filter(|&n| n > MANIFEST_LIMIT as u64) {
+            return Err(RegistryError::TooLarge { url, what: "manifest", size: Some(size), limit: MANIFEST_LIMIT });
+        }
+        let content_type = match response.headers().get(CONTENT_TYPE) {
+            None => None,
+            Some(value) => {
+                let value = value.to_str().map_err(|_| RegistryError::ManifestType { url: url.clone(), reason: "Content-Type is not text".into() })?;
+                header_media_type(value).map_err(|reason| RegistryError::ManifestType { url: url.clone(), reason })?
+            }
+        };
+        let body = self.read_capped(response, "manifest", MANIFEST_LIMIT).await?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         // A digest in the reference is the one the content must have (berth
         // stores sha256 content only); a tag's answer is checked against the
@@ -323,6 +428,7 @@ impl Session {
                 return Err(RegistryError::DigestMismatch { url, expected: expected.to_string(), actual: digest });
             }
         }
+        check_body_media_type(&body, content_type.as_deref()).map_err(|reason| RegistryError::ManifestType { url: url.clone(), reason })?;
         let manifest = parse_manifest(&body).map_err(|reason| RegistryError::BadManifest { url: url.clone(), reason })?;
         Ok((url, manifest, digest))
     }
@@ -399,7 +505,17 @@ impl Session {
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
-        request.send().await.map_err(|e| self.request_error(url, e))
+        // The read timeout restarts with every byte, so headers sent a
+        // byte at a time would never time out: they get one window, whole.
+        match tokio::time::timeout(self.headers_within, request.send()).await {
+            // A read timeout before the headers (not while connecting, which
+            // the https-then-http plan looks at): the headers stalled.
+            Ok(Err(e)) if e.is_timeout() && !e.is_connect() => {
+                Err(RegistryError::HeadersStalled { url, window: self.pacing.window, source: Some(e.without_url()) })
+            }
+            Ok(sent) => sent.map_err(|e| self.request_error(url, e)),
+            Err(_) => Err(RegistryError::HeadersStalled { url, window: self.headers_within, source: None }),
+        }
     }
 
     fn request_error(&self, url: String, source: reqwest::Error) -> RegistryError {
@@ -455,7 +571,7 @@ impl Session {
         }
         let response = request.send().await.map_err(|e| self.request_error(realm.to_string(), e))?;
         let status = response.status();
-        let body = read_capped(response, SMALL_ANSWER_LIMIT).await?;
+        let body = self.read_capped(response, "token answer", SMALL_ANSWER_LIMIT).await?;
         if !status.is_success() {
             return Err(token_error(Some(status), format!("HTTP {status}: {}", excerpt(&body))));
         }
@@ -479,7 +595,7 @@ impl Session {
         let url = response.url().to_string();
         let status = response.status().as_u16();
         let plain_http = response.url().scheme() == "http";
-        let body = read_capped(response, SMALL_ANSWER_LIMIT).await.unwrap_or_default();
+        let body = self.read_capped(response, "error answer", SMALL_ANSWER_LIMIT).await.unwrap_or_default();
         // Go's https servers answer a plain http request with this text and
         // nothing typed: the one place the text is all there is.
         if plain_http && status == 400 && String::from_utf8_lossy(&body).contains("HTTP request to an HTTPS server") {
@@ -507,16 +623,58 @@ fn sensitive_header(value: String) -> Result<HeaderValue, String> {
     Ok(header)
 }
 
-async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, RegistryError> {
-    let url = response.url().to_string();
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|source| RegistryError::Body { url: url.clone(), source: source.without_url() })? {
-        if body.len() + chunk.len() > limit {
-            return Err(RegistryError::TooLarge { url, limit });
+impl Session {
+    /// Reads an answer whole, at most `limit` bytes of it, at the session's
+    /// pace.
+    async fn read_capped(&self, response: Response, what: &'static str, limit: usize) -> Result<Vec<u8>, RegistryError> {
+        let url = response.url().to_string();
+        let mut stream = response.bytes_stream();
+        let mut pace = self.pace();
+        let mut body = Vec::new();
+        while let Some(chunk) = pace.next(&mut stream).await.map_err(|short| self.stalled(&url, short))? {
+            let chunk = chunk.map_err(|source| RegistryError::Body { url: url.clone(), source: source.without_url() })?;
+            if body.len() + chunk.len() > limit {
+                return Err(RegistryError::TooLarge { url, what, size: None, limit });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(body)
     }
-    Ok(body)
+}
+
+/// The media type a Content-Type header names, if it names one berth can
+/// pull. A generic JSON or binary type, as static file servers answer,
+/// claims nothing: the body's `mediaType` decides then.
+fn header_media_type(value: &str) -> Result<Option<String>, String> {
+    let media_type = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if matches!(media_type.as_str(), "application/json" | "application/octet-stream") {
+        return Ok(None);
+    }
+    if MANIFEST_TYPES.split(", ").any(|t| t == media_type) {
+        return Ok(Some(media_type));
+    }
+    Err(format!("served as {value:?}, which is not an image manifest or index media type"))
+}
+
+/// The body's `mediaType`, when it has one, must be the header's (a
+/// manifest type, from `header_media_type`): a registry that says one
+/// thing and serves another is not trusted to mean either.
+fn check_body_media_type(body: &[u8], header: Option<&str>) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Typed {
+        media_type: Option<String>,
+    }
+    let Ok(Typed { media_type: Some(body_type) }) = serde_json::from_slice::<Typed>(body) else {
+        return Ok(()); // no mediaType, or not JSON: parse_manifest says what is wrong
+    };
+    if !MANIFEST_TYPES.split(", ").any(|t| t == body_type) {
+        return Err(format!("unsupported manifest media type {body_type:?}: not an image manifest or index"));
+    }
+    match header {
+        Some(header) if header != body_type => Err(format!("served as {header:?} but its mediaType is {body_type:?}")),
+        _ => Ok(()),
+    }
 }
 
 /// The start of an answer's text, for messages.
@@ -600,6 +758,57 @@ mod tests {
         assert!(parse_manifest(odd).unwrap_err().contains("text/plain"));
         let index = br#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}"#;
         assert!(matches!(parse_manifest(index).unwrap(), OciManifest::ImageIndex(_)));
+    }
+
+    #[test]
+    fn manifest_media_types_come_from_header_and_body_alike() {
+        assert_eq!(
+            header_media_type("application/vnd.oci.image.index.v1+json; charset=utf-8").unwrap().as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        );
+        assert_eq!(header_media_type("application/json").unwrap(), None, "a generic type claims nothing");
+        assert!(header_media_type("text/html").unwrap_err().contains("text/html"));
+        let manifest = br#"{"mediaType": "application/vnd.oci.image.manifest.v1+json"}"#;
+        assert!(check_body_media_type(manifest, None).is_ok());
+        assert!(check_body_media_type(manifest, Some("application/vnd.oci.image.manifest.v1+json")).is_ok());
+        let e = check_body_media_type(manifest, Some("application/vnd.oci.image.index.v1+json")).unwrap_err();
+        assert!(e.contains("index") && e.contains("manifest.v1"), "{e}");
+        assert!(check_body_media_type(br#"{"mediaType": "text/plain"}"#, None).unwrap_err().contains("text/plain"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_is_judged_by_what_a_window_brings() {
+        let pacing = Pacing { window: Duration::from_secs(10), min_bytes: 100 };
+        // 60 bytes every 4 s: 120 or more a window, enough, until it ends.
+        let steady = futures_util::stream::unfold(0, |n| async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            (n < 6).then(|| (Ok::<_, ()>(vec![0u8; 60]), n + 1))
+        });
+        let (mut steady, mut pace) = (Box::pin(steady), Pace::new(pacing));
+        let mut chunks = 0;
+        while let Some(chunk) = pace.next(&mut steady).await.unwrap() {
+            chunk.unwrap();
+            chunks += 1;
+        }
+        assert_eq!(chunks, 6);
+        // A byte every 3 s keeps a 10 s read timeout at bay, but is 3 a window.
+        let trickle = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Some((Ok::<_, ()>(vec![0u8]), ()))
+        });
+        let (mut trickle, mut pace) = (Box::pin(trickle), Pace::new(pacing));
+        let short = loop {
+            match pace.next(&mut trickle).await {
+                Ok(_) => continue,
+                Err(short) => break short,
+            }
+        };
+        assert_eq!(short, (Duration::from_secs(10), 3));
+        // Silence ends at the window, not later.
+        let started = tokio::time::Instant::now();
+        let mut silent = futures_util::stream::pending::<Result<Vec<u8>, ()>>();
+        assert_eq!(Pace::new(pacing).next(&mut silent).await.unwrap_err(), (Duration::from_secs(10), 0));
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
     }
 
     #[test]
