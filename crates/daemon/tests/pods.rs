@@ -221,14 +221,7 @@ async fn containers_of_a_pod_can_share_one_pid_namespace_held_by_a_pause() {
     let shared = v1::NamespaceOption { pid: v1::NamespaceMode::Pod as i32, ..Default::default() };
     let mut config = node.pod_config("shared");
     config.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(shared.clone());
-    let pod_id = node
-        .rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let pod = (pod_id, config);
+    let pod = node.run_pod_with(config).await;
     let mut ids = Vec::new();
     for (name, cmd) in [("first", "sleep 3601"), ("second", "sleep 3602")] {
         let mut c = node.container_config(name, &["/bin/sh", "-c", cmd]);
@@ -388,14 +381,9 @@ async fn a_host_port_reaches_the_pod_through_the_portmap_plugin() {
     let host_port = 20000 + (std::process::id() % 10000) as i32;
     let mut config = node.pod_config("published");
     config.port_mappings = vec![v1::PortMapping { protocol: v1::Protocol::Tcp as i32, container_port: 8080, host_port, host_ip: String::new() }];
-    let pod_id = node
-        .rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    node.run(&(pod_id.clone(), config), "httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"]).await;
+    let pod = node.run_pod_with(config).await;
+    let pod_id = pod.0.clone();
+    node.run(&pod, "httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"]).await;
     // The bridge's address is the node's own: traffic to it goes through
     // portmap's OUTPUT rules, as a node-local client's would.
     let gateway = format!("{}1", node.net.subnet_prefix());

@@ -130,6 +130,11 @@ impl Node {
 
     pub async fn run_pod(&mut self, name: &str) -> (String, v1::PodSandboxConfig) {
         let config = self.pod_config(name);
+        self.run_pod_with(config).await
+    }
+
+    /// RunPodSandbox with a config the test shaped.
+    pub async fn run_pod_with(&mut self, config: v1::PodSandboxConfig) -> (String, v1::PodSandboxConfig) {
         let id = self
             .rt
             .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
