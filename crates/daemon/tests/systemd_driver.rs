@@ -76,6 +76,11 @@ impl SystemdNode {
         }
     }
 
+    async fn run_pod(&mut self, config: &v1::PodSandboxConfig) -> String {
+        let request = v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+        self.rt.run_pod_sandbox(request).await.unwrap().into_inner().pod_sandbox_id
+    }
+
     fn container_config(&self, name: &str, cmd: &[&str], resources: Option<v1::LinuxContainerResources>) -> v1::ContainerConfig {
         v1::ContainerConfig {
             metadata: Some(v1::ContainerMetadata { name: name.into(), attempt: 0 }),
@@ -129,13 +134,7 @@ async fn containers_run_in_transient_scopes_of_the_pods_slice() {
 
     // A pod in the kubelet's slice, a container with limits.
     let pod_config = node.pod_config("web", POD_SLICE);
-    let pod = node
-        .rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = node.run_pod(&pod_config).await;
     let resources =
         v1::LinuxContainerResources { memory_limit_in_bytes: 64 << 20, cpu_shares: 512, cpu_quota: 50_000, cpu_period: 100_000, ..Default::default() };
     let create = v1::CreateContainerRequest {
@@ -224,13 +223,7 @@ async fn parents_that_do_not_fit_and_units_systemd_refuses() {
     // runtime): systemd refuses berth's, in its own words, and berth leaves
     // the other scope alone and nothing of its own behind.
     let pod_config = node.pod_config("clash", POD_SLICE);
-    let pod = node
-        .rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = node.run_pod(&pod_config).await;
     let create = v1::CreateContainerRequest {
         pod_sandbox_id: pod.clone(),
         config: Some(node.container_config("c", &["sleep", "1000"], None)),
