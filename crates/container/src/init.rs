@@ -17,6 +17,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use crate::{
     capabilities::CapSets,
     error::{Error, Result},
+    idmapped_mounts::IdmappedMounts,
     namespaces, process, rootfs, seccomp,
     sync::{Bootstrap, Channel, InitMessage, ShimMessage},
     tty,
@@ -48,6 +49,7 @@ fn stage1(channel: &Channel) -> Result<()> {
         None => return Err(Error::Sync("shim closed the channel before Bootstrap".into())),
     };
     let spec = load_spec(&bootstrap.bundle)?;
+    let mut idmapped = IdmappedMounts::default();
     match &bootstrap.exec {
         None => {
             let linux = spec.linux().as_ref().ok_or_else(|| Error::InvalidSpec("no linux section".into()))?;
@@ -59,6 +61,8 @@ fn stage1(channel: &Channel) -> Result<()> {
             if !rootfs.is_dir() {
                 return Err(Error::Rootfs { path: rootfs, reason: "does not exist or is not a directory".into() });
             }
+            // Before the user namespace is joined: see idmapped_mounts.
+            idmapped = IdmappedMounts::prepare(&spec)?;
             namespaces::enter(ns)?;
         }
         Some(target) => namespaces::join_process(target.pid)?,
@@ -68,7 +72,7 @@ fn stage1(channel: &Channel) -> Result<()> {
     match unsafe { fork() }.map_err(Error::sys("fork"))? {
         ForkResult::Parent { child } => channel.send(&InitMessage::Pid(child.as_raw())),
         ForkResult::Child => {
-            let code = match stage2(channel, &spec, &bootstrap) {
+            let code = match stage2(channel, &spec, &bootstrap, &idmapped) {
                 Ok(never) => match never {},
                 Err(e) => {
                     report(channel, &e);
@@ -83,7 +87,7 @@ fn stage1(channel: &Channel) -> Result<()> {
 
 enum Never {}
 
-fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap) -> Result<Never> {
+fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, idmapped: &IdmappedMounts) -> Result<Never> {
     setsid().map_err(Error::sys("setsid"))?;
     let (process, is_exec) = match &b.exec {
         Some(t) => (t.process.as_ref(), true),
@@ -97,7 +101,7 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap) -> Result<Never> {
     };
     if !is_exec {
         let rootfs = rootfs_path(spec, &b.bundle)?;
-        rootfs::prepare(spec, &rootfs)?;
+        rootfs::prepare(spec, &rootfs, idmapped)?;
         if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(hostname).map_err(Error::sys(format!("sethostname {hostname:?}")))?;
         }

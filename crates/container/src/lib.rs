@@ -7,6 +7,7 @@
 
 pub mod capabilities;
 pub mod error;
+pub mod idmapped_mounts;
 pub mod init;
 mod mount_options;
 pub mod namespaces;

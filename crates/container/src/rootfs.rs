@@ -20,6 +20,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use crate::{
     error::{Error, Result},
+    idmapped_mounts::IdmappedMounts,
     mount_options::{self, MountOptions},
     paths::secure_join,
 };
@@ -32,7 +33,7 @@ const DEV_SYMLINKS: [(&str, &str); 5] =
 
 /// Everything up to and including pivot_root. Runs in the new mount
 /// namespace, as root, before any privilege is dropped.
-pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
+pub fn prepare(spec: &Spec, rootfs: &Path, idmapped: &IdmappedMounts) -> Result<()> {
     let linux = spec.linux().as_ref();
     // Nothing we mount may propagate back to the host.
     let root_propagation = linux
@@ -56,8 +57,8 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
     // pivot_root needs the new root to be a mount point.
     mount_raw(Some(rootfs), rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
 
-    for m in spec.mounts().as_deref().unwrap_or_default() {
-        mount_one(rootfs, m)?;
+    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+        mount_one(rootfs, i, m, idmapped)?;
     }
     create_devices(rootfs, linux.and_then(|l| l.devices().as_deref()).unwrap_or_default())?;
     pivot_into(rootfs)?;
@@ -84,7 +85,7 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
+fn mount_one(rootfs: &Path, index: usize, m: &Mount, idmapped: &IdmappedMounts) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let opts = mount_options::parse(m.options().as_deref().unwrap_or_default());
     let dest = secure_join(rootfs, m.destination());
@@ -92,7 +93,7 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
         return Err(Error::InvalidSpec(format!("mount destination {:?} is not absolute", m.destination())));
     }
     if typ == "bind" || opts.is_bind() {
-        return bind_mount(m, &dest, &opts);
+        return bind_mount(m, &dest, &opts, idmapped, index);
     }
     if typ == "cgroup" {
         return mount_cgroup(&dest, &opts);
@@ -114,7 +115,7 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
     Ok(())
 }
 
-fn bind_mount(m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
+fn bind_mount(m: &Mount, dest: &Path, opts: &MountOptions, idmapped: &IdmappedMounts, index: usize) -> Result<()> {
     let source = m.source().as_deref().ok_or_else(|| Error::InvalidSpec(format!("bind mount on {:?} has no source", m.destination())))?;
     let meta = fs::metadata(source).map_err(|e| Error::Mount {
         source_path: source.display().to_string(),
@@ -126,8 +127,10 @@ fn bind_mount(m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
     } else {
         touch(dest)?;
     }
-    let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-    mount_raw(Some(source), dest, None, bind_flags, None)?;
+    if !idmapped.attach(index, dest)? {
+        let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        mount_raw(Some(source), dest, None, bind_flags, None)?;
+    }
     // Flags other than bind need a second, remounting call.
     let extra = opts.flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if !extra.is_empty() {
@@ -294,37 +297,15 @@ fn locked_flags(path: &Path) -> MsFlags {
     out
 }
 
-/// mount_setattr(2) with AT_RECURSIVE: read-only for every submount too
-/// (Linux 5.12+). There is no fallback: berthd advertises and accepts
-/// recursive read-only mounts only where the call exists, and a mount that
-/// is read-only at the top only would let writes through its submounts.
+/// Read-only for every submount too. There is no fallback: berthd
+/// advertises and accepts recursive read-only mounts only where
+/// mount_setattr(2) exists.
 fn set_recursive_readonly(path: &Path) -> Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::InvalidSpec("path with NUL".into()))?;
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    // SAFETY: valid C string and a correctly sized, initialised mount_attr.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = nix::Error::last();
-    Err(Error::Mount { source_path: "mount_setattr(rro)".into(), target: path.into(), source: err })
+    berth_userns::set_recursive_readonly(path).map_err(|e| Error::Mount {
+        source_path: "mount_setattr(rro)".into(),
+        target: path.into(),
+        source: e.errno().unwrap_or(nix::Error::EINVAL),
+    })
 }
 
 /// The mount point of the mount `path` is on (the longest mount point in

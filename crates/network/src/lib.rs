@@ -11,4 +11,5 @@ mod namespaces;
 
 pub use cni::{Cni, CniConfig, PodNetwork, PortMapping, SetupResult};
 pub use error::{Error, Result};
+pub use berth_userns::{IdMap, IdMapping};
 pub use namespaces::{NamespaceSet, PodNamespaces};

@@ -4,23 +4,29 @@
 //! The namespaces are made by `unshare` on a fresh OS thread that exits
 //! right after: namespaces belong to the calling thread, and a tokio worker
 //! (or a reused blocking-pool thread) that unshared would run every later
-//! task inside the pod's network.
+//! task inside the pod's network. A pod with a user namespace has its
+//! namespaces made by a child process instead ([`NamespaceHolder`]): the
+//! user namespace must own the others (so that the pod's root may mount
+//! sysfs and set net sysctls), and a threaded process cannot unshare one.
 
 use std::path::{Path, PathBuf};
 
+use berth_userns::{IdMap, NamespaceHolder};
 use nix::{
     mount::{mount, umount2, MntFlags, MsFlags},
-    sched::{unshare, CloneFlags},
+    sched::{setns, unshare, CloneFlags},
 };
 
 use crate::error::{Error, Result};
 
 /// Which namespaces the pod gets of its own (the others are the host's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceSet {
     pub net: bool,
     pub ipc: bool,
     pub uts: bool,
+    /// A user namespace with these maps, owning the other new namespaces.
+    pub user: Option<IdMap>,
 }
 
 /// The pinned namespace files of one pod, under its own directory.
@@ -29,9 +35,13 @@ pub struct PodNamespaces {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    pub user: Option<PathBuf>,
 }
 
 const KINDS: [(&str, CloneFlags); 3] = [("net", CloneFlags::CLONE_NEWNET), ("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)];
+
+/// Every pin a pod directory may hold, for removal and recovery.
+const PINS: [&str; 4] = ["net", "ipc", "uts", "user"];
 
 impl PodNamespaces {
     /// Creates the wanted namespaces and pins them as `dir/{net,ipc,uts}`.
@@ -42,7 +52,10 @@ impl PodNamespaces {
         let (dir_owned, hostname) = (dir.to_path_buf(), hostname.map(str::to_string));
         let made = std::thread::Builder::new()
             .name("berth-pod-ns".into())
-            .spawn(move || pin_on_this_thread(&dir_owned, want, hostname.as_deref()))
+            .spawn(move || match &want.user {
+                Some(map) => pin_with_user_namespace(&dir_owned, &want, map, hostname.as_deref()),
+                None => pin_on_this_thread(&dir_owned, &want, hostname.as_deref()),
+            })
             .map_err(|e| Error::Namespace(format!("spawn thread: {e}")))?
             .join()
             .map_err(|_| Error::Namespace("namespace thread panicked".into()))?;
@@ -55,7 +68,7 @@ impl PodNamespaces {
     /// Unpins every namespace under `dir` and removes it. Missing pins and
     /// a missing directory are fine: removal is retried after crashes.
     pub fn remove(dir: &Path) -> Result<()> {
-        for (name, _) in KINDS {
+        for name in PINS {
             let path = dir.join(name);
             match umount2(&path, MntFlags::MNT_DETACH) {
                 Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
@@ -81,7 +94,7 @@ impl PodNamespaces {
             let path = dir.join(name);
             is_nsfs(&path).then_some(path)
         };
-        Self { net: pinned("net"), ipc: pinned("ipc"), uts: pinned("uts") }
+        Self { net: pinned("net"), ipc: pinned("ipc"), uts: pinned("uts"), user: pinned("user") }
     }
 }
 
@@ -90,9 +103,52 @@ fn is_nsfs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 == NSFS_MAGIC).unwrap_or(false)
 }
 
-fn pin_on_this_thread(dir: &Path, want: NamespaceSet, hostname: Option<&str>) -> Result<PodNamespaces> {
+fn wanted_flags(want: &NamespaceSet) -> CloneFlags {
     let wanted = [want.net, want.ipc, want.uts];
-    let flags = KINDS.iter().zip(wanted).filter(|(_, w)| *w).fold(CloneFlags::empty(), |f, ((_, k), _)| f | *k);
+    KINDS.iter().zip(wanted).filter(|(_, w)| *w).fold(CloneFlags::empty(), |f, ((_, k), _)| f | *k)
+}
+
+/// The holder makes the user namespace and, inside it, the others; each is
+/// pinned from the holder's /proc entry before the holder ends. The
+/// hostname is set from this thread, which joins the new UTS namespace
+/// (allowed: berthd's root owns every user namespace it made) and exits.
+fn pin_with_user_namespace(dir: &Path, want: &NamespaceSet, map: &IdMap, hostname: Option<&str>) -> Result<PodNamespaces> {
+    let holder = NamespaceHolder::spawn(map, wanted_flags(want)).map_err(|e| Error::Namespace(format!("user namespace: {e}")))?;
+    let mut pins = PodNamespaces { user: Some(pin(dir, "user", &holder.ns_path("user"))?), ..Default::default() };
+    for ((name, _), wanted) in KINDS.iter().zip([want.net, want.ipc, want.uts]) {
+        if wanted {
+            let target = pin(dir, name, &holder.ns_path(name))?;
+            match *name {
+                "net" => pins.net = Some(target),
+                "ipc" => pins.ipc = Some(target),
+                _ => pins.uts = Some(target),
+            }
+        }
+    }
+    drop(holder);
+    if let (Some(uts), Some(name)) = (&pins.uts, hostname) {
+        let file = std::fs::File::open(uts).map_err(Error::io("open", uts))?;
+        setns(&file, CloneFlags::CLONE_NEWUTS).map_err(|e| Error::Namespace(format!("join the pod's UTS namespace: {e}")))?;
+        nix::unistd::sethostname(name).map_err(|e| Error::Namespace(format!("sethostname {name:?}: {e}")))?;
+    }
+    Ok(pins)
+}
+
+/// Bind-mounts the namespace file `source` on `dir/name`.
+fn pin(dir: &Path, name: &str, source: &Path) -> Result<PathBuf> {
+    let target = dir.join(name);
+    std::fs::File::create(&target).map_err(Error::io("create", &target))?;
+    mount(Some(source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| Error::Io {
+        op: "pin namespace at",
+        path: target.clone(),
+        source: e.into(),
+    })?;
+    Ok(target)
+}
+
+fn pin_on_this_thread(dir: &Path, want: &NamespaceSet, hostname: Option<&str>) -> Result<PodNamespaces> {
+    let wanted = [want.net, want.ipc, want.uts];
+    let flags = wanted_flags(want);
     if flags.is_empty() {
         return Ok(PodNamespaces::default());
     }
@@ -106,14 +162,7 @@ fn pin_on_this_thread(dir: &Path, want: NamespaceSet, hostname: Option<&str>) ->
         if !wanted {
             continue;
         }
-        let target = dir.join(name);
-        std::fs::File::create(&target).map_err(Error::io("create", &target))?;
-        let source = PathBuf::from(format!("/proc/self/task/{tid}/ns/{name}"));
-        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| Error::Io {
-            op: "pin namespace at",
-            path: target.clone(),
-            source: e.into(),
-        })?;
+        let target = pin(dir, name, Path::new(&format!("/proc/self/task/{tid}/ns/{name}")))?;
         match *name {
             "net" => pins.net = Some(target),
             "ipc" => pins.ipc = Some(target),

@@ -43,6 +43,22 @@ pub struct Namespaces {
     pub ipc: Namespace,
     pub uts: Namespace,
     pub pid: Namespace,
+    /// The pod's user namespace, when it has one (None: the host's).
+    pub user: Option<UserNamespace>,
+}
+
+/// A pinned user namespace and its maps. The maps go into the spec too:
+/// the shim idmaps the rootfs with them, and a reader of the bundle sees
+/// who the container's root is on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserNamespace {
+    pub path: String,
+    pub uids: Vec<v1::IdMapping>,
+    pub gids: Vec<v1::IdMapping>,
+}
+
+fn id_mappings(ranges: &[v1::IdMapping]) -> Value {
+    ranges.iter().map(|r| json!({ "containerID": r.container_id, "hostID": r.host_id, "size": r.length })).collect()
 }
 
 /// A host device, with the numbers berthd read from its node.
@@ -388,6 +404,9 @@ pub fn container_spec(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
             Namespace::Host => {}
         }
     }
+    if let Some(user) = &input.namespaces.user {
+        namespaces.push(json!({ "type": "user", "path": user.path }));
+    }
 
     let mut resources = resources(res);
     resources["devices"] = if privileged { json!([{ "allow": true, "access": "rwm" }]) } else { device_rules(&input.devices) };
@@ -418,6 +437,10 @@ pub fn container_spec(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     });
     if let Some(p) = propagation {
         linux_section["rootfsPropagation"] = json!(p);
+    }
+    if let Some(user) = &input.namespaces.user {
+        linux_section["uidMappings"] = id_mappings(&user.uids);
+        linux_section["gidMappings"] = id_mappings(&user.gids);
     }
     if let Some(seccomp) = &input.seccomp {
         linux_section["seccomp"] = serde_json::to_value(seccomp).map_err(|e| invalid("linux.security_context.seccomp", e.to_string()))?;
@@ -515,7 +538,14 @@ fn mounts(input: &ContainerInput<'_>, privileged: bool) -> Result<Vec<Value>, Sp
         }
         let dest = m.container_path.trim_end_matches('/').to_string();
         let dest = if dest.is_empty() { "/".to_string() } else { dest };
-        push(dest.clone(), json!({ "destination": dest, "type": "bind", "source": m.host_path, "options": options }));
+        let mut mount = json!({ "destination": dest, "type": "bind", "source": m.host_path, "options": options });
+        // Idmapped (the kubelet's volumes of a pod with a user namespace):
+        // files keep their on-disk owners and show through the maps.
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            mount["uidMappings"] = id_mappings(&m.uid_mappings);
+            mount["gidMappings"] = id_mappings(&m.gid_mappings);
+        }
+        push(dest.clone(), mount);
     }
     for v in &input.image_volumes {
         if !v.container_path.starts_with('/') {
@@ -535,7 +565,7 @@ fn mounts(input: &ContainerInput<'_>, privileged: bool) -> Result<Vec<Value>, Sp
 /// The spec of a pod's pause process (pods sharing one PID namespace): the
 /// init itself stays as pid 1 and only reaps; it runs with no capability,
 /// no_new_privs and an empty rootfs, in the pod's namespaces.
-pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, cgroups_path: &str) -> Spec {
+pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, user: Option<&str>, cgroups_path: &str) -> Spec {
     let mut namespaces = vec![json!({ "type": "pid" }), json!({ "type": "mount" })];
     for (kind, ns) in [("network", net), ("ipc", ipc), ("uts", uts)] {
         match ns {
@@ -543,6 +573,9 @@ pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, cgroups_pat
             Namespace::Join(path) => namespaces.push(json!({ "type": kind, "path": path })),
             Namespace::Host => {}
         }
+    }
+    if let Some(path) = user {
+        namespaces.push(json!({ "type": "user", "path": path }));
     }
     let spec = json!({
         "ociVersion": "1.1.0",

@@ -1,12 +1,51 @@
 //! Mounting `CreateTaskRequest.rootfs` (e.g. the snapshotter's overlay) on
 //! `<bundle>/rootfs` in the host mount namespace, and undoing it.
+//!
+//! For a container in a user namespace the image's layers are shown
+//! through the namespace's maps: each lower layer of the overlay is an
+//! idmapped mount (attached under `<bundle>/idmapped/` only while the
+//! overlay is mounted; the overlay keeps its own reference), and the
+//! container's empty upper layer is given to the namespace's root. Nothing
+//! on disk is chowned but that one directory.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs::File,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use containerd_shim_protos::api::Mount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Result, ShimError};
+
+/// The user namespace a container's rootfs is shown through, and who its
+/// root is on the host.
+pub struct RootIdmap {
+    userns: File,
+    root_uid: u32,
+    root_gid: u32,
+}
+
+impl RootIdmap {
+    /// From the spec: a user namespace joined by path, with maps that
+    /// give container id 0 a host id. None for a container without one.
+    pub fn from_spec(spec: &Spec) -> Result<Option<Self>> {
+        let Some(linux) = spec.linux().as_ref() else { return Ok(None) };
+        let Some(path) = linux.namespaces().iter().flatten().find(|n| n.typ() == LinuxNamespaceType::User).and_then(|n| n.path().clone()) else {
+            return Ok(None);
+        };
+        let root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, what: &str| {
+            maps.iter().flatten().find(|m| m.container_id() == 0).map(|m| m.host_id()).ok_or_else(|| {
+                ShimError::InvalidArgument(format!("spec linux.{what}: the user namespace {} maps no host id to container id 0", path.display()))
+            })
+        };
+        let (root_uid, root_gid) = (root(linux.uid_mappings(), "uidMappings")?, root(linux.gid_mappings(), "gidMappings")?);
+        let userns = File::open(&path).map_err(|e| ShimError::InvalidArgument(format!("open the user namespace {}: {e}", path.display())))?;
+        Ok(Some(Self { userns, root_uid, root_gid }))
+    }
+}
 
 /// Stacked mounts `unmount_rootfs` takes off at most: a bound on a loop
 /// that a mount coming back faster than we take it off could make endless.
@@ -15,14 +54,18 @@ const MAX_STACKED: usize = 32;
 /// Mounts every one of `mounts`, in order, on `<bundle>/rootfs` (as
 /// containerd's `mount.All` does: usually one overlay or bind; a later one
 /// lands on top of the earlier). Nothing stays mounted when one fails.
-pub fn mount_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<Option<PathBuf>> {
+pub fn mount_rootfs(bundle: &Path, mounts: &[Mount], idmap: Option<&RootIdmap>) -> Result<Option<PathBuf>> {
     if mounts.is_empty() {
         return Ok(None);
     }
     let target = bundle.join("rootfs");
     std::fs::create_dir_all(&target).map_err(|e| ShimError::Internal(format!("create {}: {e}", target.display())))?;
     for (done, m) in mounts.iter().enumerate() {
-        if let Err(e) = mount_one(m, &target) {
+        let mounted = match idmap {
+            Some(idmap) => mount_idmapped(m, &target, bundle, idmap),
+            None => mount_one(m, &target),
+        };
+        if let Err(e) = mounted {
             for _ in 0..done {
                 let _ = umount2(&target, MntFlags::MNT_DETACH);
             }
@@ -63,6 +106,69 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn mount_idmapped(m: &Mount, target: &Path, bundle: &Path, idmap: &RootIdmap) -> Result<()> {
+    let idmapped = |source: &Path, recursive: bool| {
+        berth_userns::idmapped_mount(source, idmap.userns.as_fd(), recursive).map_err(|e| ShimError::InvalidArgument(format!("rootfs for a user namespace: {e}")))
+    };
+    let attach = |tree: &std::os::fd::OwnedFd, at: &Path| berth_userns::attach(tree.as_fd(), at).map_err(|e| ShimError::Internal(e.to_string()));
+    match m.type_.as_str() {
+        "bind" => {
+            let tree = idmapped(Path::new(&m.source), m.options.iter().any(|o| o == "rbind"))?;
+            attach(&tree, target)
+        }
+        "overlay" => {
+            let scratch = bundle.join("idmapped");
+            let result = mount_overlay_on_idmapped_layers(m, target, &scratch, idmap, idmapped, attach);
+            let _ = std::fs::remove_dir_all(&scratch);
+            result
+        }
+        other => Err(ShimError::InvalidArgument(format!("rootfs of type {other:?} cannot be shown through a user namespace (only overlay and bind)"))),
+    }
+}
+
+/// Each `lowerdir` entry is replaced by an idmapped mount of it under
+/// `scratch`; the upper directory (empty, the container's own) is given to
+/// the namespace's root so that / is root's inside.
+fn mount_overlay_on_idmapped_layers(
+    m: &Mount,
+    target: &Path,
+    scratch: &Path,
+    idmap: &RootIdmap,
+    idmapped: impl Fn(&Path, bool) -> Result<std::os::fd::OwnedFd>,
+    attach: impl Fn(&std::os::fd::OwnedFd, &Path) -> Result<()>,
+) -> Result<()> {
+    let mut options = Vec::with_capacity(m.options.len());
+    let mut attached = Vec::new();
+    let result = (|| -> Result<()> {
+        for option in &m.options {
+            if let Some(lowers) = option.strip_prefix("lowerdir=") {
+                let mut shown = Vec::new();
+                for (i, lower) in lowers.split(':').enumerate() {
+                    let at = scratch.join(i.to_string());
+                    std::fs::create_dir_all(&at).map_err(|e| ShimError::Internal(format!("create {}: {e}", at.display())))?;
+                    attach(&idmapped(Path::new(lower), false)?, &at)?;
+                    attached.push(at.clone());
+                    shown.push(at.display().to_string());
+                }
+                options.push(format!("lowerdir={}", shown.join(":")));
+            } else {
+                if let Some(upper) = option.strip_prefix("upperdir=") {
+                    nix::unistd::chown(upper, Some(idmap.root_uid.into()), Some(idmap.root_gid.into()))
+                        .map_err(|e| ShimError::Internal(format!("give the upper layer {upper} to the user namespace's root: {e}")))?;
+                }
+                options.push(option.clone());
+            }
+        }
+        mount_one(&Mount { options: options.clone(), ..m.clone() }, target)
+    })();
+    // The overlay holds its own references to the layers: the attached
+    // copies are only needed for the paths in its options.
+    for at in attached {
+        let _ = umount2(&at, MntFlags::MNT_DETACH);
+    }
+    result
 }
 
 /// Takes every mount off `target`, newest first; a target with nothing

@@ -6,10 +6,10 @@ use std::{
 };
 
 use berth_image::index::ImageRecord;
-use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, ImageVolume, Namespace, Namespaces};
+use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, ImageVolume, Namespace, Namespaces, UserNamespace};
 use k8s_cri::v1;
 
-use super::{apparmor, host_devices, pod_files, user, Runtime};
+use super::{apparmor, host_devices, pod_files, user, user_namespace, Runtime};
 use crate::{
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
@@ -96,6 +96,14 @@ impl Runtime {
         let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
         let files = user::ImageFiles::from_mounts(&rootfs);
         let user = user::resolve(&files, sc, &image_config.user)?;
+        let id_map = srec.id_map();
+        user_namespace::check_container(sc.and_then(|s| s.namespace_options.as_ref()).and_then(|n| n.userns_options.as_ref()), id_map.as_ref())?;
+        if let Some(map) = &id_map {
+            user_namespace::check_user(map, &user)?;
+        }
+        for (i, m) in config.mounts.iter().enumerate() {
+            user_namespace::check_mount(i, m, id_map.as_ref())?;
+        }
         let (host_mounts, image_mounts): (Vec<_>, Vec<_>) =
             config.mounts.iter().enumerate().partition(|(_, m)| m.image.as_ref().is_none_or(|i| i.image.is_empty()));
         let mounts = resolve_mounts(&host_mounts)?;
@@ -226,7 +234,11 @@ impl Runtime {
             }
             Err(_) => return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: unknown mode {}", opts.pid))),
         };
-        Ok(Namespaces { net: pinned(&srec.netns), ipc: pinned(&srec.ipcns), uts: pinned(&srec.utsns), pid })
+        let user = match (&srec.userns, srec.namespace_options().userns_options) {
+            (Some(path), Some(opts)) => Some(UserNamespace { path: path.display().to_string(), uids: opts.uids, gids: opts.gids }),
+            _ => None,
+        };
+        Ok(Namespaces { net: pinned(&srec.netns), ipc: pinned(&srec.ipcns), uts: pinned(&srec.utsns), pid, user })
     }
 
     /// Image volumes (`Mount.image`): each gets a snapshot of its own on the
@@ -328,16 +340,7 @@ fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
     if let Some(key) = config.annotations.keys().find(|k| k.starts_with("cdi.k8s.io/")) {
         return Err(Error::InvalidArgument(format!("config.annotations[{key:?}]: CDI devices by annotation are not supported by berth yet")));
     }
-    for (i, m) in config.mounts.iter().enumerate() {
-        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "config.mounts[{i}].uid_mappings/gid_mappings: idmapped mounts need a user namespace, which berth does not make yet"
-            )));
-        }
-    }
     let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
-    let userns = sc.and_then(|s| s.namespace_options.as_ref()).and_then(|n| n.userns_options.as_ref());
-    super::user_namespace::check("config.linux.security_context.namespace_options.userns_options", userns)?;
     if let Some(sc) = sc {
         apparmor::check(sc)?;
     }

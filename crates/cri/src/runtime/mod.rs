@@ -42,7 +42,7 @@ mod streaming_backend;
 mod update_container_resources;
 mod update_runtime_config;
 mod user;
-mod user_namespace;
+pub(crate) mod user_namespace;
 mod version;
 
 use std::{

@@ -24,13 +24,15 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
     .await?;
     for mut record in sandboxes {
         let pins = PodNamespaces::find(&rt.paths.sandbox_state(&record.id)?.join("ns"));
-        if record.state == SandboxState::Ready && record.netns.is_some() && pins.net.is_none() {
+        let lost = (record.netns.is_some() && pins.net.is_none()) || (record.userns.is_some() && pins.user.is_none());
+        if record.state == SandboxState::Ready && lost {
             // The pinned namespaces are gone (a reboot emptied /run).
             tracing::warn!(pod_id = %record.id, "pod namespaces lost; pod is NotReady");
             record.state = SandboxState::NotReady;
             record.netns = None;
             record.ipcns = None;
             record.utsns = None;
+            record.userns = None;
             record.cni_result = None;
             record.shm = None;
         }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use berth_network::{NamespaceSet, PodNamespaces, PodNetwork, PortMapping};
 use k8s_cri::v1;
 
-use super::{cgroup_paths::check_cgroup_parent, pod_files, Runtime};
+use super::{cgroup_paths::check_cgroup_parent, pod_files, user_namespace, Runtime};
 use crate::{
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Sandbox, SandboxRecord, SandboxState},
@@ -33,10 +33,31 @@ impl Runtime {
         if v1::NamespaceMode::try_from(ns.pid).is_err() || ns.pid == v1::NamespaceMode::Target as i32 {
             return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: mode {} is not valid for a pod", ns.pid)));
         }
-        super::user_namespace::check("config.linux.security_context.namespace_options.userns_options", ns.userns_options.as_ref())?;
+        let id_map = user_namespace::pod_map(user_namespace::POD_FIELD, ns.userns_options.as_ref())?;
         let shared_pid = ns.pid == v1::NamespaceMode::Pod as i32;
         let host_network = ns.network == v1::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == v1::NamespaceMode::Node as i32;
+        if id_map.is_some() && !super::features::user_namespaces(&self.paths.snapshots()) {
+            return Err(Error::InvalidArgument(format!(
+                "{}.mode: POD, but this node cannot idmap the image layers of a pod with a user namespace (see berthd's log); Status does not advertise user namespaces",
+                user_namespace::POD_FIELD
+            )));
+        }
+        if id_map.is_some() {
+            // The pod's root must own its namespaces (sysfs, net sysctls
+            // and mqueue are mounted and set as that root); the host's are
+            // not its to own. The kubelet refuses the same combinations.
+            let shared: Vec<&str> = [("network", host_network), ("ipc", host_ipc), ("pid", ns.pid == v1::NamespaceMode::Node as i32)]
+                .into_iter()
+                .filter_map(|(name, host)| host.then_some(name))
+                .collect();
+            if let Some(first) = shared.first() {
+                return Err(Error::InvalidArgument(format!(
+                    "config.linux.security_context.namespace_options.{first}: NODE, but a pod with a user namespace cannot share the host's {}",
+                    shared.join(", ")
+                )));
+            }
+        }
         check_sysctls(&config, host_network, host_ipc)?;
         check_cgroup_parent(config.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or(""), self.info.systemd_cgroup)?;
         let port_mappings = pod_ports(&config)?;
@@ -63,6 +84,7 @@ impl Runtime {
             ipcns: None,
             utsns: None,
             pause_pid: None,
+            userns: None,
             ip: None,
             additional_ips: Vec::new(),
             cni_result: None,
@@ -93,7 +115,7 @@ impl Runtime {
         let config = sandbox.config();
         let dns = config.dns_config.clone();
         let hostname_owned = hostname.to_string();
-        let want = NamespaceSet { net: !host_network, ipc: !host_ipc, uts: !host_network };
+        let want = NamespaceSet { net: !host_network, ipc: !host_ipc, uts: !host_network, user: sandbox.snapshot().id_map() };
         let (pins, shm) = blocking(move || {
             pod_files::write(&dir, &hostname_owned, dns.as_ref(), host_network)?;
             let pins = PodNamespaces::create(&state_dir.join("ns"), want, Some(&hostname_owned))?;
@@ -112,6 +134,7 @@ impl Runtime {
             r.netns = pins.net.clone();
             r.ipcns = pins.ipc;
             r.utsns = pins.uts;
+            r.userns = pins.user;
             r.shm = shm;
         }
         self.save_sandbox(sandbox).await?;

@@ -39,6 +39,9 @@ pub struct SandboxRecord {
     /// pod has one (NamespaceMode POD).
     #[serde(default)]
     pub pause_pid: Option<u32>,
+    /// The pod's pinned user namespace (None: the host's).
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
 }
 
 impl Versioned for SandboxRecord {
@@ -77,6 +80,13 @@ impl Sandbox {
 impl SandboxRecord {
     pub fn metadata(&self) -> v1::PodSandboxMetadata {
         self.config.metadata.clone().unwrap_or_default()
+    }
+
+    /// The id map of the pod's user namespace, if it has one (checked at
+    /// RunPodSandbox, so a stored config always gives a valid one).
+    pub fn id_map(&self) -> Option<berth_network::IdMap> {
+        let opts = self.namespace_options().userns_options?;
+        (opts.mode == v1::NamespaceMode::Pod as i32).then(|| crate::runtime::user_namespace::to_id_map(&opts.uids, &opts.gids))
     }
 
     pub fn namespace_options(&self) -> v1::NamespaceOption {

@@ -23,6 +23,7 @@ fn input<'a>(config: &'a v1::ContainerConfig, sandbox: &'a v1::PodSandboxConfig,
             ipc: Namespace::Join("/run/berth/sandboxes/p1/ns/ipc".into()),
             uts: Namespace::Join("/run/berth/sandboxes/p1/ns/uts".into()),
             pid: Namespace::Private,
+            user: None,
         },
         cgroups_path: "/kubepods/pod1/c1".into(),
         pod_files: vec![PodFile { destination: "/etc/resolv.conf".into(), source: "/var/lib/berth/sandboxes/p1/resolv.conf".into(), readonly: true }],
@@ -169,4 +170,34 @@ fn privileged_gets_everything_and_no_masks() {
     assert_eq!(spec["linux"]["resources"]["devices"], json!([{ "allow": true, "access": "rwm" }]));
     let sys = spec["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap().clone();
     assert!(sys["options"].as_array().unwrap().contains(&json!("rw")));
+}
+
+/// A pod's user namespace is joined by path and its maps written into the
+/// spec; a volume the kubelet marks idmapped carries its maps, a plain one
+/// none.
+#[test]
+fn user_namespace_and_idmapped_volumes_reach_the_spec() {
+    let map = vec![v1::IdMapping { container_id: 0, host_id: 65536, length: 65536 }];
+    let mount = |path: &str, idmapped: bool| v1::Mount {
+        container_path: path.into(),
+        host_path: format!("/host{path}"),
+        uid_mappings: if idmapped { map.clone() } else { vec![] },
+        gid_mappings: if idmapped { map.clone() } else { vec![] },
+        ..Default::default()
+    };
+    let config = v1::ContainerConfig { mounts: vec![mount("/data", true), mount("/plain", false)], ..Default::default() };
+    let (sandbox, image) = (v1::PodSandboxConfig::default(), image());
+    let mut input = input(&config, &sandbox, &image);
+    input.namespaces.user = Some(UserNamespace { path: "/run/berth/p1/ns/user".into(), uids: map.clone(), gids: map.clone() });
+    let spec = serde_json::to_value(container_spec(&input).unwrap()).unwrap();
+    let namespaces = spec["linux"]["namespaces"].as_array().unwrap();
+    assert!(namespaces.contains(&json!({ "type": "user", "path": "/run/berth/p1/ns/user" })), "{namespaces:?}");
+    let want = json!([{ "containerID": 0, "hostID": 65536, "size": 65536 }]);
+    assert_eq!(spec["linux"]["uidMappings"], want);
+    assert_eq!(spec["linux"]["gidMappings"], want);
+    let mounts = spec["mounts"].as_array().unwrap();
+    let find = |dest: &str| mounts.iter().find(|m| m["destination"] == dest).unwrap().clone();
+    assert_eq!(find("/data")["uidMappings"], want);
+    assert_eq!(find("/data")["gidMappings"], want);
+    assert!(find("/plain").get("uidMappings").is_none());
 }

@@ -14,7 +14,7 @@ use crate::{
     container_cgroup::ContainerCgroup,
     error::{Result, ShimError},
     io::{ProcessIo, StdioConfig},
-    rootfs_mount::{mount_rootfs, unmount_rootfs},
+    rootfs_mount::{mount_rootfs, unmount_rootfs, RootIdmap},
     spawn::spawn_init,
     state::{Container, Proc, ProcState},
 };
@@ -41,7 +41,8 @@ impl TaskService {
         let spec = load_spec(&bundle)?;
         let mut undo = Undo::default();
         let result = (|| -> Result<Container> {
-            undo.rootfs = mount_rootfs(&bundle, &req.rootfs)?;
+            let idmap = RootIdmap::from_spec(&spec)?;
+            undo.rootfs = mount_rootfs(&bundle, &req.rootfs, idmap.as_ref())?;
             let cgroup = ContainerCgroup::for_container(&spec, &req.id)?;
             undo.cgroup = Some(cgroup.clone());
             let stdio = StdioConfig {
