@@ -40,15 +40,19 @@ impl IdmappedMounts {
             .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::User))
             .and_then(|n| n.path().clone())
             .ok_or_else(|| Error::InvalidSpec("a mount has uidMappings but the container joins no user namespace".into()))?;
-        let userns = File::open(&userns_path)
-            .map_err(|e| Error::Namespace { ns: "user".into(), path: userns_path.clone(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)) })?;
+        let userns = File::open(&userns_path).map_err(|e| Error::Namespace {
+            ns: "user".into(),
+            path: userns_path.clone(),
+            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+        })?;
         let same = |a: &Option<Vec<LinuxIdMapping>>, b: &Option<Vec<LinuxIdMapping>>| a.as_deref().unwrap_or_default() == b.as_deref().unwrap_or_default();
         for (i, m) in wanted {
             let is_bind = m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
             if !is_bind {
                 return Err(Error::InvalidSpec(format!("mount {:?}: only bind mounts can be idmapped", m.destination())));
             }
-            if !same(m.uid_mappings(), &linux.and_then(|l| l.uid_mappings().clone())) || !same(m.gid_mappings(), &linux.and_then(|l| l.gid_mappings().clone())) {
+            if !same(m.uid_mappings(), &linux.and_then(|l| l.uid_mappings().clone())) || !same(m.gid_mappings(), &linux.and_then(|l| l.gid_mappings().clone()))
+            {
                 return Err(Error::InvalidSpec(format!("mount {:?}: its maps differ from the container's user namespace", m.destination())));
             }
             let source = m.source().as_deref().ok_or_else(|| Error::InvalidSpec(format!("bind mount on {:?} has no source", m.destination())))?;

@@ -7,7 +7,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::{
+    sched::{setns, unshare, CloneFlags},
+    unistd::{setgroups, setresgid, setresuid, Gid, Uid},
+};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use crate::error::{Error, Result};
@@ -71,7 +74,7 @@ pub fn enter(namespaces: &[LinuxNamespace]) -> Result<()> {
         }
     }
     for (t, path, file) in &to_join {
-        setns(file.as_fd(), flag(*t)).map_err(|source| Error::Namespace { ns: proc_name(*t).into(), path: path.clone(), source })?;
+        join(*t, path, file)?;
     }
     if !to_create.is_empty() {
         unshare(to_create).map_err(Error::sys(format!("unshare {to_create:?}")))?;
@@ -101,7 +104,26 @@ pub fn join_process(pid: i32) -> Result<()> {
         files.push((t, path, file));
     }
     for (t, path, file) in &files {
-        setns(file.as_fd(), flag(*t)).map_err(|source| Error::Namespace { ns: proc_name(*t).into(), path: path.clone(), source })?;
+        join(*t, path, file)?;
     }
     Ok(())
+}
+
+fn join(t: LinuxNamespaceType, path: &Path, file: &File) -> Result<()> {
+    setns(file.as_fd(), flag(t)).map_err(|source| Error::Namespace { ns: proc_name(t).into(), path: path.into(), source })?;
+    if t == LinuxNamespaceType::User {
+        become_namespace_root()?;
+    }
+    Ok(())
+}
+
+/// Joining a user namespace keeps our host ids, which are not mapped in
+/// it (the host's root is nobody there): files made that way fail with
+/// EOVERFLOW. Become its root, which keeps the capabilities setns gave.
+fn become_namespace_root() -> Result<()> {
+    let root_gid = Gid::from_raw(0);
+    setgroups(&[]).map_err(Error::sys("setgroups([]) in the user namespace"))?;
+    setresgid(root_gid, root_gid, root_gid).map_err(Error::sys("setresgid(0) in the user namespace"))?;
+    let root_uid = Uid::from_raw(0);
+    setresuid(root_uid, root_uid, root_uid).map_err(Error::sys("setresuid(0) in the user namespace"))
 }

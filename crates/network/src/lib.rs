@@ -9,7 +9,7 @@ mod cni;
 mod error;
 mod namespaces;
 
+pub use berth_userns::{IdMap, IdMapping};
 pub use cni::{Cni, CniConfig, PodNetwork, PortMapping, SetupResult};
 pub use error::{Error, Result};
-pub use berth_userns::{IdMap, IdMapping};
 pub use namespaces::{NamespaceSet, PodNamespaces};

@@ -110,7 +110,8 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
 
 fn mount_idmapped(m: &Mount, target: &Path, bundle: &Path, idmap: &RootIdmap) -> Result<()> {
     let idmapped = |source: &Path, recursive: bool| {
-        berth_userns::idmapped_mount(source, idmap.userns.as_fd(), recursive).map_err(|e| ShimError::InvalidArgument(format!("rootfs for a user namespace: {e}")))
+        berth_userns::idmapped_mount(source, idmap.userns.as_fd(), recursive)
+            .map_err(|e| ShimError::InvalidArgument(format!("rootfs for a user namespace: {e}")))
     };
     let attach = |tree: &std::os::fd::OwnedFd, at: &Path| berth_userns::attach(tree.as_fd(), at).map_err(|e| ShimError::Internal(e.to_string()));
     match m.type_.as_str() {

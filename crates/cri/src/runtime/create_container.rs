@@ -40,6 +40,7 @@ impl Runtime {
             return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
         }
         refuse_unhonoured(&config)?;
+        check_user_namespace(&config, sandbox.snapshot().id_map().as_ref())?;
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
@@ -96,13 +97,8 @@ impl Runtime {
         let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
         let files = user::ImageFiles::from_mounts(&rootfs);
         let user = user::resolve(&files, sc, &image_config.user)?;
-        let id_map = srec.id_map();
-        user_namespace::check_container(sc.and_then(|s| s.namespace_options.as_ref()).and_then(|n| n.userns_options.as_ref()), id_map.as_ref())?;
-        if let Some(map) = &id_map {
+        if let Some(map) = &srec.id_map() {
             user_namespace::check_user(map, &user)?;
-        }
-        for (i, m) in config.mounts.iter().enumerate() {
-            user_namespace::check_mount(i, m, id_map.as_ref())?;
         }
         let (host_mounts, image_mounts): (Vec<_>, Vec<_>) =
             config.mounts.iter().enumerate().partition(|(_, m)| m.image.as_ref().is_none_or(|i| i.image.is_empty()));
@@ -343,6 +339,17 @@ fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
     let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
     if let Some(sc) = sc {
         apparmor::check(sc)?;
+    }
+    Ok(())
+}
+
+/// The container shares the pod's user namespace, and only its volumes
+/// marked with the pod's maps are idmapped.
+fn check_user_namespace(config: &v1::ContainerConfig, pod: Option<&berth_network::IdMap>) -> Result<()> {
+    let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
+    user_namespace::check_container(sc.and_then(|s| s.namespace_options.as_ref()).and_then(|n| n.userns_options.as_ref()), pod)?;
+    for (i, m) in config.mounts.iter().enumerate() {
+        user_namespace::check_mount(i, m, pod)?;
     }
     Ok(())
 }

@@ -22,8 +22,15 @@ impl Runtime {
         let bundle = self.paths.sandbox_state(&record.id)?.join("pause");
         let json = serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?;
         let dir = bundle.clone();
+        // In a user namespace the pause's (empty) root must be its root's,
+        // or it cannot make /dev in it.
+        let owner = record.id_map().map(|m| (m.host_uid(0), m.host_gid(0)));
         blocking(move || {
             std::fs::create_dir_all(dir.join("rootfs")).map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+            if let Some((uid, gid)) = owner {
+                nix::unistd::chown(&dir.join("rootfs"), uid.map(Into::into), gid.map(Into::into))
+                    .map_err(|e| Error::Internal(format!("give {} to the pod's user namespace: {e}", dir.display())))?;
+            }
             Ok(berth_store::atomic_write(&dir.join("config.json"), &json, 0o600)?)
         })
         .await?;

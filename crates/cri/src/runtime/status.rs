@@ -21,8 +21,10 @@ impl Runtime {
             info.insert("config".to_string(), self.info.verbose_config.clone());
             info.insert("podCIDR".to_string(), self.pod_cidr.lock().unwrap_or_else(|e| e.into_inner()).clone());
         }
-        let handler_features =
-            Some(RuntimeHandlerFeatures { recursive_read_only_mounts: features::recursive_read_only_mounts(), user_namespaces: features::user_namespaces(&self.paths.snapshots()) });
+        let handler_features = Some(RuntimeHandlerFeatures {
+            recursive_read_only_mounts: features::recursive_read_only_mounts(),
+            user_namespaces: features::user_namespaces(&self.paths.snapshots()),
+        });
         let runtime_handlers = std::iter::once(String::new())
             .chain(self.info.runtime_handlers.iter().cloned())
             .map(|name| RuntimeHandler { name, features: handler_features })

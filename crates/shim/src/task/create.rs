@@ -41,7 +41,8 @@ impl TaskService {
         let spec = load_spec(&bundle)?;
         let mut undo = Undo::default();
         let result = (|| -> Result<Container> {
-            let idmap = RootIdmap::from_spec(&spec)?;
+            // (A pod's pause has no rootfs to mount, nor maps in its spec.)
+            let idmap = if req.rootfs.is_empty() { None } else { RootIdmap::from_spec(&spec)? };
             undo.rootfs = mount_rootfs(&bundle, &req.rootfs, idmap.as_ref())?;
             let cgroup = ContainerCgroup::for_container(&spec, &req.id)?;
             undo.cgroup = Some(cgroup.clone());
