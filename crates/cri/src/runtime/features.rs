@@ -92,4 +92,26 @@ mod tests {
         let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         assert_eq!(recursive_read_only_mounts(), (major, minor) >= (5, 12), "kernel {release}");
     }
+
+    fn kernel() -> (u32, u32) {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// The user namespace claim is the probe that does what a pod's rootfs
+    /// needs (an overlay on an idmapped layer), true from Linux 5.19, and
+    /// the probe leaves nothing behind.
+    #[test]
+    fn user_namespace_claim_is_an_idmapped_overlay_that_works() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: the probe mounts, which needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let result = idmapped_overlay_works(dir.path());
+        assert_eq!(result.is_ok(), kernel() >= (5, 19), "kernel {:?}: {result:?}", kernel());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the probe's scratch directory is removed");
+        assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&dir.path().display().to_string()));
+    }
 }
