@@ -2,7 +2,9 @@
 # Prints pod-ready latency (50 pods in sequence, 50 with 4 at a time),
 # ExecSync and streamed-exec (WebSocket) latency and the memory of the runtime with the pods running, for
 # berthd and, when installed, containerd 1.6 + runc, with their ratios.
-# Usage: sudo hack/bench-pods.sh [PODS=50] [--cgroup-driver systemd | --handler]
+# Usage: sudo hack/bench-pods.sh [PODS=50] [--cgroup-driver systemd | --handler | --userns]
+# With --userns it prints pod-ready latency of pods with a user namespace
+# against pods without, alternating on one berthd.
 # With --handler it instead compares containerd 1.6 running the pods with
 # berth-shim (handler mode, containerd-shim-berth-v2) and with runc's shim.
 # With --cgroup-driver systemd it instead prints pod-ready latency under the

@@ -5,7 +5,8 @@
 //! Run with `sudo hack/bench-pods.sh [PODS=50]`. Figures are printed, never
 //! asserted. `--handler`: containerd with berth-shim as its runtime
 //! (handler mode) against containerd with runc's shim (`pods/handler.rs`);
-//! `--cgroup-driver systemd`: berthd's two cgroup drivers (`pods/drivers.rs`).
+//! `--cgroup-driver systemd`: berthd's two cgroup drivers (`pods/drivers.rs`);
+//! `--userns`: berth's pods with a user namespace against without (`pods/userns.rs`).
 
 use std::{
     collections::HashMap,
@@ -26,6 +27,8 @@ use common::channel;
 mod drivers;
 #[path = "pods/handler.rs"]
 mod handler;
+#[path = "pods/userns.rs"]
+mod userns;
 
 /// The pause process containerd needs (berth needs none).
 const PAUSE_CMD: [&str; 2] = ["/bin/sleep", "2147483647"];
@@ -109,6 +112,10 @@ async fn main() {
     }
     if args.iter().any(|a| a == "--handler") {
         handler::compare(pods, &registry.host(), &image, work.path()).await;
+        return;
+    }
+    if args.iter().any(|a| a == "--userns") {
+        userns::compare(pods, &registry.host(), &image, work.path()).await;
         return;
     }
 
@@ -347,7 +354,11 @@ async fn pod_ready(rt: &mut RuntimeServiceClient<Channel>, d: &Daemon, name: &st
 
 /// [`pod_ready`] for a pod with cgroup parent `parent`.
 async fn pod_ready_in(rt: &mut RuntimeServiceClient<Channel>, logs: &Path, parent: &str, name: &str, image: &str) -> (Duration, [Duration; 3], String) {
-    let config = pod_config(logs, parent, name);
+    pod_ready_with(rt, pod_config(logs, parent, name), image).await
+}
+
+/// [`pod_ready`] for a pod config the caller shaped.
+async fn pod_ready_with(rt: &mut RuntimeServiceClient<Channel>, config: v1::PodSandboxConfig, image: &str) -> (Duration, [Duration; 3], String) {
     let started = Instant::now();
     let pod = rt
         .run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
