@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # What the cgroup-v2-only VM runs again (below): the cgroup code, the
-# shim's limits, stats, OOM and cleanup, a pod's placement and limits.
-V2_VM_TESTS='package(berth-cgroups) | (package(berth-shim) & binary(resources)) | (package(berth-shim) & binary(lifecycle)) | (package(berth-daemon) & binary(cgroup_placement))'
+# shim's limits, stats, OOM and cleanup, a pod's placement and limits, pods
+# with a user namespace (idmapped layers on a v2-only kernel's overlay).
+V2_VM_TESTS='package(berth-cgroups) | (package(berth-shim) & binary(resources)) | (package(berth-shim) & binary(lifecycle)) | (package(berth-daemon) & (binary(cgroup_placement) | binary(user_namespaces)))'
 source hack/setup.sh
 
 if [ "$(id -u)" -ne 0 ]; then
