@@ -1,6 +1,6 @@
 //! Pods with a user namespace (KEP-127), on a real berthd: root inside is
 //! an unprivileged uid on the host, the image's files keep their owners
-//! through idmapped layers (nothing chowned), a volume the kubelet marks
+//! through idmapped layers (nothing chowned; image volumes too), a volume the kubelet marks
 //! idmapped stores files with the owners the container sees, a plain one
 //! with the pod's host ids; and every request berth cannot honour is
 //! refused by name, leaving nothing behind.
@@ -94,16 +94,10 @@ async fn a_pod_with_a_user_namespace_is_root_inside_and_unprivileged_outside() {
     // mounted and shows its interfaces.
     assert!(exec_out(&mut node, &id, "ls /sys/class/net").await.contains("lo"));
 
-    // An image volume is mounted inside the namespace, not idmapped: its
-    // files are readable and read-only, but owned by nobody (a known gap,
-    // docs/architecture.md).
-    let image_volume = exec_out(
-        &mut node,
-        &id,
-        "cat /image/bin/busybox >/dev/null && stat -c %u:%g /image/bin/busybox; touch /image/x 2>/dev/null && echo writable || echo read-only",
-    )
-    .await;
-    assert_eq!(image_volume, "65534:65534\nread-only");
+    // An image volume's layers are idmapped too (root's, not nobody's), and
+    // it stays read-only.
+    let image_volume = exec_out(&mut node, &id, "stat -c %u:%g /image/bin/busybox; touch /image/x 2>/dev/null && echo writable || echo read-only").await;
+    assert_eq!(image_volume, "0:0\nread-only");
     // Outside: the container's processes run as the pod's host uid.
     let pin = node.berthd.dir.path().join("state/sandboxes").join(&pod.0).join("ns/user");
     let procs = host_uids_in(&pin);

@@ -2,11 +2,9 @@
 //! `<bundle>/rootfs` in the host mount namespace, and undoing it.
 //!
 //! For a container in a user namespace the image's layers are shown
-//! through the namespace's maps: each lower layer of the overlay is an
-//! idmapped mount (attached under `<bundle>/idmapped/` only while the
-//! overlay is mounted; the overlay keeps its own reference), and the
-//! container's empty upper layer is given to the namespace's root. Nothing
-//! on disk is chowned but that one directory.
+//! through the namespace's maps (`berth_userns::IdmappedLayers`, with its
+//! scratch directory at `<bundle>/idmapped/`): nothing on disk is chowned
+//! but the container's empty upper directory.
 
 use std::{
     fs::File,
@@ -17,6 +15,8 @@ use std::{
 use containerd_shim_protos::api::Mount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use berth_userns::IdmappedLayers;
 
 use crate::error::{Result, ShimError};
 
@@ -109,67 +109,21 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
 }
 
 fn mount_idmapped(m: &Mount, target: &Path, bundle: &Path, idmap: &RootIdmap) -> Result<()> {
-    let idmapped = |source: &Path, recursive: bool| {
-        berth_userns::idmapped_mount(source, idmap.userns.as_fd(), recursive)
-            .map_err(|e| ShimError::InvalidArgument(format!("rootfs for a user namespace: {e}")))
-    };
-    let attach = |tree: &std::os::fd::OwnedFd, at: &Path| berth_userns::attach(tree.as_fd(), at).map_err(|e| ShimError::Internal(e.to_string()));
+    let refused = |e: berth_userns::Error| ShimError::InvalidArgument(format!("rootfs for a user namespace: {e}"));
     match m.type_.as_str() {
         "bind" => {
-            let tree = idmapped(Path::new(&m.source), m.options.iter().any(|o| o == "rbind"))?;
-            attach(&tree, target)
+            let tree = berth_userns::idmapped_mount(Path::new(&m.source), idmap.userns.as_fd(), m.options.iter().any(|o| o == "rbind")).map_err(refused)?;
+            berth_userns::attach(tree.as_fd(), target).map_err(|e| ShimError::Internal(e.to_string()))
         }
         "overlay" => {
-            let scratch = bundle.join("idmapped");
-            let result = mount_overlay_on_idmapped_layers(m, target, &scratch, idmap, idmapped, attach);
-            let _ = std::fs::remove_dir_all(&scratch);
-            result
+            let root = (idmap.root_uid, idmap.root_gid);
+            let (layers, options) = IdmappedLayers::prepare(&m.options, &bundle.join("idmapped"), idmap.userns.as_fd(), root).map_err(refused)?;
+            let mounted = mount_one(&Mount { options, ..m.clone() }, target);
+            drop(layers);
+            mounted
         }
         other => Err(ShimError::InvalidArgument(format!("rootfs of type {other:?} cannot be shown through a user namespace (only overlay and bind)"))),
     }
-}
-
-/// Each `lowerdir` entry is replaced by an idmapped mount of it under
-/// `scratch`; the upper directory (empty, the container's own) is given to
-/// the namespace's root so that / is root's inside.
-fn mount_overlay_on_idmapped_layers(
-    m: &Mount,
-    target: &Path,
-    scratch: &Path,
-    idmap: &RootIdmap,
-    idmapped: impl Fn(&Path, bool) -> Result<std::os::fd::OwnedFd>,
-    attach: impl Fn(&std::os::fd::OwnedFd, &Path) -> Result<()>,
-) -> Result<()> {
-    let mut options = Vec::with_capacity(m.options.len());
-    let mut attached = Vec::new();
-    let result = (|| -> Result<()> {
-        for option in &m.options {
-            if let Some(lowers) = option.strip_prefix("lowerdir=") {
-                let mut shown = Vec::new();
-                for (i, lower) in lowers.split(':').enumerate() {
-                    let at = scratch.join(i.to_string());
-                    std::fs::create_dir_all(&at).map_err(|e| ShimError::Internal(format!("create {}: {e}", at.display())))?;
-                    attach(&idmapped(Path::new(lower), false)?, &at)?;
-                    attached.push(at.clone());
-                    shown.push(at.display().to_string());
-                }
-                options.push(format!("lowerdir={}", shown.join(":")));
-            } else {
-                if let Some(upper) = option.strip_prefix("upperdir=") {
-                    nix::unistd::chown(upper, Some(idmap.root_uid.into()), Some(idmap.root_gid.into()))
-                        .map_err(|e| ShimError::Internal(format!("give the upper layer {upper} to the user namespace's root: {e}")))?;
-                }
-                options.push(option.clone());
-            }
-        }
-        mount_one(&Mount { options: options.clone(), ..m.clone() }, target)
-    })();
-    // The overlay holds its own references to the layers: the attached
-    // copies are only needed for the paths in its options.
-    for at in attached {
-        let _ = umount2(&at, MntFlags::MNT_DETACH);
-    }
-    result
 }
 
 /// Takes every mount off `target`, newest first; a target with nothing

@@ -10,9 +10,11 @@
 mod error;
 mod holder;
 mod id_map;
+mod idmapped_layers;
 mod idmapped_mount;
 
 pub use error::{Error, Result};
 pub use holder::NamespaceHolder;
 pub use id_map::{IdMap, IdMapping};
+pub use idmapped_layers::IdmappedLayers;
 pub use idmapped_mount::{attach, idmapped_mount, set_recursive_readonly};

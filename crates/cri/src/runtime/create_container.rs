@@ -103,7 +103,7 @@ impl Runtime {
         let (host_mounts, image_mounts): (Vec<_>, Vec<_>) =
             config.mounts.iter().enumerate().partition(|(_, m)| m.image.as_ref().is_none_or(|i| i.image.is_empty()));
         let mounts = resolve_mounts(&host_mounts)?;
-        let image_volumes = self.image_volumes(id, &image_mounts).await?;
+        let image_volumes = self.image_volumes(id, &image_mounts, &srec).await?;
         let mut devices = resolve_devices(&config.devices)?;
         if sc.is_some_and(|s| s.privileged) {
             // The host's devices, and the ones the config names on top
@@ -242,7 +242,11 @@ impl Runtime {
     /// layers against image GC for as long as the container exists; the
     /// container mounts it read-only. The image must have been pulled (the
     /// kubelet pulls it first).
-    async fn image_volumes(&self, id: &str, mounts: &[(usize, &v1::Mount)]) -> Result<Vec<ImageVolume>> {
+    ///
+    /// In a pod with a user namespace the volume is mounted by berthd on
+    /// idmapped layers under the bundle (see `user_namespace`) and given to
+    /// the container as a bind of that, so its files keep their owners.
+    async fn image_volumes(&self, id: &str, mounts: &[(usize, &v1::Mount)], srec: &crate::state::SandboxRecord) -> Result<Vec<ImageVolume>> {
         let mut volumes = Vec::new();
         for &(i, m) in mounts {
             let field = format!("config.mounts[{i}]");
@@ -264,6 +268,18 @@ impl Runtime {
             let [mount] = shown.as_slice() else {
                 return Err(Error::Internal(format!("{field}.image: the snapshotter gave {} mounts, not one", shown.len())));
             };
+            if let (Some(pin), Some(map)) = (srec.userns.clone(), srec.id_map()) {
+                let target = self.paths.bundle(id)?.join("image-volumes").join(i.to_string());
+                let (mount, shown_at) = (mount.clone(), target.clone());
+                blocking(move || user_namespace::mount_image_volume(&mount, &shown_at, &pin, &map)).await.map_err(|e| e.context(field))?;
+                volumes.push(ImageVolume {
+                    container_path: m.container_path.clone(),
+                    typ: "bind".into(),
+                    source: target.display().to_string(),
+                    options: vec!["rbind".into()],
+                });
+                continue;
+            }
             volumes.push(ImageVolume {
                 container_path: m.container_path.clone(),
                 typ: mount.typ.clone(),
@@ -281,6 +297,9 @@ impl Runtime {
         let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
         let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
         let result = blocking(move || {
+            if let Ok(bundle) = &dirs[0] {
+                user_namespace::unmount_image_volumes(bundle);
+            }
             let volumes = format!("{key}-image-");
             for info in snapshots.list()?.into_iter().filter(|s| s.key.starts_with(&volumes)) {
                 snapshots.remove(&info.key)?;

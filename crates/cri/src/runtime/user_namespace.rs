@@ -8,9 +8,13 @@
 //! containers' root filesystems and the volumes the kubelet marks with
 //! `uid_mappings` are idmapped mounts, so no file is chowned.
 
+use std::{os::fd::AsFd, path::Path};
+
 use berth_network::{IdMap, IdMapping};
 use berth_oci::container::ResolvedUser;
+use berth_userns::IdmappedLayers;
 use k8s_cri::v1;
+use nix::mount::{MntFlags, MsFlags};
 
 use crate::error::{Error, Result};
 
@@ -103,6 +107,44 @@ pub(super) fn check_mount(i: usize, mount: &v1::Mount, pod: Option<&IdMap>) -> R
         None => Err(Error::InvalidArgument(format!("{field}: an idmapped mount needs the pod to have a user namespace"))),
         Some(pod) if *pod == to_id_map(&mount.uid_mappings, &mount.gid_mappings) => Ok(true),
         Some(_) => Err(Error::InvalidArgument(format!("{field}: the mappings differ from the pod's user namespace, the only one berth idmaps with"))),
+    }
+}
+
+/// Mounts an image volume's snapshot at `target` with its layers shown
+/// through the pod's user namespace (pinned at `pin`), read-only.
+pub(super) fn mount_image_volume(mount: &berth_snapshot::Mount, target: &Path, pin: &Path, map: &IdMap) -> Result<()> {
+    let userns = std::fs::File::open(pin).map_err(|e| Error::Internal(format!("open the pod's user namespace {}: {e}", pin.display())))?;
+    let root = (map.host_uid(0).unwrap_or(0), map.host_gid(0).unwrap_or(0));
+    std::fs::create_dir_all(target).map_err(|e| Error::Internal(format!("create {}: {e}", target.display())))?;
+    let idmap_err = |e: berth_userns::Error| Error::Internal(format!("show the image volume through the pod's user namespace: {e}"));
+    match mount.typ.as_str() {
+        "bind" => {
+            let tree = berth_userns::idmapped_mount(Path::new(&mount.source), userns.as_fd(), false).map_err(idmap_err)?;
+            berth_userns::attach(tree.as_fd(), target).map_err(idmap_err)?;
+        }
+        "overlay" => {
+            let scratch = target.with_extension("idmapped");
+            let (layers, options) = IdmappedLayers::prepare(&mount.options, &scratch, userns.as_fd(), root).map_err(idmap_err)?;
+            let data = options.into_iter().filter(|o| o != "ro" && o != "rw").collect::<Vec<_>>().join(",");
+            let mounted = nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_RDONLY, Some(data.as_str()));
+            drop(layers);
+            mounted.map_err(|e| Error::Internal(format!("mount the image volume at {}: {e}", target.display())))?;
+        }
+        other => return Err(Error::Internal(format!("the snapshotter gave a mount of type {other:?}, which cannot be idmapped"))),
+    }
+    Ok(())
+}
+
+/// Takes the image volumes [`mount_image_volume`] mounted under the
+/// container's bundle off again; none is fine.
+pub(super) fn unmount_image_volumes(bundle: &Path) {
+    let Ok(entries) = std::fs::read_dir(bundle.join("image-volumes")) else { return };
+    for entry in entries.flatten() {
+        if let Err(e) = nix::mount::umount2(&entry.path(), MntFlags::MNT_DETACH) {
+            if e != nix::Error::EINVAL && e != nix::Error::ENOENT {
+                tracing::warn!(path = %entry.path().display(), error = %e, "unmount an image volume");
+            }
+        }
     }
 }
 
