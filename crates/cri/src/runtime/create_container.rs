@@ -11,6 +11,7 @@ use k8s_cri::v1;
 
 use super::{apparmor, host_devices, pod_files, user, Runtime};
 use crate::{
+    cdi,
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
 };
@@ -40,6 +41,11 @@ impl Runtime {
             return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
         }
         refuse_unhonoured(&config)?;
+        // CDI devices are resolved before anything is made: an unknown or
+        // malformed one fails here, with nothing to undo.
+        let cdi_requests = cdi::requests(&config)?;
+        let dirs = self.info.cdi_spec_dirs.clone();
+        let injection = blocking(move || cdi::resolve(&dirs, &cdi_requests)).await?;
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
@@ -64,7 +70,7 @@ impl Runtime {
             berth_store::Error::NameTaken { holder, .. } => Error::AlreadyExists(format!("container name {name:?} is reserved by container {holder}")),
             other => other.into(),
         })?;
-        match self.build_container(&id, &name, config, &sandbox, &image, &image_name).await {
+        match self.build_container(&id, &name, config, &injection, &sandbox, &image, &image_name).await {
             Ok(container) => {
                 self.containers.insert(id.clone(), container.clone());
                 self.emit(v1::ContainerEventType::ContainerCreatedEvent, &container);
@@ -84,6 +90,7 @@ impl Runtime {
         id: &str,
         name: &str,
         config: v1::ContainerConfig,
+        injection: &cdi::Injection,
         sandbox: &Sandbox,
         image: &ImageRecord,
         image_name: &str,
@@ -133,7 +140,7 @@ impl Runtime {
             hostname,
             host_capabilities: self.host_capabilities.clone(),
         };
-        let spec = container_spec(&input)?;
+        let spec = with_cdi(container_spec(&input)?, injection, sc.is_some_and(|s| s.privileged))?;
         let log_path = log_path(&srec.config.log_directory, &config.log_path)?;
 
         let bundle = self.paths.bundle(id)?;
@@ -318,16 +325,10 @@ pub(super) fn parse_signal(s: &str) -> Result<u32> {
 }
 
 /// Fields berth cannot honour yet are refused, named, rather than dropped:
-/// a container that silently lacks its GPU, its AppArmor confinement or its
-/// user namespace is worse than one that does not start.
+/// a container that silently lacks its AppArmor confinement or its user
+/// namespace is worse than one that does not start.
 #[allow(deprecated)]
 fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
-    if let Some(d) = config.cdi_devices.first() {
-        return Err(Error::InvalidArgument(format!("config.CDI_devices[0]: CDI device {:?} is unknown: berth has no CDI support yet", d.name)));
-    }
-    if let Some(key) = config.annotations.keys().find(|k| k.starts_with("cdi.k8s.io/")) {
-        return Err(Error::InvalidArgument(format!("config.annotations[{key:?}]: CDI devices by annotation are not supported by berth yet")));
-    }
     for (i, m) in config.mounts.iter().enumerate() {
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -342,6 +343,17 @@ fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
         apparmor::check(sc)?;
     }
     Ok(())
+}
+
+/// The spec with the CDI devices' edits applied, after berth's own: a
+/// device's env var or mount replaces the container's at the same name.
+fn with_cdi(spec: oci_spec::runtime::Spec, injection: &cdi::Injection, privileged: bool) -> Result<oci_spec::runtime::Spec> {
+    if injection.is_empty() {
+        return Ok(spec);
+    }
+    let mut value = serde_json::to_value(&spec).map_err(|e| Error::Internal(format!("encode spec: {e}")))?;
+    cdi::apply::apply(&mut value, injection, privileged);
+    serde_json::from_value(value).map_err(|e| Error::InvalidArgument(format!("config.CDI_devices: the devices' edits do not make a valid OCI spec: {e}")))
 }
 
 /// Host paths must exist; symlinks are followed so the container gets what
