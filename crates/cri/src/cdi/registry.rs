@@ -68,8 +68,7 @@ impl Registry {
     }
 
     /// The definition of `name`: from the last directory that has one.
-    /// `Err` when that directory defines it twice, or when it is nowhere
-    /// and a broken file could have held it.
+    /// `Err` when that directory defines it twice.
     pub fn find(&self, name: &QualifiedName) -> Result<Option<Found<'_>>, String> {
         let kind = name.kind();
         let defs: Vec<Found<'_>> = self
@@ -78,15 +77,7 @@ impl Registry {
             .filter(|s| s.spec.kind == kind)
             .flat_map(|s| s.spec.devices.iter().filter(|d| d.name == name.name).map(move |device| Found { spec: s, device }))
             .collect();
-        let Some(last_dir) = defs.iter().map(|f| f.spec.dir).max() else {
-            return match self.broken.as_slice() {
-                [] => Ok(None),
-                broken => {
-                    let list: Vec<String> = broken.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
-                    Err(format!("CDI device \"{name}\" is unknown, and spec files that fail to parse may define it: {}", list.join("; ")))
-                }
-            };
-        };
+        let Some(last_dir) = defs.iter().map(|f| f.spec.dir).max() else { return Ok(None) };
         let mut winners = defs.into_iter().filter(|f| f.spec.dir == last_dir);
         let first = winners.next().expect("a definition in the last directory");
         if let Some(second) = winners.next() {
@@ -95,9 +86,15 @@ impl Registry {
         Ok(Some(first))
     }
 
-    /// The directories searched, for messages.
+    /// Why a device was not found, for messages: the directories searched
+    /// and the files that failed to parse (one of which may define it).
     pub fn searched(&self) -> String {
-        self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        let dirs = self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+        if self.broken.is_empty() {
+            return format!("searched {dirs}");
+        }
+        let broken: Vec<String> = self.broken.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
+        format!("searched {dirs}; spec files that fail to parse, which may define it: {}", broken.join("; "))
     }
 }
 
@@ -138,7 +135,7 @@ mod tests {
         assert!(e.contains("b.yml") && e.contains("c.yml"), "{e}");
         assert!(r.find(&parse_name("v.example/gpu=2").unwrap()).unwrap().is_none());
         assert!(r.find(&parse_name("other.example/gpu=0").unwrap()).unwrap().is_none());
-        assert!(r.searched().ends_with("/missing"));
+        assert!(r.searched().starts_with("searched ") && r.searched().ends_with("/missing"));
     }
 
     #[test]
@@ -149,7 +146,8 @@ mod tests {
         let r = Registry::load(&[tmp.path().to_path_buf()]);
         assert_eq!(r.broken.len(), 1);
         assert!(r.find(&parse_name("v.example/gpu=0").unwrap()).unwrap().is_some(), "the good file still serves");
-        let e = r.find(&parse_name("v.example/gpu=9").unwrap()).err().unwrap();
-        assert!(e.contains("bad.yaml") && e.contains("fail to parse"), "{e}");
+        assert!(r.find(&parse_name("v.example/gpu=9").unwrap()).unwrap().is_none());
+        let why = r.searched();
+        assert!(why.contains("bad.yaml: ") && why.contains("fail to parse"), "{why}");
     }
 }

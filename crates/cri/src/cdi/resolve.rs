@@ -101,7 +101,7 @@ pub fn resolve(dirs: &[PathBuf], requests: &[Request]) -> Result<Injection> {
         let found = registry
             .find(&r.name)
             .map_err(|e| Error::InvalidArgument(format!("{}: {e}", r.field)))?
-            .ok_or_else(|| Error::InvalidArgument(format!("{}: CDI device \"{}\" is unknown (searched {})", r.field, r.name, registry.searched())))?;
+            .ok_or_else(|| Error::InvalidArgument(format!("{}: CDI device \"{}\" is unknown ({})", r.field, r.name, registry.searched())))?;
         let context = |what: String| Error::InvalidArgument(format!("{}: CDI device \"{}\" ({}): {what}", r.field, r.name, found.spec.path.display()));
         if specs_applied.insert(found.spec.path.clone()) {
             add(&mut injection, &found.spec.spec.container_edits).map_err(|e| context(format!("the spec's containerEdits: {e}")))?;
