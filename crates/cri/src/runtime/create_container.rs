@@ -16,6 +16,13 @@ use crate::{
     state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
 };
 
+/// What CreateContainer settles from the config before it makes anything.
+struct Checked {
+    cdi: cdi::Injection,
+    /// None: unconfined.
+    apparmor: Option<String>,
+}
+
 /// The image config fields a container starts from.
 struct ImageConfig {
     defaults: ImageDefaults,
@@ -46,6 +53,11 @@ impl Runtime {
         let cdi_requests = cdi::requests(&config)?;
         let dirs = self.info.cdi_spec_dirs.clone();
         let injection = blocking(move || cdi::resolve(&dirs, &cdi_requests)).await?;
+        // So is the AppArmor profile (an unloaded localhost one is refused;
+        // berth's default is loaded if missing).
+        let sc = config.linux.as_ref().and_then(|l| l.security_context.clone());
+        let apparmor = blocking(move || apparmor::profile(sc.as_ref())).await?;
+        let checked = Checked { cdi: injection, apparmor };
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
@@ -70,7 +82,7 @@ impl Runtime {
             berth_store::Error::NameTaken { holder, .. } => Error::AlreadyExists(format!("container name {name:?} is reserved by container {holder}")),
             other => other.into(),
         })?;
-        match self.build_container(&id, &name, config, &injection, &sandbox, &image, &image_name).await {
+        match self.build_container(&id, &name, config, &checked, &sandbox, &image, &image_name).await {
             Ok(container) => {
                 self.containers.insert(id.clone(), container.clone());
                 self.emit(v1::ContainerEventType::ContainerCreatedEvent, &container);
@@ -90,7 +102,7 @@ impl Runtime {
         id: &str,
         name: &str,
         config: v1::ContainerConfig,
-        injection: &cdi::Injection,
+        checked: &Checked,
         sandbox: &Sandbox,
         image: &ImageRecord,
         image_name: &str,
@@ -137,10 +149,11 @@ impl Runtime {
             image_volumes,
             devices,
             seccomp,
+            apparmor_profile: checked.apparmor.clone(),
             hostname,
             host_capabilities: self.host_capabilities.clone(),
         };
-        let spec = with_cdi(container_spec(&input)?, injection, sc.is_some_and(|s| s.privileged))?;
+        let spec = with_cdi(container_spec(&input)?, &checked.cdi, sc.is_some_and(|s| s.privileged))?;
         let log_path = log_path(&srec.config.log_directory, &config.log_path)?;
 
         let bundle = self.paths.bundle(id)?;
@@ -325,8 +338,8 @@ pub(super) fn parse_signal(s: &str) -> Result<u32> {
 }
 
 /// Fields berth cannot honour yet are refused, named, rather than dropped:
-/// a container that silently lacks its AppArmor confinement or its user
-/// namespace is worse than one that does not start.
+/// a container that silently lacks its user namespace is worse than one
+/// that does not start.
 #[allow(deprecated)]
 fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
     for (i, m) in config.mounts.iter().enumerate() {
@@ -339,9 +352,6 @@ fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
     let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
     let userns = sc.and_then(|s| s.namespace_options.as_ref()).and_then(|n| n.userns_options.as_ref());
     super::user_namespace::check("config.linux.security_context.namespace_options.userns_options", userns)?;
-    if let Some(sc) = sc {
-        apparmor::check(sc)?;
-    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! file holds the shared state and routes.
 
 mod apparmor;
+mod apparmor_default;
 mod attach;
 mod cgroup_paths;
 mod container_stats;
