@@ -35,44 +35,33 @@ pub struct DeviceSpec {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerEdits {
-    #[serde(default)]
     pub env: Vec<String>,
-    #[serde(default)]
     pub device_nodes: Vec<DeviceNode>,
-    #[serde(default)]
     pub mounts: Vec<MountEdit>,
-    #[serde(default, rename = "additionalGIDs")]
+    #[serde(rename = "additionalGIDs")]
     pub additional_gids: Vec<u32>,
-    /// Not applied by berth: present only to be refused.
-    #[serde(default)]
+    /// hooks, intelRdt and netDevices are not applied by berth: read only
+    /// to be refused.
     pub hooks: Vec<serde_json::Value>,
-    #[serde(default)]
     pub intel_rdt: Option<serde_json::Value>,
-    #[serde(default)]
     pub net_devices: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceNode {
+    /// Required; an empty one is refused when the device is resolved.
     pub path: String,
-    #[serde(default)]
     pub host_path: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub major: Option<i64>,
-    #[serde(default)]
     pub minor: Option<i64>,
-    #[serde(default)]
     pub file_mode: Option<u32>,
-    #[serde(default)]
     pub permissions: Option<String>,
-    #[serde(default)]
     pub uid: Option<u32>,
-    #[serde(default)]
     pub gid: Option<u32>,
 }
 

@@ -18,6 +18,8 @@ use crate::{
 
 /// What CreateContainer settles from the config before it makes anything.
 struct Checked {
+    image: ImageRecord,
+    image_name: String,
     cdi: cdi::Injection,
     /// None: unconfined.
     apparmor: Option<String>,
@@ -57,7 +59,6 @@ impl Runtime {
         // berth's default is loaded if missing).
         let sc = config.linux.as_ref().and_then(|l| l.security_context.clone());
         let apparmor = blocking(move || apparmor::profile(sc.as_ref())).await?;
-        let checked = Checked { cdi: injection, apparmor };
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
@@ -67,6 +68,7 @@ impl Runtime {
             .index
             .resolve(&image_name)
             .ok_or_else(|| Error::NotFound(format!("config.image.image: image {image_name:?} not found; pull it first")))?;
+        let checked = Checked { image, image_name, cdi: injection, apparmor };
         let pod = sandbox.snapshot().metadata();
         if let Some(claimed) = req.sandbox_config.as_ref().and_then(|c| c.metadata.as_ref()) {
             if claimed.uid != pod.uid || claimed.name != pod.name || claimed.namespace != pod.namespace {
@@ -82,7 +84,7 @@ impl Runtime {
             berth_store::Error::NameTaken { holder, .. } => Error::AlreadyExists(format!("container name {name:?} is reserved by container {holder}")),
             other => other.into(),
         })?;
-        match self.build_container(&id, &name, config, &checked, &sandbox, &image, &image_name).await {
+        match self.build_container(&id, &name, config, &checked, &sandbox).await {
             Ok(container) => {
                 self.containers.insert(id.clone(), container.clone());
                 self.emit(v1::ContainerEventType::ContainerCreatedEvent, &container);
@@ -97,16 +99,8 @@ impl Runtime {
         }
     }
 
-    async fn build_container(
-        &self,
-        id: &str,
-        name: &str,
-        config: v1::ContainerConfig,
-        checked: &Checked,
-        sandbox: &Sandbox,
-        image: &ImageRecord,
-        image_name: &str,
-    ) -> Result<Arc<Container>> {
+    async fn build_container(&self, id: &str, name: &str, config: v1::ContainerConfig, checked: &Checked, sandbox: &Sandbox) -> Result<Arc<Container>> {
+        let (image, image_name) = (&checked.image, checked.image_name.as_str());
         let srec = sandbox.snapshot();
         let image_config = self.image_config(image).await?;
         let (snapshots, top, key) = (self.images.snapshots.clone(), image.chain_ids.last().cloned(), id.to_string());
