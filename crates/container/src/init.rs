@@ -155,6 +155,12 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, idmapped: &IdmappedMoun
 fn finish(p: &Process, caps: &CapSets, filter: Option<&ScmpFilterContext>, exe: Option<&Path>, args: &[String], env: &[String]) -> Error {
     let result = (|| -> Result<()> {
         process::reset_signals();
+        // Before seccomp is loaded, so a strict localhost seccomp profile
+        // need not allow this write; the kernel switches profiles at the
+        // execve below, so the init itself never runs confined.
+        if let Some(profile) = p.apparmor_profile().as_deref().filter(|n| !n.is_empty()) {
+            crate::apparmor::set_exec_profile(Path::new("/proc"), profile)?;
+        }
         caps.drop_bounding()?;
         let nnp = p.no_new_privileges().unwrap_or(false);
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load

@@ -5,6 +5,7 @@
 //! The shim drives it over a [`sync::Channel`]; see that module for the
 //! conversation. Synchronous and tokio-free by design.
 
+pub mod apparmor;
 pub mod capabilities;
 pub mod error;
 pub mod idmapped_mounts;

@@ -6,6 +6,7 @@
 //! instead of getting a wrong answer.
 
 pub mod admin;
+pub mod cdi;
 pub mod error;
 pub mod image;
 pub mod runtime;

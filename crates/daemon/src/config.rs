@@ -33,6 +33,24 @@ pub struct Config {
     pub cni: CniSection,
     pub streaming: StreamingSection,
     pub metrics: MetricsSection,
+    pub cdi: CdiSection,
+}
+
+/// CDI (Container Device Interface) spec files, which device plugins and
+/// DRA drivers write and containers ask for by device name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdiSection {
+    /// Directories of `*.json`/`*.yaml` spec files, read at each
+    /// CreateContainer that asks for a device; on a conflict the later
+    /// directory wins.
+    pub spec_dirs: Vec<PathBuf>,
+}
+
+impl Default for CdiSection {
+    fn default() -> Self {
+        Self { spec_dirs: berth_cri::cdi::DEFAULT_SPEC_DIRS.iter().map(PathBuf::from).collect() }
+    }
 }
 
 /// Prometheus metrics (`GET /metrics`), off unless an address is given.
@@ -174,6 +192,7 @@ impl Default for Config {
             cni: CniSection::default(),
             streaming: StreamingSection::default(),
             metrics: MetricsSection::default(),
+            cdi: CdiSection::default(),
         }
     }
 }
@@ -221,6 +240,9 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/tmp/b.sock"));
         assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.root, Config::default().root);
+        assert_eq!(c.cdi.spec_dirs, [PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")]);
+        let c: Config = toml::from_str("[cdi]\nspec_dirs = [\"/opt/cdi\"]\n").unwrap();
+        assert_eq!(c.cdi.spec_dirs, [PathBuf::from("/opt/cdi")]);
     }
 
     #[test]

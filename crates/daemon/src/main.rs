@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         runtime_handlers: config.runtime_handlers.clone(),
         default_cgroup_parent,
+        cdi_spec_dirs: config.cdi.spec_dirs.clone(),
     };
     let paths = berth_store::Paths::new(&config.root, &config.state);
     let pull_options = berth_image::pull::PullOptions {

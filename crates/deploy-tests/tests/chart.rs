@@ -232,6 +232,7 @@ const ALL_KEYS: &[&str] = &[
     "config.streaming.tls_cert_file=/etc/berth/tls.crt",
     "config.streaming.tls_key_file=/etc/berth/tls.key",
     "config.metrics.address=127.0.0.1:9339",
+    "config.cdi.spec_dirs={/etc/b/cdi,/run/b/cdi}",
 ];
 
 #[test]

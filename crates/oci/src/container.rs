@@ -110,6 +110,9 @@ pub struct ContainerInput<'a> {
     pub devices: Vec<HostDevice>,
     /// The seccomp profile chosen and loaded; None is unconfined.
     pub seccomp: Option<LinuxSeccomp>,
+    /// The AppArmor profile berthd chose and found loaded; None is
+    /// unconfined (or a host without AppArmor).
+    pub apparmor_profile: Option<String>,
     pub hostname: String,
     /// The capabilities berthd itself holds: what privileged and `ALL` mean.
     pub host_capabilities: Vec<String>,
@@ -391,6 +394,9 @@ pub fn container_spec(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     });
     if res.oom_score_adj != 0 {
         process["oomScoreAdj"] = json!(res.oom_score_adj);
+    }
+    if let Some(profile) = &input.apparmor_profile {
+        process["apparmorProfile"] = json!(profile);
     }
 
     let mounts = mounts(input, privileged)?;

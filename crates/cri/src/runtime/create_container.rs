@@ -11,9 +11,19 @@ use k8s_cri::v1;
 
 use super::{apparmor, host_devices, pod_files, user, user_namespace, Runtime};
 use crate::{
+    cdi,
     error::{blocking, Error, Result},
     state::{new_id, now_nanos, Container, ContainerRecord, ContainerState, Sandbox},
 };
+
+/// What CreateContainer settles from the config before it makes anything.
+struct Checked {
+    image: ImageRecord,
+    image_name: String,
+    cdi: cdi::Injection,
+    /// None: unconfined.
+    apparmor: Option<String>,
+}
 
 /// The image config fields a container starts from.
 struct ImageConfig {
@@ -39,8 +49,16 @@ impl Runtime {
         if meta.name.is_empty() {
             return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
         }
-        refuse_unhonoured(&config)?;
         check_user_namespace(&config, sandbox.snapshot().id_map().as_ref())?;
+        // CDI devices are resolved before anything is made: an unknown or
+        // malformed one fails here, with nothing to undo.
+        let cdi_requests = cdi::requests(&config)?;
+        let dirs = self.info.cdi_spec_dirs.clone();
+        let injection = blocking(move || cdi::resolve(&dirs, &cdi_requests)).await?;
+        // So is the AppArmor profile (an unloaded localhost one is refused;
+        // berth's default is loaded if missing).
+        let sc = config.linux.as_ref().and_then(|l| l.security_context.clone());
+        let apparmor = blocking(move || apparmor::profile(sc.as_ref())).await?;
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
@@ -50,6 +68,7 @@ impl Runtime {
             .index
             .resolve(&image_name)
             .ok_or_else(|| Error::NotFound(format!("config.image.image: image {image_name:?} not found; pull it first")))?;
+        let checked = Checked { image, image_name, cdi: injection, apparmor };
         let pod = sandbox.snapshot().metadata();
         if let Some(claimed) = req.sandbox_config.as_ref().and_then(|c| c.metadata.as_ref()) {
             if claimed.uid != pod.uid || claimed.name != pod.name || claimed.namespace != pod.namespace {
@@ -65,7 +84,7 @@ impl Runtime {
             berth_store::Error::NameTaken { holder, .. } => Error::AlreadyExists(format!("container name {name:?} is reserved by container {holder}")),
             other => other.into(),
         })?;
-        match self.build_container(&id, &name, config, &sandbox, &image, &image_name).await {
+        match self.build_container(&id, &name, config, &checked, &sandbox).await {
             Ok(container) => {
                 self.containers.insert(id.clone(), container.clone());
                 self.emit(v1::ContainerEventType::ContainerCreatedEvent, &container);
@@ -80,15 +99,8 @@ impl Runtime {
         }
     }
 
-    async fn build_container(
-        &self,
-        id: &str,
-        name: &str,
-        config: v1::ContainerConfig,
-        sandbox: &Sandbox,
-        image: &ImageRecord,
-        image_name: &str,
-    ) -> Result<Arc<Container>> {
+    async fn build_container(&self, id: &str, name: &str, config: v1::ContainerConfig, checked: &Checked, sandbox: &Sandbox) -> Result<Arc<Container>> {
+        let (image, image_name) = (&checked.image, checked.image_name.as_str());
         let srec = sandbox.snapshot();
         let image_config = self.image_config(image).await?;
         let (snapshots, top, key) = (self.images.snapshots.clone(), image.chain_ids.last().cloned(), id.to_string());
@@ -134,10 +146,11 @@ impl Runtime {
             image_volumes,
             devices,
             seccomp,
+            apparmor_profile: checked.apparmor.clone(),
             hostname,
             host_capabilities: self.host_capabilities.clone(),
         };
-        let spec = container_spec(&input)?;
+        let spec = with_cdi(container_spec(&input)?, &checked.cdi, sc.is_some_and(|s| s.privileged))?;
         let log_path = log_path(&srec.config.log_directory, &config.log_path)?;
 
         let bundle = self.paths.bundle(id)?;
@@ -344,24 +357,6 @@ pub(super) fn parse_signal(s: &str) -> Result<u32> {
         .map_err(|_| Error::FailedPrecondition(format!("image StopSignal {s:?} is not a signal")))
 }
 
-/// Fields berth cannot honour yet are refused, named, rather than dropped:
-/// a container that silently lacks its GPU, its AppArmor confinement or its
-/// user namespace is worse than one that does not start.
-#[allow(deprecated)]
-fn refuse_unhonoured(config: &v1::ContainerConfig) -> Result<()> {
-    if let Some(d) = config.cdi_devices.first() {
-        return Err(Error::InvalidArgument(format!("config.CDI_devices[0]: CDI device {:?} is unknown: berth has no CDI support yet", d.name)));
-    }
-    if let Some(key) = config.annotations.keys().find(|k| k.starts_with("cdi.k8s.io/")) {
-        return Err(Error::InvalidArgument(format!("config.annotations[{key:?}]: CDI devices by annotation are not supported by berth yet")));
-    }
-    let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
-    if let Some(sc) = sc {
-        apparmor::check(sc)?;
-    }
-    Ok(())
-}
-
 /// The container shares the pod's user namespace, and only its volumes
 /// marked with the pod's maps are idmapped.
 fn check_user_namespace(config: &v1::ContainerConfig, pod: Option<&berth_network::IdMap>) -> Result<()> {
@@ -371,6 +366,17 @@ fn check_user_namespace(config: &v1::ContainerConfig, pod: Option<&berth_network
         user_namespace::check_mount(i, m, pod)?;
     }
     Ok(())
+}
+
+/// The spec with the CDI devices' edits applied, after berth's own: a
+/// device's env var or mount replaces the container's at the same name.
+fn with_cdi(spec: oci_spec::runtime::Spec, injection: &cdi::Injection, privileged: bool) -> Result<oci_spec::runtime::Spec> {
+    if injection.is_empty() {
+        return Ok(spec);
+    }
+    let mut value = serde_json::to_value(&spec).map_err(|e| Error::Internal(format!("encode spec: {e}")))?;
+    cdi::apply::apply(&mut value, injection, privileged);
+    serde_json::from_value(value).map_err(|e| Error::InvalidArgument(format!("config.CDI_devices: the devices' edits do not make a valid OCI spec: {e}")))
 }
 
 /// Host paths must exist; symlinks are followed so the container gets what

@@ -2,6 +2,7 @@
 //! file holds the shared state and routes.
 
 mod apparmor;
+mod apparmor_default;
 mod attach;
 mod cgroup_paths;
 mod container_stats;
@@ -77,6 +78,9 @@ pub struct RuntimeInfo {
     pub runtime_handlers: Vec<String>,
     /// Where container cgroups go when the pod names no cgroup parent.
     pub default_cgroup_parent: String,
+    /// CDI spec directories, read at each CreateContainer that asks for a
+    /// device; a later one wins.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 /// The RuntimeService's state, shared with the exit monitors.

@@ -31,6 +31,7 @@ fn input<'a>(config: &'a v1::ContainerConfig, sandbox: &'a v1::PodSandboxConfig,
         image_volumes: Vec::new(),
         devices: vec![],
         seccomp: None,
+        apparmor_profile: None,
         hostname: "pod".into(),
         host_capabilities: ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
     }
@@ -200,4 +201,14 @@ fn user_namespace_and_idmapped_volumes_reach_the_spec() {
     assert_eq!(find("/data")["uidMappings"], want);
     assert_eq!(find("/data")["gidMappings"], want);
     assert!(find("/plain").get("uidMappings").is_none());
+}
+
+#[test]
+fn the_chosen_apparmor_profile_is_the_process_profile() {
+    let (config, sandbox, image) = (v1::ContainerConfig::default(), v1::PodSandboxConfig::default(), image());
+    let spec = serde_json::to_value(container_spec(&input(&config, &sandbox, &image)).unwrap()).unwrap();
+    assert!(spec["process"].get("apparmorProfile").is_none(), "unconfined: no field");
+    let confined = ContainerInput { apparmor_profile: Some("berth-default".into()), ..input(&config, &sandbox, &image) };
+    let spec = serde_json::to_value(container_spec(&confined).unwrap()).unwrap();
+    assert_eq!(spec["process"]["apparmorProfile"], "berth-default");
 }
