@@ -22,6 +22,7 @@ packages=(
   python3 python3-venv unzip   # the installer's TOML editor (tomllib); the deploy test tools below
   qemu-system-x86 cpio         # the cgroup-v2-only test VM (hack/vm) and its initramfs
   xz-utils kmod                # its kernel (unpacked from Debian's), depmod; modprobe inside it
+  apparmor                     # apparmor_parser: berthd loads its runtime/default profile with it where the kernel has AppArmor (the VM's does)
 )
 
 missing=()

@@ -8,7 +8,10 @@ use clap::Args;
 use k8s_cri::v1::{self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient};
 use tonic::transport::Channel;
 
-use crate::client::{connect, rpc_error};
+use crate::{
+    client::{connect, rpc_error},
+    resolve,
+};
 
 /// Marks the pods `berthctl run` made.
 const RUN_LABEL: &str = "io.berth.ctl/run";
@@ -63,6 +66,12 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
     if present.is_none() {
         eprintln!("pulling {}", args.image);
         c.img.pull_image(v1::PullImageRequest { image: Some(image.clone()), ..Default::default() }).await.map_err(rpc_error("pull"))?;
+    }
+    if let Some(taken) = &args.name {
+        let all = c.rt.list_containers(v1::ListContainersRequest::default()).await.map_err(rpc_error("list containers"))?.into_inner().containers;
+        if let Some(holder) = all.iter().find(|ctr| ctr.metadata.as_ref().is_some_and(|m| m.name == *taken)) {
+            anyhow::bail!("--name {taken:?} is in use by container {}: remove it first (berthctl rm {taken})", &holder.id[..12.min(holder.id.len())]);
+        }
     }
     let suffix: String = format!("{:x}", std::process::id() as u64 ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64);
     let name = args.name.clone().unwrap_or_else(|| format!("run-{}", &suffix[suffix.len().saturating_sub(8)..]));
@@ -223,23 +232,18 @@ pub async fn ps(socket: &Path, all: bool) -> anyhow::Result<()> {
         .into_iter()
         .map(|i| (i.id.clone(), i.repo_tags.first().cloned().unwrap_or(i.id)))
         .collect();
-    println!("{:<14} {:<40} {:<10} {:<16} {:<20} POD", "CONTAINER", "IMAGE", "STATE", "CREATED", "NAME");
+    println!("{:<14} {:<40} {:<24} {:<16} {:<20} POD", "CONTAINER", "IMAGE", "STATUS", "CREATED", "NAME");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     for ctr in containers {
-        let state = match v1::ContainerState::try_from(ctr.state) {
-            Ok(v1::ContainerState::ContainerCreated) => "created",
-            Ok(v1::ContainerState::ContainerRunning) => "running",
-            Ok(v1::ContainerState::ContainerExited) => "exited",
-            _ => "unknown",
-        };
+        let st = status(&mut c.rt, &ctr.id).await?;
         let image = images.get(&ctr.image_id).cloned().unwrap_or_else(|| ctr.image_ref.clone());
-        let age = ago(ctr.created_at);
         let name = ctr.metadata.map(|m| m.name).unwrap_or_default();
         println!(
-            "{:<14} {:<40} {:<10} {:<16} {:<20} {}",
+            "{:<14} {:<40} {:<24} {:<16} {:<20} {}",
             &ctr.id[..12.min(ctr.id.len())],
             image,
-            state,
-            age,
+            status_text(&st, now),
+            format!("{} ago", span(now - ctr.created_at)),
             name,
             &ctr.pod_sandbox_id[..12.min(ctr.pod_sandbox_id.len())]
         );
@@ -247,67 +251,76 @@ pub async fn ps(socket: &Path, all: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ago(nanos: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    let secs = ((now - nanos) / 1_000_000_000).max(0);
-    match secs {
-        0..=59 => format!("{secs}s ago"),
-        60..=3599 => format!("{}m ago", secs / 60),
-        3600..=86399 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86400),
+/// Docker's STATUS column: `Up 5 minutes`, `Exited (3) 2 seconds ago`,
+/// `Created`.
+fn status_text(st: &v1::ContainerStatus, now: i64) -> String {
+    match v1::ContainerState::try_from(st.state) {
+        Ok(v1::ContainerState::ContainerCreated) => "Created".into(),
+        Ok(v1::ContainerState::ContainerRunning) => format!("Up {}", span(now - st.started_at)),
+        Ok(v1::ContainerState::ContainerExited) => format!("Exited ({}) {} ago", st.exit_code, span(now - st.finished_at)),
+        _ => "Unknown".into(),
     }
 }
 
-pub async fn logs(socket: &Path, id: &str, follow_it: bool) -> anyhow::Result<()> {
-    let mut c = clients(socket).await?;
-    follow(&mut c.rt, id, follow_it).await.map(drop)
+/// A duration in nanoseconds as people say it: `5 seconds`, `3 minutes`.
+fn span(nanos: i64) -> String {
+    let secs = (nanos / 1_000_000_000).max(0);
+    let (n, unit) = match secs {
+        0..=59 => (secs, "second"),
+        60..=3599 => (secs / 60, "minute"),
+        3600..=86399 => (secs / 3600, "hour"),
+        _ => (secs / 86400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-pub async fn exec(socket: &Path, id: &str, command: Vec<String>, timeout: i64) -> anyhow::Result<i32> {
+pub async fn logs(socket: &Path, reference: &str, follow_it: bool) -> anyhow::Result<()> {
+    let mut c = clients(socket).await?;
+    let id = resolve::container(&mut c.rt, reference).await?.id;
+    follow(&mut c.rt, &id, follow_it).await.map(drop)
+}
+
+pub async fn exec(socket: &Path, reference: &str, command: Vec<String>, timeout: i64) -> anyhow::Result<i32> {
     anyhow::ensure!(!command.is_empty(), "name a command to run");
     let mut c = clients(socket).await?;
-    let r = c.rt.exec_sync(v1::ExecSyncRequest { container_id: id.into(), cmd: command, timeout }).await.map_err(rpc_error("exec"))?.into_inner();
+    let id = resolve::container(&mut c.rt, reference).await?.id;
+    let r = c.rt.exec_sync(v1::ExecSyncRequest { container_id: id, cmd: command, timeout }).await.map_err(rpc_error("exec"))?.into_inner();
     std::io::stdout().write_all(&r.stdout)?;
     std::io::stderr().write_all(&r.stderr)?;
     Ok(r.exit_code)
 }
 
-pub async fn stop(socket: &Path, ids: Vec<String>, timeout: i64) -> anyhow::Result<()> {
-    anyhow::ensure!(!ids.is_empty(), "name at least one container");
+/// Stops each named container; every name is resolved first, so an
+/// unknown one stops nothing.
+pub async fn stop(socket: &Path, references: Vec<String>, timeout: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(!references.is_empty(), "name at least one container");
     let mut c = clients(socket).await?;
-    for id in ids {
-        c.rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout }).await.map_err(rpc_error("stop"))?;
-        println!("{id}");
+    let mut targets = Vec::new();
+    for reference in references {
+        targets.push((resolve::container(&mut c.rt, &reference).await?.id, reference));
+    }
+    for (id, reference) in targets {
+        c.rt.stop_container(v1::StopContainerRequest { container_id: id, timeout }).await.map_err(rpc_error("stop"))?;
+        println!("{reference}");
     }
     Ok(())
 }
 
 /// Removes containers (a running one only with `force`); the pod of a
 /// `berthctl run` container goes with it.
-pub async fn rm(socket: &Path, ids: Vec<String>, force: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(!ids.is_empty(), "name at least one container");
+pub async fn rm(socket: &Path, references: Vec<String>, force: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(!references.is_empty(), "name at least one container");
     let mut c = clients(socket).await?;
-    for id in ids {
-        let st = status(&mut c.rt, &id).await?;
-        if st.state == v1::ContainerState::ContainerRunning as i32 && !force {
-            anyhow::bail!("container {id} is running: stop it first, or use --force");
+    for reference in references {
+        let ctr = resolve::container(&mut c.rt, &reference).await?;
+        if ctr.state == v1::ContainerState::ContainerRunning as i32 && !force {
+            anyhow::bail!("container {reference} is running: stop it first, or use --force");
         }
-        let pod =
-            c.rt.list_containers(v1::ListContainersRequest { filter: Some(v1::ContainerFilter { id: st.id.clone(), ..Default::default() }) })
-                .await
-                .map_err(rpc_error("list containers"))?
-                .into_inner()
-                .containers
-                .into_iter()
-                .next()
-                .map(|ctr| ctr.pod_sandbox_id);
-        c.rt.remove_container(v1::RemoveContainerRequest { container_id: st.id.clone() }).await.map_err(rpc_error("remove"))?;
-        if st.labels.contains_key(RUN_LABEL) {
-            if let Some(pod) = pod {
-                remove_pod(&mut c.rt, &pod).await;
-            }
+        c.rt.remove_container(v1::RemoveContainerRequest { container_id: ctr.id.clone() }).await.map_err(rpc_error("remove"))?;
+        if ctr.labels.contains_key(RUN_LABEL) {
+            remove_pod(&mut c.rt, &ctr.pod_sandbox_id).await;
         }
-        println!("{id}");
+        println!("{reference}");
     }
     Ok(())
 }

@@ -17,26 +17,28 @@ use k8s_cri::v1;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
-use crate::{client::rpc_error, containers::clients};
+use crate::{client::rpc_error, containers::clients, resolve};
 
 use berth_streaming::channel::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT};
 
-pub async fn exec(socket: &Path, id: &str, command: Vec<String>, stdin: bool, tty: bool) -> anyhow::Result<i32> {
+pub async fn exec(socket: &Path, reference: &str, command: Vec<String>, stdin: bool, tty: bool) -> anyhow::Result<i32> {
     anyhow::ensure!(!command.is_empty(), "name a command to run");
     let mut c = clients(socket).await?;
-    let req = v1::ExecRequest { container_id: id.into(), cmd: command, tty, stdin, stdout: true, stderr: !tty };
+    let id = resolve::container(&mut c.rt, reference).await?.id;
+    let req = v1::ExecRequest { container_id: id, cmd: command, tty, stdin, stdout: true, stderr: !tty };
     let url = c.rt.exec(req).await.map_err(rpc_error("exec"))?.into_inner().url;
     session(&url, stdin, tty).await
 }
 
 /// `berthctl attach`: the container's own stdio, the way it was created
 /// (its terminal, its stdin), until it exits; its exit code.
-pub async fn attach(socket: &Path, id: &str) -> anyhow::Result<i32> {
+pub async fn attach(socket: &Path, reference: &str) -> anyhow::Result<i32> {
     let mut c = clients(socket).await?;
-    let status = c.rt.container_status(v1::ContainerStatusRequest { container_id: id.into(), verbose: true }).await.map_err(rpc_error("attach"))?.into_inner();
+    let id = resolve::container(&mut c.rt, reference).await?.id;
+    let status = c.rt.container_status(v1::ContainerStatusRequest { container_id: id.clone(), verbose: true }).await.map_err(rpc_error("attach"))?.into_inner();
     let info: serde_json::Value = status.info.get("info").and_then(|i| serde_json::from_str(i).ok()).unwrap_or_default();
     let (tty, stdin) = (info["tty"].as_bool().unwrap_or(false), info["stdin"].as_bool().unwrap_or(false));
-    let req = v1::AttachRequest { container_id: id.into(), stdin, tty, stdout: true, stderr: !tty };
+    let req = v1::AttachRequest { container_id: id, stdin, tty, stdout: true, stderr: !tty };
     let url = c.rt.attach(req).await.map_err(rpc_error("attach"))?.into_inner().url;
     session(&url, stdin, tty).await
 }

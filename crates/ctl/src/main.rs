@@ -8,6 +8,7 @@ mod import;
 mod info;
 mod interactive;
 mod pull;
+mod resolve;
 
 use std::path::PathBuf;
 

@@ -34,11 +34,19 @@ fn run_ps_logs_exec_stop_rm() {
     let id = id.trim().to_string();
     let (_, out, _) = berthctl(&socket, &["ps"]);
     let row = out.lines().find(|l| l.starts_with(&id[..12])).unwrap_or_else(|| panic!("svc listed: {out}"));
-    assert!(row.contains("running") && row.contains(" svc ") && row.contains("ops/box:1"), "{row}");
+    assert!(row.contains(" Up ") && row.contains(" svc ") && row.contains("ops/box:1"), "{row}");
     let (code, out, _) = berthctl_code(&socket, &["exec", &id[..12], "sh", "-c", "echo inside; exit 4"]);
     assert_eq!((code, out.as_str()), (4, "inside\n"));
     let (ok, out, _) = berthctl(&socket, &["logs", &id]);
     assert!(ok && out == "started\n", "{out}");
+    // By name, as ps shows it.
+    let (code, out, err) = berthctl_code(&socket, &["exec", "svc", "sh", "-c", "echo by name"]);
+    assert_eq!((code, out.as_str()), (0, "by name\n"), "{err}");
+    let (ok, out, _) = berthctl(&socket, &["logs", "svc"]);
+    assert!(ok && out == "started\n", "{out}");
+    // A name in use is refused, as docker does.
+    let (ok, _, err) = berthctl(&socket, &["run", "-d", "--name", "svc", "--network", "host", "--log-dir", &logs, &image, "true"]);
+    assert!(!ok && err.contains("--name \"svc\" is in use"), "{err}");
 
     // Streaming exec: stdin with -i; a terminal with -t (under script(1),
     // which gives berthctl a terminal of its own).
@@ -55,19 +63,31 @@ fn run_ps_logs_exec_stop_rm() {
     assert!(ok, "{err}");
     let (code, out, err) = berthctl_code(&socket, &["attach", late.trim()]);
     assert_eq!((code, out.as_str()), (6, "tock\n"), "{err}");
+    let (_, out, _) = berthctl(&socket, &["ps", "-a"]);
+    let row = out.lines().find(|l| l.starts_with(&late.trim()[..12])).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("Exited (6) ") && row.contains(" ago"), "ps -a shows the exit code and when: {row}");
     berthctl(&socket, &["rm", late.trim()]);
     let (ok, _, err) = berthctl(&socket, &["rm", &id]);
     assert!(!ok && err.contains("running"), "{err}");
-    let (ok, _, _) = berthctl(&socket, &["stop", "-t", "1", &id]);
-    assert!(ok);
+    // Unknown names: status 1 and the name, for every verb that takes one
+    // (stop and rm included, which the CRI answers with success).
+    for verb in [&["logs", "nope"][..], &["exec", "nope", "true"], &["attach", "nope"], &["stop", "nope"], &["rm", "nope"], &["stop", "svc", "nope"]] {
+        let (code, _, err) = berthctl_code(&socket, verb);
+        assert_eq!(code, 1, "{verb:?}: {err}");
+        assert!(err.contains("no such container: nope"), "{verb:?}: {err}");
+    }
+    let (_, out, _) = berthctl(&socket, &["ps"]);
+    assert!(out.contains(" svc "), "a stop naming an unknown container stopped nothing: {out}");
+    let (ok, out, _) = berthctl(&socket, &["stop", "-t", "1", "svc"]);
+    assert!(ok && out == "svc\n", "{out}");
+    let (_, out, _) = berthctl(&socket, &["ps"]);
+    assert!(!out.contains(" svc "), "stop by name really stops: {out}");
     let (_, out, _) = berthctl(&socket, &["ps", "-a"]);
-    assert!(out.lines().any(|l| l.starts_with(&id[..12]) && l.contains("exited")), "{out}");
-    let (ok, _, err) = berthctl(&socket, &["rm", &id]);
+    assert!(out.lines().any(|l| l.starts_with(&id[..12]) && l.contains("Exited (137) ")), "killed after -t 1 (sleep as pid 1 ignores TERM): {out}");
+    let (ok, _, err) = berthctl(&socket, &["rm", "svc"]);
     assert!(ok, "{err}");
     let (_, out, _) = berthctl(&socket, &["ps", "-a"]);
     assert_eq!(out.lines().count(), 1, "{out}");
-    let (ok, _, err) = berthctl(&socket, &["logs", "nope"]);
-    assert!(!ok && err.contains("NotFound"), "{err}");
     drop(daemon);
     remove_cgroup_parent(&parent);
 }
