@@ -2,7 +2,12 @@
 //! `exec`, `stop`, `rm`. A `run` makes a pod of its own for the container
 //! (labelled, so `rm` removes the pod with it), as a kubelet would.
 
-use std::{collections::HashMap, io::Write, path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::Args;
 use k8s_cri::v1::{self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient};
@@ -10,8 +15,12 @@ use tonic::transport::Channel;
 
 use crate::{
     client::{connect, rpc_error},
-    resolve,
+    resolve, run_flags, volumes,
 };
+
+/// The host ports a `berthctl run` pod publishes, so that a second run can
+/// be refused a port already taken (PodSandboxStatus does not show them).
+const PORTS_ANNOTATION: &str = "io.berth.ctl/ports";
 
 /// Marks the pods `berthctl run` made.
 const RUN_LABEL: &str = "io.berth.ctl/run";
@@ -27,12 +36,54 @@ pub struct RunArgs {
     /// Remove the container and its pod when it exits (not with --detach).
     #[arg(long)]
     pub rm: bool,
-    /// Environment variables, `KEY=VALUE`.
-    #[arg(short, long = "env")]
-    pub env: Vec<String>,
+    /// Environment variables, `KEY=VALUE` (or `KEY`: berthctl's own value).
+    #[arg(short, long = "env", value_parser = run_flags::env)]
+    pub env: Vec<v1::KeyValue>,
+    /// Files of `KEY=VALUE` lines (blank lines and `#` comments skipped).
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
     /// `pod` (its own network namespace, through CNI) or `host`.
     #[arg(long, default_value = "pod")]
     pub network: String,
+    /// Bind a host directory or a named volume: `HOST_PATH:PATH[:ro]`, `NAME:PATH[:ro]`.
+    #[arg(short = 'v', long = "volume", value_parser = run_flags::volume)]
+    pub volumes: Vec<run_flags::Volume>,
+    /// Publish a port on the host: `[IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]` (pod network only).
+    #[arg(short = 'p', long = "publish", value_parser = run_flags::port)]
+    pub publish: Vec<v1::PortMapping>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// `UID[:GID]` or a user name from the image.
+    #[arg(short = 'u', long, value_parser = run_flags::user)]
+    pub user: Option<run_flags::User>,
+    /// Replaces the image's entrypoint (the command then gives its arguments).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// The container's hostname (default: its name).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory limit: `512m`, `1g`.
+    #[arg(short = 'm', long, value_parser = run_flags::memory)]
+    pub memory: Option<i64>,
+    /// CPU limit in cores: `0.5`, `2`.
+    #[arg(long, value_parser = run_flags::cpus)]
+    pub cpus: Option<f64>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Capabilities to add (`NET_ADMIN`, `ALL`).
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Capabilities to drop.
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// All capabilities, the host's devices, no seccomp or masked paths.
+    #[arg(long)]
+    pub privileged: bool,
+    /// When to pull the image: `missing`, `always` or `never`.
+    #[arg(long, value_parser = ["missing", "always", "never"], default_value = "missing")]
+    pub pull: String,
     /// Where the container's log goes.
     #[arg(long, default_value = "/var/log/berth")]
     pub log_dir: String,
@@ -44,7 +95,7 @@ pub struct RunArgs {
 
 pub(crate) struct Clients {
     pub(crate) rt: RuntimeServiceClient<Channel>,
-    img: ImageServiceClient<Channel>,
+    pub(crate) img: ImageServiceClient<Channel>,
 }
 
 pub(crate) async fn clients(socket: &Path) -> anyhow::Result<Clients> {
@@ -59,13 +110,31 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         "host" => true,
         other => anyhow::bail!("--network {other:?}: use pod or host"),
     };
+    anyhow::ensure!(args.publish.is_empty() || !host_network, "-p publishes through the pod's network; with --network host the ports are the host's already");
+    let mut envs = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--env-file {}: {e}", file.display()))?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
+            envs.push(run_flags::env(line.trim()).map_err(|e| anyhow::anyhow!("--env-file {} line {}: {e}", file.display(), n + 1))?);
+        }
+    }
+    envs.extend(args.env.iter().cloned());
     let mut c = clients(socket).await?;
+    let mounts = volume_mounts(&mut c.rt, &args.volumes).await?;
+    let ports_taken = published_ports(&mut c.rt).await?;
+    if let Some(p) = args.publish.iter().find(|p| ports_taken.contains(&port_key(p))) {
+        anyhow::bail!("-p: host port {} ({}) is already published by another berthctl container", p.host_port, protocol_name(p.protocol));
+    }
     let image = v1::ImageSpec { image: args.image.clone(), ..Default::default() };
     let present =
         c.img.image_status(v1::ImageStatusRequest { image: Some(image.clone()), verbose: false }).await.map_err(rpc_error("image status"))?.into_inner().image;
-    if present.is_none() {
-        eprintln!("pulling {}", args.image);
-        c.img.pull_image(v1::PullImageRequest { image: Some(image.clone()), ..Default::default() }).await.map_err(rpc_error("pull"))?;
+    match (args.pull.as_str(), present.is_some()) {
+        ("never", false) => anyhow::bail!("image {} is not present and --pull never", args.image),
+        ("always", _) | (_, false) => {
+            eprintln!("pulling {}", args.image);
+            c.img.pull_image(v1::PullImageRequest { image: Some(image.clone()), ..Default::default() }).await.map_err(rpc_error("pull"))?;
+        }
+        _ => {}
     }
     if let Some(taken) = &args.name {
         let all = c.rt.list_containers(v1::ListContainersRequest::default()).await.map_err(rpc_error("list containers"))?.into_inner().containers;
@@ -80,11 +149,14 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         pid: v1::NamespaceMode::Container as i32,
         ..Default::default()
     };
+    let ports: Vec<String> = args.publish.iter().map(port_key).collect();
     let pod_config = v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata { name: name.clone(), uid: format!("berthctl-{suffix}"), namespace: "berthctl".into(), attempt: 0 }),
-        hostname: if host_network { String::new() } else { name.clone() },
+        hostname: if host_network { String::new() } else { args.hostname.clone().unwrap_or_else(|| name.clone()) },
         log_directory: Path::new(&args.log_dir).join(&name).display().to_string(),
         labels: HashMap::from([(RUN_LABEL.to_string(), name.clone())]),
+        annotations: HashMap::from([(PORTS_ANNOTATION.to_string(), ports.join(","))]),
+        port_mappings: args.publish.clone(),
         linux: Some(v1::LinuxPodSandboxConfig {
             security_context: Some(v1::LinuxSandboxSecurityContext { namespace_options: Some(namespaces.clone()), ..Default::default() }),
             ..Default::default()
@@ -97,24 +169,41 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
             .map_err(rpc_error("run pod"))?
             .into_inner()
             .pod_sandbox_id;
-    let envs = args
-        .env
-        .iter()
-        .map(|e| {
-            let (key, value) = e.split_once('=').unwrap_or((e, ""));
-            v1::KeyValue { key: key.into(), value: value.into() }
-        })
-        .collect();
+    // --entrypoint replaces the image's; the arguments follow it, as
+    // with docker (the CRI's command is the entrypoint, args the cmd).
+    let (command, cmd_args) = match &args.entrypoint {
+        Some(entrypoint) => (vec![entrypoint.clone()], args.command.clone()),
+        None => (args.command.clone(), Vec::new()),
+    };
+    let run_flags::User { uid: run_as_user, name: run_as_username, gid: run_as_group } = args.user.clone().unwrap_or_default();
+    let resources = v1::LinuxContainerResources {
+        memory_limit_in_bytes: args.memory.unwrap_or(0),
+        cpu_period: if args.cpus.is_some() { 100_000 } else { 0 },
+        cpu_quota: args.cpus.map(|n| (n * 100_000.0) as i64).unwrap_or(0),
+        ..Default::default()
+    };
     let config = v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata { name: name.clone(), attempt: 0 }),
         image: Some(image),
-        command: args.command.clone(),
+        command,
+        args: cmd_args,
         envs,
+        working_dir: args.workdir.clone().unwrap_or_default(),
+        mounts,
         log_path: format!("{name}.log"),
         labels: HashMap::from([(RUN_LABEL.to_string(), name.clone())]),
         linux: Some(v1::LinuxContainerConfig {
-            security_context: Some(v1::LinuxContainerSecurityContext { namespace_options: Some(namespaces), ..Default::default() }),
-            ..Default::default()
+            resources: Some(resources),
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces),
+                run_as_user: run_as_user.map(|value| v1::Int64Value { value }),
+                run_as_username: run_as_username.unwrap_or_default(),
+                run_as_group: run_as_group.map(|value| v1::Int64Value { value }),
+                readonly_rootfs: args.read_only,
+                privileged: args.privileged,
+                capabilities: Some(v1::Capability { add_capabilities: args.cap_add.clone(), drop_capabilities: args.cap_drop.clone(), ..Default::default() }),
+                ..Default::default()
+            }),
         }),
         ..Default::default()
     };
@@ -142,6 +231,39 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         remove_pod(&mut c.rt, &pod_id).await;
     }
     Ok(code)
+}
+
+/// The CRI mounts of `-v`: host paths as given, named volumes as their
+/// directory under berth's root (which must exist).
+async fn volume_mounts(rt: &mut RuntimeServiceClient<Channel>, volumes: &[run_flags::Volume]) -> anyhow::Result<Vec<v1::Mount>> {
+    let mut mounts = Vec::new();
+    for v in volumes {
+        let host_path = match &v.source {
+            run_flags::VolumeSource::Host(path) => path.clone(),
+            run_flags::VolumeSource::Named(name) => volumes::existing(&volumes::volume_dir(rt).await?, name)?.display().to_string(),
+        };
+        mounts.push(v1::Mount { container_path: v.container_path.clone(), host_path, readonly: v.readonly, ..Default::default() });
+    }
+    Ok(mounts)
+}
+
+fn protocol_name(p: i32) -> &'static str {
+    v1::Protocol::try_from(p).map(|p| p.as_str_name()).unwrap_or("?")
+}
+
+fn port_key(p: &v1::PortMapping) -> String {
+    format!("{}/{}", p.host_port, protocol_name(p.protocol).to_ascii_lowercase())
+}
+
+/// The host ports other `berthctl run` pods publish.
+async fn published_ports(rt: &mut RuntimeServiceClient<Channel>) -> anyhow::Result<Vec<String>> {
+    let pods = rt.list_pod_sandbox(v1::ListPodSandboxRequest::default()).await.map_err(rpc_error("list pods"))?.into_inner().items;
+    Ok(pods
+        .iter()
+        .filter(|p| p.state == v1::PodSandboxState::SandboxReady as i32)
+        .filter_map(|p| p.annotations.get(PORTS_ANNOTATION))
+        .flat_map(|ports| ports.split(',').filter(|s| !s.is_empty()).map(String::from).collect::<Vec<_>>())
+        .collect())
 }
 
 async fn remove_pod(rt: &mut RuntimeServiceClient<Channel>, pod_id: &str) {

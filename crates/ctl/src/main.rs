@@ -6,9 +6,13 @@ mod containers;
 mod images;
 mod import;
 mod info;
+mod inspect;
 mod interactive;
 mod pull;
 mod resolve;
+mod run_flags;
+mod stats;
+mod volumes;
 
 use std::path::PathBuf;
 
@@ -37,7 +41,7 @@ enum Command {
     Rmi { images: Vec<String> },
     /// Run a container in a pod of its own; follows its output and exits
     /// with its exit code (unless --detach).
-    Run(containers::RunArgs),
+    Run(Box<containers::RunArgs>),
     /// List containers (running ones, or all with --all).
     Ps {
         #[arg(short, long)]
@@ -84,6 +88,18 @@ enum Command {
         force: bool,
         containers: Vec<String>,
     },
+    /// What berthd knows of containers, pods or images, as JSON.
+    Inspect { names: Vec<String> },
+    /// CPU and memory of running containers (all, or those named).
+    Stats {
+        /// Print one table and exit (default on a terminal: refresh every second).
+        #[arg(long)]
+        no_stream: bool,
+        containers: Vec<String>,
+    },
+    /// Named volumes (`run -v NAME:/path`).
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     /// Print a shell completion script: `berthctl completion bash >
     /// /etc/bash_completion.d/berthctl` (or zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
@@ -101,7 +117,7 @@ async fn main() -> std::process::ExitCode {
         Command::Images(cmd) => images::run(socket, cmd).await.map(|()| 0),
         Command::Pull(args) => images::run(socket, images::ImagesCommand::Pull(args)).await.map(|()| 0),
         Command::Rmi { images } => images::run(socket, images::ImagesCommand::Rm { images }).await.map(|()| 0),
-        Command::Run(args) => containers::run(socket, args).await,
+        Command::Run(args) => containers::run(socket, *args).await,
         Command::Ps { all } => containers::ps(socket, all).await.map(|()| 0),
         Command::Logs { follow, container } => containers::logs(socket, &container, follow).await.map(|()| 0),
         Command::Exec { timeout: _, interactive, tty, container, command } if interactive || tty => {
@@ -111,6 +127,9 @@ async fn main() -> std::process::ExitCode {
         Command::Attach { container } => interactive::attach(socket, &container).await,
         Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),
         Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
+        Command::Inspect { names } => inspect::run(socket, names).await.map(|()| 0),
+        Command::Stats { no_stream, containers } => stats::run(socket, containers, no_stream).await.map(|()| 0),
+        Command::Volume(cmd) => volumes::run(socket, cmd).await.map(|()| 0),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "berthctl", &mut std::io::stdout());
             Ok(0)

@@ -43,6 +43,33 @@ fn the_default_network_runs_a_container() {
     let (code, out, err) = berthctl_code(&daemon.socket, &["run", "--rm", "--log-dir", &logs, &image, "sh", "-c", "ip -4 addr show eth0; echo hi"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("inet 10.88.") && out.ends_with("hi\n"), "the pod has an address of the default network: {out}");
+
+    // -p publishes a port through the network's portmap plugin: a busybox
+    // httpd's page on the host port (through the bridge's address, the
+    // node's own, as a node-local client reaches it). The same host port
+    // twice is refused, and nothing is made for the refused run.
+    let host_port = (21000 + std::process::id() % 9000).to_string();
+    let publish = format!("{host_port}:8080");
+    let serve = "mkdir -p /www && echo hello-from-berth > /www/index.html && exec httpd -f -p 8080 -h /www";
+    let (code, out, err) = berthctl_code(&daemon.socket, &["run", "-d", "--name", "web", "-p", &publish, "--log-dir", &logs, &image, "sh", "-c", serve]);
+    assert_eq!(code, 0, "{out}{err}");
+    let page = (0..100)
+        .find_map(|_| {
+            let got = std::process::Command::new("busybox").args(["wget", "-q", "-O", "-", &format!("http://10.88.0.1:{host_port}/")]).output().ok()?;
+            if got.status.success() {
+                return Some(String::from_utf8_lossy(&got.stdout).into_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        })
+        .expect("the published port answers");
+    assert_eq!(page, "hello-from-berth\n");
+    let before = common::berthctl(&daemon.socket, &["ps", "-a"]).1;
+    let (code, _, err) = berthctl_code(&daemon.socket, &["run", "-d", "-p", &publish, "--log-dir", &logs, &image, "true"]);
+    assert!(code == 1 && err.contains(&format!("host port {host_port} (TCP) is already published")), "{code}: {err}");
+    assert_eq!(common::berthctl(&daemon.socket, &["ps", "-a"]).1.lines().count(), before.lines().count(), "nothing made for the refused run");
+    let (code, _, err) = berthctl_code(&daemon.socket, &["rm", "-f", "web"]);
+    assert_eq!(code, 0, "{err}");
     drop(daemon);
     remove_cgroup_parent(&parent);
     if !bridge_existed {
