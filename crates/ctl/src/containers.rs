@@ -6,7 +6,6 @@ use std::{
     collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use clap::Args;
@@ -15,7 +14,7 @@ use tonic::transport::Channel;
 
 use crate::{
     client::{connect, rpc_error},
-    resolve, run_flags, volumes,
+    logs, resolve, run_flags, volumes,
 };
 
 /// The host ports a `berthctl run` pod publishes, so that a second run can
@@ -271,7 +270,7 @@ async fn remove_pod(rt: &mut RuntimeServiceClient<Channel>, pod_id: &str) {
     let _ = rt.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod_id.into() }).await;
 }
 
-async fn status(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<v1::ContainerStatus> {
+pub(crate) async fn status(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<v1::ContainerStatus> {
     rt.container_status(v1::ContainerStatusRequest { container_id: id.into(), verbose: false })
         .await
         .map_err(rpc_error("container status"))?
@@ -280,126 +279,10 @@ async fn status(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Res
         .ok_or_else(|| anyhow::anyhow!("berthd sent no status"))
 }
 
-/// Prints the container's log from `offset`; with `until_exit`, keeps
-/// following until the container exited and returns its exit code.
+/// Prints the container's log as it grows until the container exits;
+/// returns its exit code.
 async fn follow(rt: &mut RuntimeServiceClient<Channel>, id: &str, until_exit: bool) -> anyhow::Result<i32> {
-    let mut printer = LogPrinter::default();
-    loop {
-        let st = status(rt, id).await?;
-        printer.print_new(&st.log_path)?;
-        let running = st.state == v1::ContainerState::ContainerRunning as i32 || st.state == v1::ContainerState::ContainerCreated as i32;
-        if !until_exit || !running {
-            if !running {
-                // The last lines may land just before the exit is recorded.
-                printer.print_new(&st.log_path)?;
-            }
-            return Ok(st.exit_code);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Reads a CRI log file incrementally: `<time> <stream> <P|F> <text>`.
-/// Partial (P) records are joined until their full (F) record.
-#[derive(Default)]
-struct LogPrinter {
-    offset: u64,
-    pending: [String; 2],
-}
-
-impl LogPrinter {
-    fn print_new(&mut self, path: &str) -> anyhow::Result<()> {
-        use std::io::{Read, Seek};
-        if path.is_empty() {
-            return Ok(());
-        }
-        let Ok(mut file) = std::fs::File::open(path) else { return Ok(()) };
-        file.seek(std::io::SeekFrom::Start(self.offset))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)?;
-        // Only whole lines; the rest is read next time.
-        let complete = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        self.offset += complete as u64;
-        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-        for line in text[..complete].lines() {
-            let mut parts = line.splitn(4, ' ');
-            let (_time, stream, tag, msg) = (parts.next(), parts.next().unwrap_or("stdout"), parts.next().unwrap_or("F"), parts.next().unwrap_or(""));
-            let i = usize::from(stream == "stderr");
-            self.pending[i].push_str(msg);
-            if tag == "F" {
-                let whole = std::mem::take(&mut self.pending[i]);
-                if i == 1 {
-                    writeln!(err, "{whole}")?;
-                } else {
-                    writeln!(out, "{whole}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-pub async fn ps(socket: &Path, all: bool) -> anyhow::Result<()> {
-    let mut c = clients(socket).await?;
-    let filter = (!all)
-        .then(|| v1::ContainerFilter { state: Some(v1::ContainerStateValue { state: v1::ContainerState::ContainerRunning as i32 }), ..Default::default() });
-    let containers = c.rt.list_containers(v1::ListContainersRequest { filter }).await.map_err(rpc_error("list containers"))?.into_inner().containers;
-    let images: HashMap<String, String> = c
-        .img
-        .list_images(v1::ListImagesRequest::default())
-        .await
-        .map_err(rpc_error("list images"))?
-        .into_inner()
-        .images
-        .into_iter()
-        .map(|i| (i.id.clone(), i.repo_tags.first().cloned().unwrap_or(i.id)))
-        .collect();
-    println!("{:<14} {:<40} {:<24} {:<16} {:<20} POD", "CONTAINER", "IMAGE", "STATUS", "CREATED", "NAME");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    for ctr in containers {
-        let st = status(&mut c.rt, &ctr.id).await?;
-        let image = images.get(&ctr.image_id).cloned().unwrap_or_else(|| ctr.image_ref.clone());
-        let name = ctr.metadata.map(|m| m.name).unwrap_or_default();
-        println!(
-            "{:<14} {:<40} {:<24} {:<16} {:<20} {}",
-            &ctr.id[..12.min(ctr.id.len())],
-            image,
-            status_text(&st, now),
-            format!("{} ago", span(now - ctr.created_at)),
-            name,
-            &ctr.pod_sandbox_id[..12.min(ctr.pod_sandbox_id.len())]
-        );
-    }
-    Ok(())
-}
-
-/// Docker's STATUS column: `Up 5 minutes`, `Exited (3) 2 seconds ago`,
-/// `Created`.
-fn status_text(st: &v1::ContainerStatus, now: i64) -> String {
-    match v1::ContainerState::try_from(st.state) {
-        Ok(v1::ContainerState::ContainerCreated) => "Created".into(),
-        Ok(v1::ContainerState::ContainerRunning) => format!("Up {}", span(now - st.started_at)),
-        Ok(v1::ContainerState::ContainerExited) => format!("Exited ({}) {} ago", st.exit_code, span(now - st.finished_at)),
-        _ => "Unknown".into(),
-    }
-}
-
-/// A duration in nanoseconds as people say it: `5 seconds`, `3 minutes`.
-fn span(nanos: i64) -> String {
-    let secs = (nanos / 1_000_000_000).max(0);
-    let (n, unit) = match secs {
-        0..=59 => (secs, "second"),
-        60..=3599 => (secs / 60, "minute"),
-        3600..=86399 => (secs / 3600, "hour"),
-        _ => (secs / 86400, "day"),
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
-pub async fn logs(socket: &Path, reference: &str, follow_it: bool) -> anyhow::Result<()> {
-    let mut c = clients(socket).await?;
-    let id = resolve::container(&mut c.rt, reference).await?.id;
-    follow(&mut c.rt, &id, follow_it).await.map(drop)
+    logs::follow(rt, id, until_exit, &logs::LogOptions::default()).await
 }
 
 pub async fn exec(socket: &Path, reference: &str, command: Vec<String>, timeout: i64) -> anyhow::Result<i32> {

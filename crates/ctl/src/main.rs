@@ -8,6 +8,8 @@ mod import;
 mod info;
 mod inspect;
 mod interactive;
+mod logs;
+mod ps;
 mod pull;
 mod resolve;
 mod run_flags;
@@ -43,15 +45,11 @@ enum Command {
     /// with its exit code (unless --detach).
     Run(Box<containers::RunArgs>),
     /// List containers (running ones, or all with --all).
-    Ps {
-        #[arg(short, long)]
-        all: bool,
-    },
+    Ps(ps::PsArgs),
     /// Print a container's log (stdout and stderr).
     Logs {
-        /// Keep printing until the container exits.
-        #[arg(short, long)]
-        follow: bool,
+        #[command(flatten)]
+        options: logs::LogOptions,
         container: String,
     },
     /// Run a command in a running container and exit with its exit code.
@@ -118,8 +116,8 @@ async fn main() -> std::process::ExitCode {
         Command::Pull(args) => images::run(socket, images::ImagesCommand::Pull(args)).await.map(|()| 0),
         Command::Rmi { images } => images::run(socket, images::ImagesCommand::Rm { images }).await.map(|()| 0),
         Command::Run(args) => containers::run(socket, *args).await,
-        Command::Ps { all } => containers::ps(socket, all).await.map(|()| 0),
-        Command::Logs { follow, container } => containers::logs(socket, &container, follow).await.map(|()| 0),
+        Command::Ps(args) => ps::run(socket, args).await.map(|()| 0),
+        Command::Logs { options, container } => logs::run(socket, &container, options).await.map(|()| 0),
         Command::Exec { timeout: _, interactive, tty, container, command } if interactive || tty => {
             interactive::exec(socket, &container, command, interactive, tty).await
         }

@@ -22,11 +22,11 @@ pub async fn run(socket: &Path, references: Vec<String>, no_stream: bool) -> any
     }
     let live = !no_stream && std::io::stdout().is_terminal();
     loop {
-        let table = sample(&mut c.rt, &ids).await?;
+        let mut table = sample(&mut c.rt, &ids).await?;
         if live {
             crossterm::execute!(std::io::stdout(), crossterm::terminal::Clear(crossterm::terminal::ClearType::All), crossterm::cursor::MoveTo(0, 0))?;
         }
-        println!("{table}");
+        crate::ps::print_table(&mut table);
         if no_stream {
             return Ok(());
         }

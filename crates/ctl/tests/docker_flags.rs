@@ -90,10 +90,64 @@ fn run_flags_volumes_inspect_and_stats() {
     let memory = row.split_whitespace().nth(3).unwrap();
     assert!(memory != "0B" && (memory.ends_with("KiB") || memory.ends_with("MiB")), "stats shows the container's memory: {row}");
 
+    // ps: ids only, filters, formats; logs: tail, since, timestamps.
+    let (ok, chatty, err) = berthctl(
+        &socket,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "chatty",
+            "--network",
+            "host",
+            "--log-dir",
+            &logs,
+            &image,
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line$i; done; exec sleep 3600",
+        ],
+    );
+    assert!(ok, "{err}");
+    let chatty = chatty.trim().to_string();
+    let (_, quiet, _) = berthctl(&socket, &["ps", "-q"]);
+    let mut ids: Vec<&str> = quiet.lines().collect();
+    ids.sort();
+    let mut want = vec![&id[..12], &chatty[..12]];
+    want.sort();
+    assert_eq!(ids, want, "ps -q");
+    assert_eq!(berthctl(&socket, &["ps", "-q", "--filter", "name=svc"]).1, format!("{}\n", &id[..12]));
+    assert_eq!(berthctl(&socket, &["ps", "-a", "--filter", "status=exited", "-q"]).1, "", "nothing has exited");
+    let (_, out, _) = berthctl(&socket, &["ps", "--filter", "name=chatty", "--format", "{{.Names}} {{.State}} {{.Pod}}"]);
+    assert!(out.starts_with("chatty running ") && out.lines().count() == 1, "{out}");
+    let (_, out, _) = berthctl(&socket, &["ps", "--filter", "id=", "--filter", "name=svc", "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((row["Names"].as_str(), row["FullID"].as_str()), (Some("svc"), Some(id.as_str())));
+    let (code, _, err) = berthctl_code(&socket, &["ps", "--filter", "status=dead"]);
+    assert_eq!(code, 2, "{err}");
+    let wanted = "line1\nline2\nline3\nline4\nline5\n";
+    assert!((0..100).any(|_| berthctl(&socket, &["logs", "chatty"]).1 == wanted || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    }));
+    assert_eq!(berthctl(&socket, &["logs", "--tail", "2", "chatty"]).1, "line4\nline5\n");
+    assert_eq!(berthctl(&socket, &["logs", "--since", "1h", "chatty"]).1, wanted);
+    assert_eq!(berthctl(&socket, &["logs", "--since", "2099-01-01T00:00:00Z", "chatty"]).1, "");
+    let (_, out, _) = berthctl(&socket, &["logs", "-t", "--tail", "1", "chatty"]);
+    let (time, text) = out.trim().split_once(' ').unwrap();
+    assert!(text == "line5" && time.len() == 30 && time.ends_with('Z') && chrono_like(time), "{out}");
+    berthctl(&socket, &["rm", "-f", "chatty"]);
+
     berthctl(&socket, &["rm", "-f", "svc"]);
     let (ok, _, err) = berthctl(&socket, &["volume", "rm", "data"]);
     assert!(ok, "{err}");
     assert!(!berthctl(&socket, &["volume", "ls"]).1.contains("data"));
     drop(daemon);
     remove_cgroup_parent(&parent);
+}
+
+/// `2026-11-30T17:00:00.123456789Z`.
+fn chrono_like(t: &str) -> bool {
+    let b = t.as_bytes();
+    b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b[19] == b'.' && t[20..29].bytes().all(|c| c.is_ascii_digit())
 }
