@@ -19,7 +19,7 @@ use crate::{
 
 /// The host ports a `berthctl run` pod publishes, so that a second run can
 /// be refused a port already taken (PodSandboxStatus does not show them).
-const PORTS_ANNOTATION: &str = "io.berth.ctl/ports";
+pub(crate) const PORTS_ANNOTATION: &str = "io.berth.ctl/ports";
 
 /// Marks the pods `berthctl run` made.
 const RUN_LABEL: &str = "io.berth.ctl/run";
@@ -250,12 +250,12 @@ fn protocol_name(p: i32) -> &'static str {
     v1::Protocol::try_from(p).map(|p| p.as_str_name()).unwrap_or("?")
 }
 
-fn port_key(p: &v1::PortMapping) -> String {
+pub(crate) fn port_key(p: &v1::PortMapping) -> String {
     format!("{}/{}", p.host_port, protocol_name(p.protocol).to_ascii_lowercase())
 }
 
 /// The host ports other `berthctl run` pods publish.
-async fn published_ports(rt: &mut RuntimeServiceClient<Channel>) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn published_ports(rt: &mut RuntimeServiceClient<Channel>) -> anyhow::Result<Vec<String>> {
     let pods = rt.list_pod_sandbox(v1::ListPodSandboxRequest::default()).await.map_err(rpc_error("list pods"))?.into_inner().items;
     Ok(pods
         .iter()

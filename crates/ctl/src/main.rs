@@ -8,7 +8,9 @@ mod import;
 mod info;
 mod inspect;
 mod interactive;
+mod kube_manifest;
 mod logs;
+mod play;
 mod ps;
 mod pull;
 mod resolve;
@@ -86,6 +88,14 @@ enum Command {
         force: bool,
         containers: Vec<String>,
     },
+    /// Run a Kubernetes Pod (or a workload's pod template) from its YAML
+    /// on this node: `berthctl play kube pod.yaml`.
+    Play {
+        #[command(subcommand)]
+        what: PlayCommand,
+    },
+    /// Stop and remove the pod `play kube FILE` made, and its emptyDirs.
+    Down { file: PathBuf },
     /// What berthd knows of containers, pods or images, as JSON.
     Inspect { names: Vec<String> },
     /// CPU and memory of running containers (all, or those named).
@@ -104,6 +114,12 @@ enum Command {
     /// Print berthctl's manual page (roff), for `man -l -` or packaging.
     #[command(hide = true)]
     Man,
+}
+
+#[derive(Subcommand)]
+enum PlayCommand {
+    /// A Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet or Job manifest.
+    Kube(play::PlayArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -125,6 +141,8 @@ async fn main() -> std::process::ExitCode {
         Command::Attach { container } => interactive::attach(socket, &container).await,
         Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),
         Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
+        Command::Play { what: PlayCommand::Kube(args) } => play::play(socket, args).await.map(|()| 0),
+        Command::Down { file } => play::down(socket, &file).await.map(|()| 0),
         Command::Inspect { names } => inspect::run(socket, names).await.map(|()| 0),
         Command::Stats { no_stream, containers } => stats::run(socket, containers, no_stream).await.map(|()| 0),
         Command::Volume(cmd) => volumes::run(socket, cmd).await.map(|()| 0),

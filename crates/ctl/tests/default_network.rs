@@ -70,6 +70,80 @@ fn the_default_network_runs_a_container() {
     assert_eq!(common::berthctl(&daemon.socket, &["ps", "-a"]).1.lines().count(), before.lines().count(), "nothing made for the refused run");
     let (code, _, err) = berthctl_code(&daemon.socket, &["rm", "-f", "web"]);
     assert_eq!(code, 0, "{err}");
+
+    // play kube: a two-container pod sharing an emptyDir (one writes the
+    // page after an init container checked the volume, the other serves
+    // it) on a hostPort; down leaves no pod, container or volume.
+    let manifest = work.path().join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: site
+  labels: {{app: site}}
+spec:
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  initContainers:
+  - name: check
+    image: {image}
+    command: ["sh", "-c", "test -d /shared && test -w /shared"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  containers:
+  - name: writer
+    image: {image}
+    command: ["sh", "-c", "echo made-by-writer > /shared/index.html; exec sleep 3600"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  - name: server
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: [{{containerPort: 8080, hostPort: {host_port}}}]
+    volumeMounts: [{{name: shared, mountPath: /www, readOnly: true}}]
+    resources: {{limits: {{memory: 64Mi}}}}
+"#
+        ),
+    )
+    .unwrap();
+    let manifest = manifest.to_str().unwrap();
+    let (code, out, err) = berthctl_code(&daemon.socket, &["play", "kube", "--log-dir", &logs, manifest]);
+    assert_eq!(code, 0, "{out}{err}");
+    let page = (0..100)
+        .find_map(|_| {
+            let got = Command::new("busybox").args(["wget", "-q", "-O", "-", &format!("http://10.88.0.1:{host_port}/")]).output().ok()?;
+            if got.status.success() {
+                return Some(String::from_utf8_lossy(&got.stdout).into_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        })
+        .expect("the pod's hostPort answers");
+    assert_eq!(page, "made-by-writer\n", "the server reads what the writer wrote in the shared emptyDir");
+    let (_, names, _) = common::berthctl(&daemon.socket, &["ps", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["server", "writer"]);
+    let (code, _, err) = berthctl_code(&daemon.socket, &["play", "kube", "--log-dir", &logs, manifest]);
+    assert!(code == 1 && err.contains("already running"), "{err}");
+    let volumes = daemon.dir.path().join("root/volumes");
+    assert!(std::fs::read_dir(&volumes).unwrap().any(|e| e.unwrap().file_name() == "kube-site-shared"));
+    let (code, _, err) = berthctl_code(&daemon.socket, &["down", manifest]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(common::berthctl(&daemon.socket, &["ps", "-a", "-q"]).1, "", "down removes every container");
+    assert_eq!(std::fs::read_dir(&volumes).unwrap().count(), 0, "and the emptyDir");
+    let (code, _, err) = berthctl_code(&daemon.socket, &["down", manifest]);
+    assert!(code == 1 && err.contains("no pod site"), "{err}");
+    // A manifest berthctl cannot honour names the field and makes nothing.
+    std::fs::write(
+        work.path().join("probe.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: a\n    image: {image}\n    livenessProbe: {{}}\n"),
+    )
+    .unwrap();
+    let (code, _, err) = berthctl_code(&daemon.socket, &["play", "kube", work.path().join("probe.yaml").to_str().unwrap()]);
+    assert!(code == 1 && err.contains("livenessProbe"), "{err}");
+    assert_eq!(common::berthctl(&daemon.socket, &["ps", "-a", "-q"]).1, "");
     drop(daemon);
     remove_cgroup_parent(&parent);
     if !bridge_existed {
