@@ -21,8 +21,24 @@ use crate::{
 /// be refused a port already taken (PodSandboxStatus does not show them).
 pub(crate) const PORTS_ANNOTATION: &str = "io.berth.ctl/ports";
 
+/// The same ports as `docker port` prints them (`80/tcp -> 0.0.0.0:8080`),
+/// `;`-separated, for `berthctl port`.
+pub(crate) const MAPPINGS_ANNOTATION: &str = "io.berth.ctl/port-mappings";
+
+/// The pod annotations that record `ports`.
+pub(crate) fn port_annotations(ports: &[v1::PortMapping]) -> HashMap<String, String> {
+    let shown = |p: &v1::PortMapping| {
+        let ip = if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip };
+        format!("{}/{} -> {ip}:{}", p.container_port, protocol_name(p.protocol).to_ascii_lowercase(), p.host_port)
+    };
+    HashMap::from([
+        (PORTS_ANNOTATION.to_string(), ports.iter().map(port_key).collect::<Vec<_>>().join(",")),
+        (MAPPINGS_ANNOTATION.to_string(), ports.iter().map(shown).collect::<Vec<_>>().join(";")),
+    ])
+}
+
 /// Marks the pods `berthctl run` made.
-const RUN_LABEL: &str = "io.berth.ctl/run";
+pub(crate) const RUN_LABEL: &str = "io.berth.ctl/run";
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -148,13 +164,12 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         pid: v1::NamespaceMode::Container as i32,
         ..Default::default()
     };
-    let ports: Vec<String> = args.publish.iter().map(port_key).collect();
     let pod_config = v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata { name: name.clone(), uid: format!("berthctl-{suffix}"), namespace: "berthctl".into(), attempt: 0 }),
         hostname: if host_network { String::new() } else { args.hostname.clone().unwrap_or_else(|| name.clone()) },
         log_directory: Path::new(&args.log_dir).join(&name).display().to_string(),
         labels: HashMap::from([(RUN_LABEL.to_string(), name.clone())]),
-        annotations: HashMap::from([(PORTS_ANNOTATION.to_string(), ports.join(","))]),
+        annotations: port_annotations(&args.publish),
         port_mappings: args.publish.clone(),
         linux: Some(v1::LinuxPodSandboxConfig {
             security_context: Some(v1::LinuxSandboxSecurityContext { namespace_options: Some(namespaces.clone()), ..Default::default() }),

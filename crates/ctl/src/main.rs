@@ -11,11 +11,14 @@ mod interactive;
 mod kube_manifest;
 mod logs;
 mod play;
+mod port;
+mod prune;
 mod ps;
 mod pull;
 mod resolve;
 mod run_flags;
 mod stats;
+mod top;
 mod volumes;
 
 use std::path::PathBuf;
@@ -96,6 +99,16 @@ enum Command {
     },
     /// Stop and remove the pod `play kube FILE` made, and its emptyDirs.
     Down { file: PathBuf },
+    /// The host ports a container's pod publishes.
+    Port { container: String },
+    /// A running container's processes (host pids).
+    Top { container: String },
+    /// Container commands: `prune` removes every exited container.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// System commands: `df` shows what images, containers and volumes hold.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// What berthd knows of containers, pods or images, as JSON.
     Inspect { names: Vec<String> },
     /// CPU and memory of running containers (all, or those named).
@@ -114,6 +127,18 @@ enum Command {
     /// Print berthctl's manual page (roff), for `man -l -` or packaging.
     #[command(hide = true)]
     Man,
+}
+
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Remove every exited container (and the pod `run` made for it).
+    Prune,
+}
+
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Images, containers and volumes: how many, how large, how much is unused.
+    Df,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +168,10 @@ async fn main() -> std::process::ExitCode {
         Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
         Command::Play { what: PlayCommand::Kube(args) } => play::play(socket, args).await.map(|()| 0),
         Command::Down { file } => play::down(socket, &file).await.map(|()| 0),
+        Command::Port { container } => port::run(socket, &container).await.map(|()| 0),
+        Command::Top { container } => top::run(socket, &container).await.map(|()| 0),
+        Command::Container(ContainerCommand::Prune) => prune::containers(socket).await.map(|()| 0),
+        Command::System(SystemCommand::Df) => prune::df(socket).await.map(|()| 0),
         Command::Inspect { names } => inspect::run(socket, names).await.map(|()| 0),
         Command::Stats { no_stream, containers } => stats::run(socket, containers, no_stream).await.map(|()| 0),
         Command::Volume(cmd) => volumes::run(socket, cmd).await.map(|()| 0),

@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 
 use crate::{
     client::rpc_error,
-    containers::{clients, published_ports, status, Clients, PORTS_ANNOTATION},
+    containers::{clients, port_annotations, published_ports, status, Clients},
     kube_manifest::{self, Container, PodSpec},
     volumes,
 };
@@ -173,12 +173,7 @@ async fn run_pod(
         log_directory: Path::new(log_dir).join(&meta.name).display().to_string(),
         port_mappings: ports.to_vec(),
         labels,
-        annotations: meta
-            .annotations
-            .clone()
-            .into_iter()
-            .chain([(PORTS_ANNOTATION.to_string(), ports.iter().map(crate::containers::port_key).collect::<Vec<_>>().join(","))])
-            .collect(),
+        annotations: meta.annotations.clone().into_iter().chain(port_annotations(ports)).collect(),
         linux: Some(v1::LinuxPodSandboxConfig {
             security_context: Some(v1::LinuxSandboxSecurityContext {
                 namespace_options: Some(v1::NamespaceOption { network: network as i32, pid: v1::NamespaceMode::Container as i32, ..Default::default() }),

@@ -64,6 +64,8 @@ fn the_default_network_runs_a_container() {
         })
         .expect("the published port answers");
     assert_eq!(page, "hello-from-berth\n");
+    let (code, out, err) = berthctl_code(&daemon.socket, &["port", "web"]);
+    assert_eq!((code, out), (0, format!("8080/tcp -> 0.0.0.0:{host_port}\n")), "{err}");
     let before = common::berthctl(&daemon.socket, &["ps", "-a"]).1;
     let (code, _, err) = berthctl_code(&daemon.socket, &["run", "-d", "-p", &publish, "--log-dir", &logs, &image, "true"]);
     assert!(code == 1 && err.contains(&format!("host port {host_port} (TCP) is already published")), "{code}: {err}");

@@ -138,6 +138,23 @@ fn run_flags_volumes_inspect_and_stats() {
     assert!(text == "line5" && time.len() == 30 && time.ends_with('Z') && chrono_like(time), "{out}");
     berthctl(&socket, &["rm", "-f", "chatty"]);
 
+    // top: the container's processes, host pids; system df; container prune.
+    let (ok, out, err) = berthctl(&socket, &["top", "svc"]);
+    assert!(ok && out.starts_with("PID") && out.lines().any(|l| l.ends_with("sleep 3600")), "{out}{err}");
+    let (ok, out, err) = berthctl(&socket, &["system", "df"]);
+    let images = out.lines().find(|l| l.starts_with("Images")).unwrap_or_else(|| panic!("{out}{err}"));
+    assert!(ok && images.split_whitespace().nth(1) == Some("1") && images.split_whitespace().nth(2) == Some("1"), "one image, used: {out}");
+    let (ok, done, err) = berthctl(&socket, &["run", "-d", "--network", "host", "--log-dir", &logs, &image, "true"]);
+    assert!(ok, "{err}");
+    let done = done.trim().to_string();
+    assert!((0..100).any(|_| berthctl(&socket, &["ps", "-a", "-q", "--filter", "status=exited"]).1.contains(&done[..12]) || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    }));
+    let (ok, out, err) = berthctl(&socket, &["container", "prune"]);
+    assert!(ok && out == format!("{done}\n"), "prune removes exactly the exited one: {out}{err}");
+    assert!(berthctl(&socket, &["ps", "-a", "-q"]).1.contains(&id[..12]), "the running one stays");
+
     berthctl(&socket, &["rm", "-f", "svc"]);
     let (ok, _, err) = berthctl(&socket, &["volume", "rm", "data"]);
     assert!(ok, "{err}");
