@@ -96,6 +96,11 @@ pub struct RunArgs {
     /// All capabilities, the host's devices, no seccomp or masked paths.
     #[arg(long)]
     pub privileged: bool,
+    /// Restart the container when it exits: `no`, `always`, `on-failure[:N]`.
+    /// berthctl's own (it runs no daemon): only while `run` follows the
+    /// container in the foreground, not with --detach.
+    #[arg(long, value_parser = run_flags::restart, default_value = "no")]
+    pub restart: run_flags::Restart,
     /// When to pull the image: `missing`, `always` or `never`.
     #[arg(long, value_parser = ["missing", "always", "never"], default_value = "missing")]
     pub pull: String,
@@ -120,6 +125,12 @@ pub(crate) async fn clients(socket: &Path) -> anyhow::Result<Clients> {
 
 pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(!(args.rm && args.detach), "--rm waits for the exit; it cannot go with --detach");
+    let restarting = args.restart != run_flags::Restart::No;
+    anyhow::ensure!(
+        !(restarting && args.detach),
+        "--restart is berthctl's own (it runs no daemon): it works while run follows the container, not with --detach"
+    );
+    anyhow::ensure!(!(restarting && args.rm), "--restart and --rm contradict each other");
     let host_network = match args.network.as_str() {
         "pod" => false,
         "host" => true,
@@ -221,8 +232,10 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         }),
         ..Default::default()
     };
-    let created =
-        c.rt.create_container(v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(config), sandbox_config: Some(pod_config) }).await;
+    let created = c
+        .rt
+        .create_container(v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(config.clone()), sandbox_config: Some(pod_config.clone()) })
+        .await;
     let id = match created {
         Ok(r) => r.into_inner().container_id,
         Err(e) => {
@@ -240,7 +253,22 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         println!("{id}");
         return Ok(0);
     }
-    let code = follow(&mut c.rt, &id, true).await?;
+    let mut code = follow(&mut c.rt, &id, true).await?;
+    let (mut id, mut restarts) = (id, 0);
+    while args.restart.again(code, restarts) {
+        restarts += 1;
+        eprintln!("berthctl: {name} exited with {code}; restart {restarts} (--restart)");
+        c.rt.remove_container(v1::RemoveContainerRequest { container_id: id.clone() }).await.map_err(rpc_error("remove"))?;
+        // A new attempt, as the kubelet restarts a container, with a log
+        // of its own.
+        let mut again = config.clone();
+        again.metadata = Some(v1::ContainerMetadata { name: name.clone(), attempt: restarts });
+        again.log_path = format!("{name}.{restarts}.log");
+        let req = v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(again), sandbox_config: Some(pod_config.clone()) };
+        id = c.rt.create_container(req).await.map_err(rpc_error("create container"))?.into_inner().container_id;
+        c.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.map_err(rpc_error("start container"))?;
+        code = follow(&mut c.rt, &id, true).await?;
+    }
     if args.rm {
         remove_pod(&mut c.rt, &pod_id).await;
     }

@@ -78,6 +78,39 @@ pub fn port(s: &str) -> Result<v1::PortMapping, String> {
     Ok(v1::PortMapping { protocol: protocol as i32, container_port: container_port.into(), host_port: host_port.into(), host_ip: ip.to_string() })
 }
 
+/// `--restart no|always|on-failure[:N]`. berthctl runs no daemon, so it
+/// restarts the container itself, while it follows it in the foreground.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    #[default]
+    No,
+    Always,
+    /// On a non-zero exit, at most this many times (None: no limit).
+    OnFailure(Option<u32>),
+}
+
+impl Restart {
+    /// Whether a container that exited with `code`, restarted `done` times
+    /// already, is started again.
+    pub fn again(self, code: i32, done: u32) -> bool {
+        match self {
+            Restart::No => false,
+            Restart::Always => true,
+            Restart::OnFailure(limit) => code != 0 && limit.is_none_or(|n| done < n),
+        }
+    }
+}
+
+pub fn restart(s: &str) -> Result<Restart, String> {
+    match s.split_once(':') {
+        None if s == "no" => Ok(Restart::No),
+        None if s == "always" => Ok(Restart::Always),
+        None if s == "on-failure" => Ok(Restart::OnFailure(None)),
+        Some(("on-failure", n)) => n.parse().map(|n| Restart::OnFailure(Some(n))).map_err(|_| format!("{s:?}: {n:?} is not a count")),
+        _ => Err(format!("{s:?} is not no, always, on-failure or on-failure:N")),
+    }
+}
+
 /// `-m 512m`, `-m 1g`, `-m 1048576`: bytes.
 pub fn memory(s: &str) -> Result<i64, String> {
     let lower = s.to_ascii_lowercase();
@@ -177,6 +210,10 @@ mod tests {
         assert_eq!(user("nobody").unwrap(), User { uid: None, name: Some("nobody".into()), gid: None });
         assert!(user("1000:staff").is_err() && user("a b").is_err());
         assert_eq!(env("A=b=c").unwrap(), v1::KeyValue { key: "A".into(), value: "b=c".into() });
+        assert_eq!(restart("on-failure:2").unwrap(), Restart::OnFailure(Some(2)));
+        assert!(restart("on-failure:x").is_err() && restart("sometimes").is_err());
+        assert!(Restart::OnFailure(Some(2)).again(3, 1) && !Restart::OnFailure(Some(2)).again(3, 2) && !Restart::OnFailure(None).again(0, 0));
+        assert!(Restart::Always.again(0, 100) && !Restart::No.again(1, 0));
         assert!(env("=x").is_err());
     }
 }

@@ -53,6 +53,19 @@ fn run_flags_volumes_inspect_and_stats() {
     assert_eq!(run(&["-v", &bind], &["sh", "-c", "echo from-container > /h/out"]).0, 0);
     assert_eq!(std::fs::read_to_string(host_dir.join("out")).unwrap(), "from-container\n");
 
+    // --restart: berthctl restarts the container while it follows it.
+    let (code, out, err) = run(&[], &["sh", "-c", "echo ran; exit 3"]);
+    assert_eq!((code, out.as_str()), (3, "ran\n"), "{err}");
+    let (code, out, err) =
+        berthctl_code(&socket, &["run", "--network", "host", "--log-dir", &logs, "--restart", "on-failure:2", &image, "sh", "-c", "echo ran; exit 3"]);
+    assert_eq!((code, out.as_str()), (3, "ran\nran\nran\n"), "twice more, then its exit code: {err}");
+    assert_eq!(err.matches("(--restart)").count(), 2, "{err}");
+    berthctl(&socket, &["container", "prune"]);
+    let (code, _, err) = run(&["--restart", "always"], &["true"]);
+    assert!(code == 1 && err.contains("contradict"), "--restart with --rm: {err}");
+    let (code, _, err) = run(&["--restart", "sometimes"], &["true"]);
+    assert_eq!(code, 2, "{err}");
+
     // Process flags.
     let env_file = work.path().join("env");
     std::fs::write(&env_file, "# settings\nFROM_FILE=yes\n\nBOTH=file\n").unwrap();
