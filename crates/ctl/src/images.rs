@@ -15,6 +15,8 @@ pub enum ImagesCommand {
     /// Remove images with all their tags; unused layers go too.
     #[command(alias = "remove")]
     Rm { images: Vec<String> },
+    /// Remove every image no container uses.
+    Prune,
     /// Load the images of an OCI image layout (directory or tar) or a
     /// `docker save` archive (tar or tar.gz), without any registry.
     Import {
@@ -48,6 +50,7 @@ pub async fn run(socket: &Path, cmd: ImagesCommand) -> anyhow::Result<()> {
         }
         ImagesCommand::Pull(args) => crate::pull::pull(socket, &args.image, args.creds.as_deref()).await?,
         ImagesCommand::Import { base_name, source } => crate::import::import(socket, &source, base_name).await?,
+        ImagesCommand::Prune => crate::prune::images(socket).await?,
         ImagesCommand::Rm { images } => {
             anyhow::ensure!(!images.is_empty(), "name at least one image");
             for image in images {

@@ -139,6 +139,8 @@ enum ContainerCommand {
 enum SystemCommand {
     /// Images, containers and volumes: how many, how large, how much is unused.
     Df,
+    /// Remove every exited container, then every image no container uses.
+    Prune,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +174,12 @@ async fn main() -> std::process::ExitCode {
         Command::Top { container } => top::run(socket, &container).await.map(|()| 0),
         Command::Container(ContainerCommand::Prune) => prune::containers(socket).await.map(|()| 0),
         Command::System(SystemCommand::Df) => prune::df(socket).await.map(|()| 0),
+        Command::System(SystemCommand::Prune) => async {
+            prune::containers(socket).await?;
+            prune::images(socket).await
+        }
+        .await
+        .map(|()| 0),
         Command::Inspect { names } => inspect::run(socket, names).await.map(|()| 0),
         Command::Stats { no_stream, containers } => stats::run(socket, containers, no_stream).await.map(|()| 0),
         Command::Volume(cmd) => volumes::run(socket, cmd).await.map(|()| 0),

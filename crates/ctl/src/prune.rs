@@ -29,6 +29,24 @@ pub async fn containers(socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes every image no container (running or not) uses; prints their
+/// ids and the bytes given back.
+pub async fn images(socket: &Path) -> anyhow::Result<()> {
+    let mut c = clients(socket).await?;
+    let images = c.img.list_images(v1::ListImagesRequest::default()).await.map_err(rpc_error("list images"))?.into_inner().images;
+    let containers = c.rt.list_containers(v1::ListContainersRequest::default()).await.map_err(rpc_error("list containers"))?.into_inner().containers;
+    let used: HashSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
+    let mut freed = 0;
+    for image in images.iter().filter(|i| !used.contains(i.id.as_str()) && !i.pinned) {
+        let spec = v1::ImageSpec { image: image.id.clone(), ..Default::default() };
+        c.img.remove_image(v1::RemoveImageRequest { image: Some(spec) }).await.map_err(rpc_error("remove image"))?;
+        freed += image.size;
+        println!("{}", image.id);
+    }
+    println!("reclaimed {}", human(freed));
+    Ok(())
+}
+
 /// Images, containers and volumes: how many, how large, how much of it
 /// nothing uses.
 pub async fn df(socket: &Path) -> anyhow::Result<()> {

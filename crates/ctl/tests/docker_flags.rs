@@ -167,8 +167,16 @@ fn run_flags_volumes_inspect_and_stats() {
     let (ok, out, err) = berthctl(&socket, &["container", "prune"]);
     assert!(ok && out == format!("{done}\n"), "prune removes exactly the exited one: {out}{err}");
     assert!(berthctl(&socket, &["ps", "-a", "-q"]).1.contains(&id[..12]), "the running one stays");
+    // images prune keeps an image a container uses; system prune, once
+    // nothing runs, takes it.
+    let (ok, out, err) = berthctl(&socket, &["images", "prune"]);
+    assert!(ok && out.starts_with("reclaimed "), "the image is in use: {out}{err}");
+    assert_eq!(berthctl(&socket, &["images", "ls"]).1.lines().count(), 2, "still there");
 
     berthctl(&socket, &["rm", "-f", "svc"]);
+    let (ok, out, err) = berthctl(&socket, &["system", "prune"]);
+    assert!(ok && out.lines().any(|l| l.starts_with("sha256:")) && out.contains("reclaimed"), "{out}{err}");
+    assert_eq!(berthctl(&socket, &["images", "ls"]).1.lines().count(), 1, "no image left");
     let (ok, _, err) = berthctl(&socket, &["volume", "rm", "data"]);
     assert!(ok, "{err}");
     assert!(!berthctl(&socket, &["volume", "ls"]).1.contains("data"));
