@@ -28,7 +28,7 @@ pub struct PsArgs {
     #[arg(short, long, value_parser = parse_filter)]
     pub filter: Vec<(String, String)>,
     /// `table` (default), `json` (one object a line), or a template of
-    /// fields: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}} {{.Status}} {{.State}} {{.Names}} {{.Pod}}.
+    /// fields: {{.ID}} {{.FullID}} {{.Image}} {{.CreatedAt}} {{.Status}} {{.State}} {{.Names}} {{.Pod}} {{.FullPod}}.
     #[arg(long)]
     pub format: Option<String>,
 }
@@ -75,7 +75,6 @@ pub async fn run(socket: &Path, args: PsArgs) -> anyhow::Result<()> {
                 ("ID", ctr.id[..12.min(ctr.id.len())].to_string()),
                 ("FullID", ctr.id.clone()),
                 ("Image", images.get(&ctr.image_id).cloned().unwrap_or_else(|| ctr.image_ref.clone())),
-                ("Command", String::new()),
                 ("CreatedAt", format!("{} ago", span(now - ctr.created_at))),
                 ("Status", status_text(&st, now)),
                 ("State", state.to_string()),
@@ -156,8 +155,9 @@ fn render(template: &str, fields: &HashMap<&'static str, String>) -> anyhow::Res
         out.push_str(&rest[..start]);
         let end = rest[start..].find("}}").ok_or_else(|| anyhow::anyhow!("--format: unclosed {{{{ in {template:?}"))? + start;
         let name = rest[start + 2..end].trim().trim_start_matches('.');
-        let value =
-            fields.get(name).ok_or_else(|| anyhow::anyhow!("--format: no field {name:?} (ID, Image, Command, CreatedAt, Status, State, Names, Pod)"))?;
+        let value = fields
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("--format: no field {name:?} (ID, FullID, Image, CreatedAt, Status, State, Names, Pod, FullPod)"))?;
         out.push_str(value);
         rest = &rest[end + 2..];
     }
