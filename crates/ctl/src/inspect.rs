@@ -54,15 +54,6 @@ fn info_json(info: &std::collections::HashMap<String, String>) -> Value {
     info.iter().map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone())))).collect::<serde_json::Map<_, _>>().into()
 }
 
-fn state_name(state: i32) -> &'static str {
-    match v1::ContainerState::try_from(state) {
-        Ok(v1::ContainerState::ContainerCreated) => "created",
-        Ok(v1::ContainerState::ContainerRunning) => "running",
-        Ok(v1::ContainerState::ContainerExited) => "exited",
-        _ => "unknown",
-    }
-}
-
 fn container_json(s: v1::ContainerStatus, info: &std::collections::HashMap<String, String>, pod: &str) -> Value {
     let mounts: Vec<Value> = s.mounts.iter().map(|m| json!({ "Source": m.host_path, "Destination": m.container_path, "ReadOnly": m.readonly })).collect();
     json!({
@@ -71,7 +62,7 @@ fn container_json(s: v1::ContainerStatus, info: &std::collections::HashMap<Strin
         "Name": s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
         "PodId": pod,
         "State": {
-            "Status": state_name(s.state),
+            "Status": crate::ps::state_name(s.state),
             "ExitCode": s.exit_code,
             "Reason": s.reason,
             "Message": s.message,

@@ -165,7 +165,8 @@ fn render(template: &str, fields: &HashMap<&'static str, String>) -> anyhow::Res
     Ok(out.replace("\\t", "\t"))
 }
 
-fn state_name(state: i32) -> &'static str {
+/// `created`, `running`, `exited` (`unknown` for anything else).
+pub(crate) fn state_name(state: i32) -> &'static str {
     match v1::ContainerState::try_from(state) {
         Ok(v1::ContainerState::ContainerCreated) => "created",
         Ok(v1::ContainerState::ContainerRunning) => "running",
