@@ -279,10 +279,17 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
 /// directory under berth's root (which must exist).
 async fn volume_mounts(rt: &mut RuntimeServiceClient<Channel>, volumes: &[run_flags::Volume]) -> anyhow::Result<Vec<v1::Mount>> {
     let mut mounts = Vec::new();
+    // berthd's root, asked once and only when a named volume needs it.
+    let mut volume_dir = None;
     for v in volumes {
         let host_path = match &v.source {
             run_flags::VolumeSource::Host(path) => path.clone(),
-            run_flags::VolumeSource::Named(name) => volumes::existing(&volumes::volume_dir(rt).await?, name)?.display().to_string(),
+            run_flags::VolumeSource::Named(name) => {
+                if volume_dir.is_none() {
+                    volume_dir = Some(volumes::volume_dir(rt).await?);
+                }
+                volumes::existing(volume_dir.as_deref().unwrap_or(Path::new("")), name)?.display().to_string()
+            }
         };
         mounts.push(v1::Mount { container_path: v.container_path.clone(), host_path, readonly: v.readonly, ..Default::default() });
     }

@@ -329,21 +329,10 @@ fn pod_config(logs: &Path, parent: &str, name: &str) -> v1::PodSandboxConfig {
     }
 }
 
+/// The kubelet-shaped config of the tests; the command absolute: the
+/// image sets no PATH, and runc has no default.
 fn container_config(image: &str) -> v1::ContainerConfig {
-    v1::ContainerConfig {
-        metadata: Some(v1::ContainerMetadata { name: "main".into(), attempt: 0 }),
-        image: Some(v1::ImageSpec { image: image.into(), ..Default::default() }),
-        command: vec!["/bin/sleep".into(), "3600".into()], // absolute: the image sets no PATH, and runc has no default
-        log_path: "main.log".into(),
-        linux: Some(v1::LinuxContainerConfig {
-            security_context: Some(v1::LinuxContainerSecurityContext {
-                namespace_options: Some(v1::NamespaceOption { pid: v1::NamespaceMode::Container as i32, ..Default::default() }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    common::node::container_config_for("main", image, &["/bin/sleep", "3600"])
 }
 
 /// RunPodSandbox + CreateContainer + StartContainer: returns the time until

@@ -571,7 +571,7 @@ fn mounts(input: &ContainerInput<'_>, privileged: bool) -> Result<Vec<Value>, Sp
 /// The spec of a pod's pause process (pods sharing one PID namespace): the
 /// init itself stays as pid 1 and only reaps; it runs with no capability,
 /// no_new_privs and an empty rootfs, in the pod's namespaces.
-pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, user: Option<&str>, cgroups_path: &str) -> Spec {
+pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, user: Option<&UserNamespace>, cgroups_path: &str) -> Spec {
     let mut namespaces = vec![json!({ "type": "pid" }), json!({ "type": "mount" })];
     for (kind, ns) in [("network", net), ("ipc", ipc), ("uts", uts)] {
         match ns {
@@ -580,10 +580,10 @@ pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, user: Optio
             Namespace::Host => {}
         }
     }
-    if let Some(path) = user {
-        namespaces.push(json!({ "type": "user", "path": path }));
+    if let Some(user) = user {
+        namespaces.push(json!({ "type": "user", "path": user.path }));
     }
-    let spec = json!({
+    let mut spec = json!({
         "ociVersion": "1.1.0",
         "root": { "path": "rootfs", "readonly": true },
         "process": {
@@ -597,6 +597,10 @@ pub fn pause_spec(net: &Namespace, ipc: &Namespace, uts: &Namespace, user: Optio
         "linux": { "namespaces": namespaces, "cgroupsPath": cgroups_path, "resources": { "devices": [{ "allow": false, "access": "rwm" }] } },
         "annotations": { (crate::spec::PAUSE_ANNOTATION): "true" }
     });
+    if let Some(user) = user {
+        spec["linux"]["uidMappings"] = id_mappings(&user.uids);
+        spec["linux"]["gidMappings"] = id_mappings(&user.gids);
+    }
     serde_json::from_value(spec).expect("the pause spec is valid")
 }
 

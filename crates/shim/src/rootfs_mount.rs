@@ -111,10 +111,7 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
 fn mount_idmapped(m: &Mount, target: &Path, bundle: &Path, idmap: &RootIdmap) -> Result<()> {
     let refused = |e: berth_userns::Error| ShimError::InvalidArgument(format!("rootfs for a user namespace: {e}"));
     match m.type_.as_str() {
-        "bind" => {
-            let tree = berth_userns::idmapped_mount(Path::new(&m.source), idmap.userns.as_fd(), m.options.iter().any(|o| o == "rbind")).map_err(refused)?;
-            berth_userns::attach(tree.as_fd(), target).map_err(|e| ShimError::Internal(e.to_string()))
-        }
+        "bind" => berth_userns::bind_idmapped(Path::new(&m.source), target, idmap.userns.as_fd(), m.options.iter().any(|o| o == "rbind")).map_err(refused),
         "overlay" => {
             let root = (idmap.root_uid, idmap.root_gid);
             let (layers, options) = IdmappedLayers::prepare(&m.options, &bundle.join("idmapped"), idmap.userns.as_fd(), root).map_err(refused)?;

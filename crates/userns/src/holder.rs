@@ -71,6 +71,12 @@ impl NamespaceHolder {
         self.pid
     }
 
+    /// The holder's user namespace, open (for mount_setattr's userns_fd).
+    pub fn user_namespace(&self) -> Result<std::fs::File> {
+        let path = self.ns_path("user");
+        std::fs::File::open(&path).map_err(|source| Error::Io { op: "open", path, source })
+    }
+
     /// `/proc/<pid>/ns/<name>` of the holder: `user`, `net`, `ipc`, `uts`.
     pub fn ns_path(&self, name: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/{name}", self.pid))

@@ -9,7 +9,7 @@
 //! detached again right after (dropping [`IdmappedLayers`]).
 
 use std::{
-    os::fd::{AsFd, BorrowedFd},
+    os::fd::BorrowedFd,
     path::{Path, PathBuf},
 };
 
@@ -17,7 +17,7 @@ use nix::mount::{umount2, MntFlags};
 
 use crate::{
     error::{Error, Result},
-    idmapped_mount::{attach, idmapped_mount},
+    idmapped_mount::bind_idmapped,
 };
 
 /// The idmapped copies of an overlay's lower layers, attached under
@@ -42,8 +42,7 @@ impl IdmappedLayers {
                 for (i, lower) in lowers.split(':').enumerate() {
                     let at = scratch.join(i.to_string());
                     std::fs::create_dir_all(&at).map_err(|source| Error::Io { op: "create", path: at.clone(), source })?;
-                    let tree = idmapped_mount(Path::new(lower), userns.as_fd(), false)?;
-                    attach(tree.as_fd(), &at)?;
+                    bind_idmapped(Path::new(lower), &at, userns, false)?;
                     layers.attached.push(at.clone());
                     shown.push(at.display().to_string());
                 }
@@ -99,7 +98,7 @@ mod tests {
         std::fs::write(lower2.join("b"), "").unwrap();
         let r = vec![IdMapping { container_id: 0, host_id: 500_000, size: 65_536 }];
         let holder = NamespaceHolder::spawn(&IdMap { uids: r.clone(), gids: r }, CloneFlags::empty()).unwrap();
-        let userns = std::fs::File::open(holder.ns_path("user")).unwrap();
+        let userns = holder.user_namespace().unwrap();
         let options =
             vec![format!("lowerdir={}:{}", lower1.display(), lower2.display()), format!("upperdir={}", upper.display()), format!("workdir={}", work.display())];
         let (layers, rewritten) = IdmappedLayers::prepare(&options, &scratch, userns.as_fd(), (500_000, 500_000)).unwrap();

@@ -5,7 +5,7 @@
 
 use std::{
     ffi::CString,
-    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
     path::Path,
 };
 
@@ -60,6 +60,12 @@ pub fn attach(mount: BorrowedFd<'_>, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An idmapped copy of the mount at `source`, attached at `target` (the
+/// two steps above, for callers that need no detached mount in between).
+pub fn bind_idmapped(source: &Path, target: &Path, userns: BorrowedFd<'_>, recursive: bool) -> Result<()> {
+    attach(idmapped_mount(source, userns, recursive)?.as_fd(), target)
+}
+
 /// Read-only for the mount at `path` and every submount (AT_RECURSIVE).
 /// There is no fallback: a mount read-only at the top only would let
 /// writes through its submounts.
@@ -81,7 +87,7 @@ fn setattr(dirfd: i32, path: &std::ffi::CStr, flags: i32, attr: &MountAttr) -> n
 
 #[cfg(test)]
 mod tests {
-    use std::os::{fd::AsFd, unix::fs::MetadataExt};
+    use std::os::unix::fs::MetadataExt;
 
     use nix::{mount::MntFlags, sched::CloneFlags};
 
@@ -103,9 +109,8 @@ mod tests {
         std::fs::write(source.join("from-host"), "x").unwrap();
         let r = vec![IdMapping { container_id: 0, host_id: 400_000, size: 65_536 }];
         let holder = NamespaceHolder::spawn(&IdMap { uids: r.clone(), gids: r }, CloneFlags::empty()).unwrap();
-        let userns = std::fs::File::open(holder.ns_path("user")).unwrap();
-        let tree = idmapped_mount(&source, userns.as_fd(), false).unwrap();
-        attach(tree.as_fd(), &target).unwrap();
+        let userns = holder.user_namespace().unwrap();
+        bind_idmapped(&source, &target, userns.as_fd(), false).unwrap();
         let seen = std::fs::metadata(target.join("from-host")).unwrap();
         nix::mount::umount2(&target, MntFlags::MNT_DETACH).unwrap();
         assert_eq!((seen.uid(), seen.gid()), (400_000, 400_000));

@@ -17,4 +17,4 @@ pub use error::{Error, Result};
 pub use holder::NamespaceHolder;
 pub use id_map::{IdMap, IdMapping};
 pub use idmapped_layers::IdmappedLayers;
-pub use idmapped_mount::{attach, idmapped_mount, set_recursive_readonly};
+pub use idmapped_mount::{attach, bind_idmapped, idmapped_mount, set_recursive_readonly};

@@ -6,7 +6,7 @@ use std::{
 };
 
 use berth_image::index::ImageRecord;
-use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, ImageVolume, Namespace, Namespaces, UserNamespace};
+use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, ImageVolume, Namespace, Namespaces};
 use k8s_cri::v1;
 
 use super::{apparmor, host_devices, pod_files, user, user_namespace, Runtime};
@@ -243,11 +243,7 @@ impl Runtime {
             }
             Err(_) => return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: unknown mode {}", opts.pid))),
         };
-        let user = match (&srec.userns, srec.namespace_options().userns_options) {
-            (Some(path), Some(opts)) => Some(UserNamespace { path: path.display().to_string(), uids: opts.uids, gids: opts.gids }),
-            _ => None,
-        };
-        Ok(Namespaces { net: pinned(&srec.netns), ipc: pinned(&srec.ipcns), uts: pinned(&srec.utsns), pid, user })
+        Ok(Namespaces { net: pinned(&srec.netns), ipc: pinned(&srec.ipcns), uts: pinned(&srec.utsns), pid, user: srec.user_namespace() })
     }
 
     /// Image volumes (`Mount.image`): each gets a snapshot of its own on the

@@ -51,9 +51,8 @@ fn probe_in(dir: &Path) -> Result<(), String> {
     std::fs::write(lower.join("file"), "").map_err(|e| e.to_string())?;
     let range = vec![IdMapping { container_id: 0, host_id: PROBE_HOST_ID, size: 1 }];
     let holder = NamespaceHolder::spawn(&IdMap { uids: range.clone(), gids: range }, nix::sched::CloneFlags::empty()).map_err(|e| e.to_string())?;
-    let userns = std::fs::File::open(holder.ns_path("user")).map_err(|e| e.to_string())?;
-    let tree = berth_userns::idmapped_mount(&lower, userns.as_fd(), false).map_err(|e| e.to_string())?;
-    berth_userns::attach(tree.as_fd(), &idmapped).map_err(|e| e.to_string())?;
+    let userns = holder.user_namespace().map_err(|e| e.to_string())?;
+    berth_userns::bind_idmapped(&lower, &idmapped, userns.as_fd(), false).map_err(|e| e.to_string())?;
     let data = format!("lowerdir={},upperdir={},workdir={}", idmapped.display(), upper.display(), work.display());
     let mounted = nix::mount::mount(Some("overlay"), &merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()));
     let _ = nix::mount::umount2(&idmapped, nix::mount::MntFlags::MNT_DETACH);

@@ -17,8 +17,7 @@ impl Runtime {
         let record = sandbox.snapshot();
         let pin = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Namespace::Join(p.display().to_string())).unwrap_or(Namespace::Host);
         let cgroups_path = self.cgroups_path(&self.cgroup_parent_of(&record.config), &record.id);
-        let user = record.userns.as_ref().map(|p| p.display().to_string());
-        let spec = pause_spec(&pin(&record.netns), &pin(&record.ipcns), &pin(&record.utsns), user.as_deref(), &cgroups_path);
+        let spec = pause_spec(&pin(&record.netns), &pin(&record.ipcns), &pin(&record.utsns), record.user_namespace().as_ref(), &cgroups_path);
         let bundle = self.paths.sandbox_state(&record.id)?.join("pause");
         let json = serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?;
         let dir = bundle.clone();

@@ -119,8 +119,7 @@ pub(super) fn mount_image_volume(mount: &berth_snapshot::Mount, target: &Path, p
     let idmap_err = |e: berth_userns::Error| Error::Internal(format!("show the image volume through the pod's user namespace: {e}"));
     match mount.typ.as_str() {
         "bind" => {
-            let tree = berth_userns::idmapped_mount(Path::new(&mount.source), userns.as_fd(), false).map_err(idmap_err)?;
-            berth_userns::attach(tree.as_fd(), target).map_err(idmap_err)?;
+            berth_userns::bind_idmapped(Path::new(&mount.source), target, userns.as_fd(), false).map_err(idmap_err)?;
         }
         "overlay" => {
             let scratch = target.with_extension("idmapped");

@@ -89,6 +89,13 @@ impl SandboxRecord {
         (opts.mode == v1::NamespaceMode::Pod as i32).then(|| crate::runtime::user_namespace::to_id_map(&opts.uids, &opts.gids))
     }
 
+    /// The pinned user namespace and its maps, for the specs of the pod's
+    /// processes.
+    pub fn user_namespace(&self) -> Option<berth_oci::container::UserNamespace> {
+        let (path, opts) = (self.userns.as_ref()?, self.namespace_options().userns_options?);
+        Some(berth_oci::container::UserNamespace { path: path.display().to_string(), uids: opts.uids, gids: opts.gids })
+    }
+
     pub fn namespace_options(&self) -> v1::NamespaceOption {
         self.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default()
     }

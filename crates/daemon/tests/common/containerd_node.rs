@@ -31,7 +31,7 @@ use sha2::Digest;
 use tonic::transport::Channel;
 
 use super::{
-    channel,
+    channel, cri_calls,
     node::{container_config_for, kill_cgroup_tree, leaf_cgroups, pod_config_for, TestNet},
 };
 
@@ -196,25 +196,17 @@ impl ContainerdNode {
     }
 
     pub async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<v1::ExecSyncResponse, tonic::Status> {
-        let req = v1::ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout };
-        self.rt.exec_sync(req).await.map(|r| r.into_inner())
+        cri_calls::exec_sync(&mut self.rt, id, cmd, timeout).await
     }
 
     pub async fn status(&mut self, id: &str) -> v1::ContainerStatus {
-        self.rt.container_status(v1::ContainerStatusRequest { container_id: id.into(), verbose: false }).await.unwrap().into_inner().status.unwrap()
+        cri_calls::container_status(&mut self.rt, id).await
     }
 
     /// Polls until the container has exited.
     pub async fn wait_exited(&mut self, id: &str, within: Duration) -> v1::ContainerStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            let s = self.status(id).await;
-            if s.state == v1::ContainerState::ContainerExited as i32 {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "container {id} still {:?} after {within:?}\n{}", s.state, self.containerd_log_tail());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let log = self.dir.path().join("containerd.log");
+        cri_calls::wait_exited(&mut self.rt, id, within, || format!("\n{}", log_tail(&log))).await
     }
 
     /// Polls until the container's CRI log holds `line` (containerd's CRI
@@ -315,9 +307,7 @@ impl ContainerdNode {
     }
 
     pub fn containerd_log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!("--- containerd.log (last 60 lines) ---\n{}", lines[lines.len().saturating_sub(60)..].join("\n"))
+        log_tail(&self.dir.path().join("containerd.log"))
     }
 
     /// Removes every pod through the CRI, then checks nothing of berth's is
@@ -528,4 +518,11 @@ fn processes() -> Vec<(i32, Vec<String>)> {
         out.push((pid, args));
     }
     out
+}
+
+/// The last 60 lines of containerd's log, for failure messages.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    format!("--- containerd.log (last 60 lines) ---\n{}", lines[lines.len().saturating_sub(60)..].join("\n"))
 }

@@ -99,5 +99,6 @@ pub async fn channel(socket: &Path) -> Channel {
 }
 
 pub mod containerd_node;
+pub mod cri_calls;
 pub mod node;
 pub mod stream_client;

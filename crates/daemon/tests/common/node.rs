@@ -158,25 +158,16 @@ impl Node {
     }
 
     pub async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<v1::ExecSyncResponse, tonic::Status> {
-        let req = v1::ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout };
-        self.rt.exec_sync(req).await.map(|r| r.into_inner())
+        super::cri_calls::exec_sync(&mut self.rt, id, cmd, timeout).await
     }
 
     pub async fn status(&mut self, id: &str) -> v1::ContainerStatus {
-        self.rt.container_status(v1::ContainerStatusRequest { container_id: id.into(), verbose: false }).await.unwrap().into_inner().status.unwrap()
+        super::cri_calls::container_status(&mut self.rt, id).await
     }
 
     /// Polls until the container has exited.
     pub async fn wait_exited(&mut self, id: &str, within: Duration) -> v1::ContainerStatus {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let s = self.status(id).await;
-            if s.state == v1::ContainerState::ContainerExited as i32 {
-                return s;
-            }
-            assert!(std::time::Instant::now() < deadline, "container {id} still {:?} after {within:?}", s.state);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::cri_calls::wait_exited(&mut self.rt, id, within, String::new).await
     }
 
     /// The log lines' messages (CRI format: time stream tag message).

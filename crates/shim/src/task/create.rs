@@ -41,8 +41,7 @@ impl TaskService {
         let spec = load_spec(&bundle)?;
         let mut undo = Undo::default();
         let result = (|| -> Result<Container> {
-            // (A pod's pause has no rootfs to mount, nor maps in its spec.)
-            let idmap = if req.rootfs.is_empty() { None } else { RootIdmap::from_spec(&spec)? };
+            let idmap = RootIdmap::from_spec(&spec)?;
             undo.rootfs = mount_rootfs(&bundle, &req.rootfs, idmap.as_ref())?;
             let cgroup = ContainerCgroup::for_container(&spec, &req.id)?;
             undo.cgroup = Some(cgroup.clone());
