@@ -74,8 +74,9 @@ impl ContentStore {
     /// Stores a blob whose digest is not known in advance (a layer of a
     /// `docker save` archive, named by path only): hashed while written to
     /// a private temp file, then committed under the digest it has.
-    /// Returns (digest, size).
-    pub fn ingest_unnamed(&self, mut data: impl Read) -> Result<(String, u64)> {
+    /// Returns (digest, size). `lease` holds the digest before the blob
+    /// shows in the store, so no collection can take it in between.
+    pub fn ingest_unnamed(&self, mut data: impl Read, lease: &crate::lease::Lease) -> Result<(String, u64)> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = self.ingest.join(format!("unnamed-{}-{n}", std::process::id()));
@@ -91,6 +92,7 @@ impl ContentStore {
             let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
             file.sync_all().map_err(Error::io("fsync", &temp))?;
             let target = self.blob_path(&digest)?;
+            lease.hold(&digest);
             fs::rename(&temp, &target).map_err(Error::io("commit", &target))?;
             File::open(&self.blobs).and_then(|d| d.sync_all()).map_err(Error::io("fsync", &self.blobs))?;
             Ok((digest, size))

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     content::ContentStore,
     error::{Error, Result},
+    lease::Lease,
     pull::{chain_ids, parse_config, parse_reference, unpack_layer, Pulled},
     unpack::decompress,
 };
@@ -36,11 +37,13 @@ const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Imports every image of the archive. `base_name` is the repository for
-/// images an OCI layout names by tag alone (`ref.name: "1.0"`).
-pub fn import_archive(archive: impl Read, base_name: Option<&str>, content: &ContentStore, snapshots: &Overlay) -> Result<Vec<Pulled>> {
-    let files = ArchiveFiles::read(archive, content)?;
+/// images an OCI layout names by tag alone (`ref.name: "1.0"`). `lease`
+/// keeps what the import stores from garbage collection until the caller
+/// has indexed the images and drops it.
+pub fn import_archive(archive: impl Read, base_name: Option<&str>, content: &ContentStore, snapshots: &Overlay, lease: &Lease) -> Result<Vec<Pulled>> {
+    let files = ArchiveFiles::read(archive, content, lease)?;
     let images = if let Some(manifest) = files.json("manifest.json")? {
-        docker_images(&files, &manifest, content)?
+        docker_images(&files, &manifest, content, lease)?
     } else if let Some(index) = files.json("index.json")? {
         oci_images(&index, base_name, content)?
     } else {
@@ -51,7 +54,7 @@ pub fn import_archive(archive: impl Read, base_name: Option<&str>, content: &Con
     }
     let mut pulled = Vec::new();
     for image in images {
-        pulled.extend(image.unpack(content, snapshots)?);
+        pulled.extend(image.unpack(content, snapshots, lease)?);
     }
     Ok(pulled)
 }
@@ -65,7 +68,7 @@ struct ArchiveFiles {
 }
 
 impl ArchiveFiles {
-    fn read(archive: impl Read, content: &ContentStore) -> Result<Self> {
+    fn read(archive: impl Read, content: &ContentStore, lease: &Lease) -> Result<Self> {
         let mut files = Self { small: HashMap::new(), stored: HashMap::new(), links: HashMap::new() };
         let mut tar = tar::Archive::new(decompress(archive)?);
         for entry in tar.entries().map_err(Error::Read)? {
@@ -85,6 +88,7 @@ impl ArchiveFiles {
             if let Some(digest) = layout_blob_digest(&path) {
                 // A pull's partial download of this blob goes on from
                 // where it stopped: skip what it already has.
+                lease.hold(&digest);
                 let offset = content.ingest_offset(&digest)?;
                 std::io::copy(&mut (&mut entry).take(offset), &mut std::io::sink()).map_err(Error::Read)?;
                 content.ingest(&digest, Some(entry.size()), &mut entry)?;
@@ -94,7 +98,7 @@ impl ArchiveFiles {
                 entry.read_to_end(&mut bytes).map_err(Error::Read)?;
                 files.small.insert(path, bytes);
             } else {
-                let (digest, _) = content.ingest_unnamed(&mut entry)?;
+                let (digest, _) = content.ingest_unnamed(&mut entry, lease)?;
                 files.stored.insert(path, digest);
             }
         }
@@ -132,7 +136,7 @@ impl ArchiveFiles {
     }
 
     /// The digest of a file stored as a blob (a layer).
-    fn digest(&self, name: &str, content: &ContentStore) -> Result<String> {
+    fn digest(&self, name: &str, content: &ContentStore, lease: &Lease) -> Result<String> {
         let path = normalise(Path::new(name))?;
         let path = self.resolve(&path);
         if let Some(d) = self.stored.get(path) {
@@ -140,7 +144,7 @@ impl ArchiveFiles {
         }
         // Small enough to be held as a description, but named as a layer.
         let bytes = self.small.get(path).ok_or_else(|| Error::BadImage(format!("the archive has no file {name}")))?;
-        Ok(content.ingest_unnamed(&bytes[..])?.0)
+        Ok(content.ingest_unnamed(&bytes[..], lease)?.0)
     }
 }
 
@@ -154,12 +158,13 @@ struct FoundImage {
 }
 
 impl FoundImage {
-    fn unpack(self, content: &ContentStore, snapshots: &Overlay) -> Result<Vec<Pulled>> {
+    fn unpack(self, content: &ContentStore, snapshots: &Overlay, lease: &Lease) -> Result<Vec<Pulled>> {
         let (diff_ids, user) = parse_config(&self.config)?;
         if diff_ids.len() != self.layers.len() {
             return Err(Error::BadImage(format!("{}: {} layers but {} diff_ids", self.config_digest, self.layers.len(), diff_ids.len())));
         }
         let chains = chain_ids(&diff_ids);
+        lease.hold_all(&chains);
         for (i, (digest, _)) in self.layers.iter().enumerate() {
             let parent = i.checked_sub(1).map(|p| chains[p].as_str());
             unpack_layer(content, snapshots, digest, &chains[i], parent)?;
@@ -188,7 +193,7 @@ impl FoundImage {
 /// `manifest.json` of `docker save`: configs and layer tars by path, names
 /// in `RepoTags`. The archive has no manifest blob, so one is written (an
 /// OCI manifest of those blobs) to give the image a repo digest.
-fn docker_images(files: &ArchiveFiles, manifest: &Value, content: &ContentStore) -> Result<Vec<FoundImage>> {
+fn docker_images(files: &ArchiveFiles, manifest: &Value, content: &ContentStore, lease: &Lease) -> Result<Vec<FoundImage>> {
     let entries = manifest.as_array().ok_or_else(|| Error::BadImage("manifest.json is not a list".into()))?;
     let mut images = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -196,11 +201,12 @@ fn docker_images(files: &ArchiveFiles, manifest: &Value, content: &ContentStore)
         let config_path = entry["Config"].as_str().ok_or_else(|| field("Config"))?;
         let config = files.bytes(config_path, content)?;
         let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
+        lease.hold(&config_digest);
         content.ingest(&config_digest, Some(config.len() as u64), &config[..])?;
         let mut layers = Vec::new();
         for layer in entry["Layers"].as_array().ok_or_else(|| field("Layers"))? {
             let path = layer.as_str().ok_or_else(|| field("Layers"))?;
-            let digest = files.digest(path, content)?;
+            let digest = files.digest(path, content, lease)?;
             let blob = content.blob_path(&digest)?;
             let size = std::fs::metadata(&blob).map_err(Error::io("stat", &blob))?.len();
             layers.push((digest, size));
@@ -218,7 +224,7 @@ fn docker_images(files: &ArchiveFiles, manifest: &Value, content: &ContentStore)
             })).collect::<Vec<_>>(),
         });
         let bytes = serde_json::to_vec(&written).map_err(|e| Error::BadImage(e.to_string()))?;
-        let (manifest_digest, _) = content.ingest_unnamed(&bytes[..])?;
+        let (manifest_digest, _) = content.ingest_unnamed(&bytes[..], lease)?;
         let config = String::from_utf8(config).map_err(|_| Error::BadImage(format!("{config_path} is not UTF-8")))?;
         images.push(FoundImage { names: checked_names(names)?, manifest_digest, config_digest, config, layers });
     }
@@ -378,11 +384,12 @@ mod tests {
         link.set_size(0);
         tar.append_link(&mut link, "bbb/layer.tar", "../aaa/layer.tar").unwrap();
         let bytes = tar.into_inner().unwrap();
-        let files = ArchiveFiles::read(&bytes[..], &content).unwrap();
-        let stored = files.digest("aaa/layer.tar", &content).unwrap();
-        assert_eq!(files.digest("./bbb/layer.tar", &content).unwrap(), stored);
+        let lease = crate::lease::Leases::new().lease();
+        let files = ArchiveFiles::read(&bytes[..], &content, &lease).unwrap();
+        let stored = files.digest("aaa/layer.tar", &content, &lease).unwrap();
+        assert_eq!(files.digest("./bbb/layer.tar", &content, &lease).unwrap(), stored);
         assert_eq!(stored, format!("sha256:{}", hex::encode(Sha256::digest(data))));
-        assert!(files.digest("ccc/layer.tar", &content).is_err());
+        assert!(files.digest("ccc/layer.tar", &content, &lease).is_err());
     }
 
     #[test]

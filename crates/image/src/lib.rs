@@ -6,6 +6,7 @@ pub mod content;
 mod error;
 pub mod import;
 pub mod index;
+pub mod lease;
 pub mod progress;
 pub mod pull;
 mod registry;

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     content::ContentStore,
     error::{Error, Result},
+    lease::{Lease, Leases},
     progress::{LayerState, Progress, Throttle},
     registry::{Pacing, RegistryError, Session, Settings},
     unpack::apply_layer,
@@ -103,31 +104,44 @@ impl BlobLocks {
     }
 }
 
+/// A pull alone on its stores (no other pull, no garbage collection).
 pub async fn pull(image: &str, auth: RegistryAuth, opts: &PullOptions, content: Arc<ContentStore>, snapshots: Arc<Overlay>) -> Result<Pulled> {
-    pull_with_locks(image, auth, opts, content, snapshots, &BlobLocks::default(), &Progress::default()).await
+    let lease = Leases::new().lease();
+    let alongside = Alongside { locks: &BlobLocks::default(), lease: &lease, progress: &Progress::default() };
+    pull_alongside(image, auth, opts, content, snapshots, &alongside).await
 }
 
-pub async fn pull_with_locks(
+/// How a pull shares its stores with the other operations running at the
+/// same time.
+pub struct Alongside<'a> {
+    /// Per-blob download locks, shared by every pull.
+    pub locks: &'a BlobLocks,
+    /// This pull's lease: what it stores is kept from garbage collection
+    /// until the caller has indexed the image and drops the lease.
+    pub lease: &'a Lease,
+    pub progress: &'a Progress,
+}
+
+pub async fn pull_alongside(
     image: &str,
     auth: RegistryAuth,
     opts: &PullOptions,
     content: Arc<ContentStore>,
     snapshots: Arc<Overlay>,
-    locks: &BlobLocks,
-    progress: &Progress,
+    alongside: &Alongside<'_>,
 ) -> Result<Pulled> {
     let origin = parse_reference(image)?;
     let mirrors = opts.mirrors.get(origin.registry()).cloned().unwrap_or_default();
     for mirror in &mirrors {
         let mut via = origin.clone();
         via.set_mirror_registry(mirror.clone());
-        match pull_from(via, auth.clone(), opts, content.clone(), snapshots.clone(), locks, progress).await {
+        match pull_from(via, auth.clone(), opts, content.clone(), snapshots.clone(), alongside).await {
             Ok(pulled) => return Ok(pulled),
             // A mirror is an optimisation: on any failure, go on.
             Err(e) => tracing::warn!(mirror = %mirror, image = %origin.whole(), error = %e, "mirror failed; trying the next source"),
         }
     }
-    pull_from(origin, auth, opts, content, snapshots, locks, progress).await
+    pull_from(origin, auth, opts, content, snapshots, alongside).await
 }
 
 async fn pull_from(
@@ -136,9 +150,9 @@ async fn pull_from(
     opts: &PullOptions,
     content: Arc<ContentStore>,
     snapshots: Arc<Overlay>,
-    locks: &BlobLocks,
-    progress: &Progress,
+    alongside: &Alongside<'_>,
 ) -> Result<Pulled> {
+    let Alongside { locks, lease, progress } = *alongside;
     let registry_error = pull_error_for(&reference);
     let pacing = Pacing { window: opts.stall_timeout, min_bytes: opts.stall_min_bytes };
     let settings = Settings { insecure_registries: &opts.insecure_registries, certs_dir: &opts.certs_dir, pacing };
@@ -150,17 +164,28 @@ async fn pull_from(
     // The config is content like any other: verify and store it.
     let config_digest = manifest.config.digest.clone();
     let (diff_ids, user) = parse_config(&config_json)?;
-    let bytes = config_json.into_bytes();
-    let store = content.clone();
-    let digest = config_digest.clone();
-    let size = bytes.len() as u64;
-    blocking(move || store.ingest(&digest, Some(size), &bytes[..]).map(drop)).await?;
-
     let layers: Vec<OciDescriptor> = manifest.layers.clone();
     if diff_ids.len() != layers.len() {
         return Err(Error::BadImage(format!("{} layers but {} diff_ids", layers.len(), diff_ids.len())));
     }
     let chain_ids = chain_ids(&diff_ids);
+    // Held before anything looks whether they are stored already: see
+    // `lease` for why the order matters.
+    lease.hold(&config_digest);
+    lease.hold_all(layers.iter().map(|l| &l.digest));
+    lease.hold_all(&chain_ids);
+    let bytes = config_json.into_bytes();
+    let store = content.clone();
+    let digest = config_digest.clone();
+    let size = bytes.len() as u64;
+    {
+        // Like a layer's: two pulls of one image must not append to the
+        // same partial file at once (it would hold the config twice).
+        let lock = locks.get(&config_digest);
+        let _held = lock.lock().await;
+        blocking(move || store.ingest(&digest, Some(size), &bytes[..]).map(drop)).await?;
+    }
+
     for layer in &layers {
         progress.report(&layer.digest, layer.size.max(0) as u64, 0, LayerState::Waiting);
     }

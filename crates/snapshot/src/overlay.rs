@@ -165,10 +165,23 @@ impl Overlay {
 
     /// Removes a snapshot nothing is built on. Missing is fine (idempotent).
     pub fn remove(&self, key: &str) -> Result<()> {
+        match self.detach(key)? {
+            Some(dir) => std::fs::remove_dir_all(&dir).map_err(Error::io("remove", dir)),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes a snapshot's record (nothing may be built on it) and returns
+    /// its directory for the caller to delete: a layer's tree can take a
+    /// while, and a garbage collection deletes it after letting go of its
+    /// locks. Until then the directory keeps its number taken, and if
+    /// berthd dies first start-up collection removes it. `None`: no such
+    /// snapshot.
+    pub fn detach(&self, key: &str) -> Result<Option<PathBuf>> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let info = match self.stat(key) {
             Ok(i) => i,
-            Err(Error::NotFound(_)) => return Ok(()),
+            Err(Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
         if let Some(child) = self.list()?.into_iter().find(|s| s.parent.as_deref() == Some(key)) {
@@ -177,7 +190,7 @@ impl Overlay {
         // Metadata first: a crash after it leaves an orphan directory that
         // start-up collection removes, never a record pointing at nothing.
         std::fs::remove_file(self.meta_path(key)).map_err(Error::io("remove", self.meta_path(key)))?;
-        std::fs::remove_dir_all(self.dir(info.id)).map_err(Error::io("remove", self.dir(info.id)))
+        Ok(Some(self.dir(info.id)))
     }
 
     /// Directories no record points at (a crash mid-prepare or mid-remove),

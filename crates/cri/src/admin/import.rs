@@ -1,7 +1,7 @@
 //! Images.Import: an archive streamed in chunks, imported on the blocking
 //! pool as it arrives (no copy of the archive is kept), then recorded.
 
-use std::io::Read;
+use std::{io::Read, sync::Arc};
 
 use berth_api::admin::v1::{ImportChunk, ImportResponse, ImportedImage};
 use tonic::{Status, Streaming};
@@ -17,8 +17,12 @@ pub(super) async fn import(images: &ImageServer, mut stream: Streaming<ImportChu
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(16);
     let (content, snapshots) = (images.content.clone(), images.snapshots.clone());
     let started = std::time::Instant::now();
+    // Held until every image is indexed (the end of this function), so a
+    // concurrent garbage collection keeps what the import stored.
+    let lease = Arc::new(images.leases.lease());
+    let importer_lease = lease.clone();
     let worker = tokio::task::spawn_blocking(move || {
-        berth_image::import::import_archive(ChunkReader { rx, chunk: Vec::new(), at: 0 }, base_name.as_deref(), &content, &snapshots)
+        berth_image::import::import_archive(ChunkReader { rx, chunk: Vec::new(), at: 0 }, base_name.as_deref(), &content, &snapshots, &importer_lease)
     });
     let mut next = Some(first);
     while let Some(chunk) = next.take() {

@@ -3,6 +3,7 @@
 mod gc;
 mod image_fs_info;
 mod image_status;
+mod lease_image;
 mod list_images;
 mod pull_image;
 mod remove_image;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use berth_image::{
     content::ContentStore,
     index::ImageIndex,
+    lease::Leases,
     pull::{BlobLocks, PullOptions},
 };
 use berth_snapshot::Overlay;
@@ -27,7 +29,10 @@ pub struct ImageServer {
     pub(crate) snapshots: Arc<Overlay>,
     pub(crate) pull_options: PullOptions,
     pub(crate) blob_locks: BlobLocks,
-    /// Serialises RemoveImage's garbage collection with itself.
+    /// What pulls, imports and container creations in flight use before
+    /// the index refers to it; garbage collection leaves it alone.
+    pub(crate) leases: Arc<Leases>,
+    /// Serialises garbage collections with each other.
     pub(crate) gc_lock: tokio::sync::Mutex<()>,
     pub(crate) metrics: Arc<berth_metrics::Metrics>,
 }
@@ -55,6 +60,7 @@ impl ImageServer {
             paths,
             pull_options,
             blob_locks: BlobLocks::default(),
+            leases: Leases::new(),
             gc_lock: tokio::sync::Mutex::new(()),
             metrics,
         })

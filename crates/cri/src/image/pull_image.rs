@@ -1,4 +1,8 @@
-use berth_image::{index::ImageRecord, progress::Progress, pull::pull_with_locks};
+use berth_image::{
+    index::ImageRecord,
+    progress::Progress,
+    pull::{pull_alongside, Alongside},
+};
 use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
 use oci_client::secrets::RegistryAuth;
 use tonic::Status;
@@ -18,12 +22,17 @@ impl ImageServer {
     }
 
     /// The one pull path, for the CRI and for berthctl's pull with
-    /// progress: mirrors, blob locks, then the index.
+    /// progress: mirrors, blob locks, then the index. The lease keeps a
+    /// concurrent garbage collection off the pull's blobs and layers until
+    /// the index names them.
     pub(crate) async fn pull_and_record(&self, image: &str, auth: RegistryAuth, progress: &Progress) -> Result<ImageRecord, Status> {
         let started = std::time::Instant::now();
-        let result = pull_with_locks(image, auth, &self.pull_options, self.content.clone(), self.snapshots.clone(), &self.blob_locks, progress)
+        let lease = self.leases.lease();
+        let alongside = Alongside { locks: &self.blob_locks, lease: &lease, progress };
+        let result = pull_alongside(image, auth, &self.pull_options, self.content.clone(), self.snapshots.clone(), &alongside)
             .await
             .and_then(|pulled| Ok((self.index.add(&pulled)?, pulled)));
+        drop(lease);
         match result {
             Ok((record, pulled)) => {
                 self.metrics.record_pull_success(pulled.downloaded_bytes, started.elapsed());

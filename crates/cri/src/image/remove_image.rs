@@ -20,8 +20,8 @@ impl ImageServer {
     /// later collection, once the container is removed.
     pub(crate) async fn collect_garbage(&self) -> Result<(usize, usize), berth_image::Error> {
         let _gc = self.gc_lock.lock().await;
-        let (index, content, snapshots) = (self.index.clone(), self.content.clone(), self.snapshots.clone());
-        tokio::task::spawn_blocking(move || super::gc::collect(&index, &content, &snapshots))
+        let (index, content, snapshots, leases) = (self.index.clone(), self.content.clone(), self.snapshots.clone(), self.leases.clone());
+        tokio::task::spawn_blocking(move || super::gc::collect(&index, &content, &snapshots, &leases))
             .await
             .map_err(|e| berth_image::Error::BadImage(format!("gc task: {e}")))?
     }

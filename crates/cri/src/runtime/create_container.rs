@@ -63,10 +63,11 @@ impl Runtime {
         if image_name.is_empty() {
             return Err(Error::InvalidArgument("config.image.image is empty".into()));
         }
-        let image = self
+        // The lease lasts until this function returns, after the
+        // container's snapshot is built on the image's top layer.
+        let (image, _lease) = self
             .images
-            .index
-            .resolve(&image_name)
+            .lease_image(&image_name)
             .ok_or_else(|| Error::NotFound(format!("config.image.image: image {image_name:?} not found; pull it first")))?;
         let checked = Checked { image, image_name, cdi: injection, apparmor };
         let pod = sandbox.snapshot().metadata();
@@ -266,14 +267,16 @@ impl Runtime {
             if m.recursive_read_only || m.propagation != v1::MountPropagation::PropagationPrivate as i32 {
                 return Err(Error::InvalidArgument(format!("{field}: an image volume takes neither recursive_read_only nor propagation")));
             }
-            let image = self
+            let (image, lease) = self
                 .images
-                .index
-                .resolve(&reference)
+                .lease_image(&reference)
                 .ok_or_else(|| Error::InvalidArgument(format!("{field}.image: image {reference:?} is not present; pull it first")))?;
             let top = image.chain_ids.last().cloned().ok_or_else(|| Error::InvalidArgument(format!("{field}.image: image {reference:?} has no layers")))?;
             let (snapshots, key) = (self.images.snapshots.clone(), format!("{id}-image-{i}"));
             let shown = blocking(move || Ok(snapshots.prepare(&key, Some(&top))?)).await?;
+            // Built on: the image's layer is now a parent, which no
+            // collection removes.
+            drop(lease);
             let [mount] = shown.as_slice() else {
                 return Err(Error::Internal(format!("{field}.image: the snapshotter gave {} mounts, not one", shown.len())));
             };
