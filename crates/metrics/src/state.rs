@@ -59,18 +59,18 @@ impl Collector for StateCollector {
         shims.encode(encoder.encode_descriptor("shims", "berth-shim processes supervising a container or a pod", None, shims.metric_type())?)?;
         // Per container, and only for those that lost output: a series
         // per container is what tells the operator which one.
-        for (name, help, value) in [
+        for (name, help, in_bytes) in [
             (
                 "container_log_dropped_lines",
                 "Log records (lines, or 16 KiB pieces of longer lines) a container's shim dropped because the log file refused them",
-                (|d: &ContainerLogDrops| d.lines) as fn(&ContainerLogDrops) -> u64,
+                false,
             ),
-            ("container_log_dropped_bytes", "Bytes of output a container's shim dropped because the log file refused them", |d: &ContainerLogDrops| d.bytes),
+            ("container_log_dropped_bytes", "Bytes of output a container's shim dropped because the log file refused them", true),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for d in &snapshot.log_drops {
                 let labels = [("container_id", d.container_id.as_str()), ("container", &d.container), ("pod", &d.pod), ("namespace", &d.namespace)];
-                ConstCounter::new(value(d)).encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(if in_bytes { d.bytes } else { d.lines }).encode(family.encode_family(&labels)?)?;
             }
         }
         let dropping = ConstGauge::new(snapshot.log_drops.iter().filter(|d| d.dropping).count() as i64);
