@@ -169,9 +169,9 @@ impl Inner {
             log::warn!("log {} takes no output: {}; dropping it until it does", path.display(), now.last_error);
         }
         let Some(status) = self.status.as_mut() else { return };
-        if began || ended {
-            status.write(now);
-        } else if now.dropping && now != &status.written && status.written_at.is_none_or(|t| t.elapsed() >= STATUS_INTERVAL) {
+        // Transitions at once; while dropping, at most once an interval.
+        let due = now.dropping && now != &status.written && status.written_at.is_none_or(|t| t.elapsed() >= STATUS_INTERVAL);
+        if began || ended || due {
             status.write(now);
         }
     }
