@@ -19,14 +19,21 @@ use common::*;
 use containerd_shim_protos::api;
 
 /// Each line carries its sequence number, so a gap shows what was dropped,
-/// and the padding makes torn or spliced lines visible. The counter in
+/// and a long padding makes torn or spliced lines visible and makes the
+/// container write more, while the disk is full, than a pipe holds (64
+/// KiB): a shim that stopped draining would stall it. The counter in
 /// /dev/shm (a tmpfs of the container's own, off the full disk) shows how
 /// far the container got, whatever reached the log.
-const PAD: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz";
+fn pad() -> String {
+    "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz".repeat(14)
+}
 
 fn script() -> String {
-    format!("i=0; while :; do echo \"seq $i {PAD}\"; echo $i > /dev/shm/seq; i=$((i+1)); usleep 500; done")
+    format!("i=0; while :; do echo \"seq $i {}\"; echo $i > /dev/shm/seq; i=$((i+1)); usleep 500; done", pad())
 }
+
+/// What a pipe holds before its writer blocks (Linux's default).
+const PIPE_CAPACITY: u64 = 64 * 1024;
 
 /// A tmpfs of `size` on `path`, unmounted when dropped, also when the test
 /// fails: lazily, since the shim may still hold the log open then.
@@ -82,7 +89,7 @@ fn read_log(path: &Path, into: &mut Log) {
         match stream {
             Some("stdout") => {
                 let msg = msg.unwrap_or_default();
-                let n = msg.strip_prefix("seq ").and_then(|m| m.strip_suffix(&format!(" {PAD}"))).and_then(|n| n.parse().ok());
+                let n = msg.strip_prefix("seq ").and_then(|m| m.strip_suffix(&format!(" {}", pad()))).and_then(|n| n.parse().ok());
                 into.seqs.push(n.unwrap_or_else(|| panic!("not a line the container wrote: {line:?}")));
             }
             Some("stderr") => {
@@ -142,7 +149,7 @@ fn running(shim: &Shim, pid: u32) -> bool {
 #[test]
 fn a_full_log_disk_drops_output_without_stalling_the_container_and_marks_the_gap() {
     let shim = Shim::start("logfull");
-    let disk = Tmpfs::mount(&shim.dir.path().join("logs"), "1m");
+    let disk = Tmpfs::mount(&shim.dir.path().join("logs"), "4m");
     let pid = shim.run(&spec(&shim.id, &["sh", "-c", &script()]));
     wait_until("the first lines", || shim.log_records().len() >= 10);
     assert!(drops(&shim).is_none(), "nothing dropped yet, no status file");
@@ -156,7 +163,8 @@ fn a_full_log_disk_drops_output_without_stalling_the_container_and_marks_the_gap
     let before = counter(pid);
     std::thread::sleep(Duration::from_millis(1500));
     let during = counter(pid);
-    assert!(during >= before + 20, "the container stalled on a full log: counter {before} -> {during}");
+    let line_len = format!("seq {during} {}\n", pad()).len() as u64;
+    assert!((during - before) * line_len > PIPE_CAPACITY, "the container stalled on a full log: counter {before} -> {during}");
     assert!(running(&shim, pid), "the container died on a full log");
     assert_eq!(fs::metadata(&shim.log).unwrap().len(), size_when_full, "the full disk took more output");
 
@@ -193,7 +201,7 @@ fn a_full_log_disk_drops_output_without_stalling_the_container_and_marks_the_gap
         assert!(pair[1] > pair[0], "a line came twice or out of order: {pair:?}");
         for seq in pair[0] + 1..pair[1] {
             missing.0 += 1;
-            missing.1 += format!("seq {seq} {PAD}\n").len() as u64;
+            missing.1 += format!("seq {seq} {}\n", pad()).len() as u64;
         }
     }
     assert_eq!((marked_lines, marked_bytes), missing, "the markers count exactly the lines missing from the log");
