@@ -1,8 +1,9 @@
 //! `/metrics` after a scripted workload shows what the workload did:
 //! pulls (and the failed one, by cause), gRPC requests by method and code,
-//! pods and containers by state, shims, exec sessions, the process. The
-//! exposition is read by the Prometheus project's own parser (Python
-//! `prometheus_client`, from the venv hack/setup.sh makes).
+//! pods and containers by state, shims, exec sessions, the process; and a
+//! container whose log disk fills up is reported (with ContainerStatus and
+//! Status). The exposition is read by the Prometheus project's own parser
+//! (Python `prometheus_client`, from the venv hack/setup.sh makes).
 
 mod common;
 
@@ -101,6 +102,105 @@ async fn the_workload_is_counted() {
     assert_eq!(value(&samples, "berth_exec_sessions_active", &[("kind", "sync")]), 0.0);
     assert!(value(&samples, "process_resident_memory_bytes", &[]) > 1e6);
     assert!(value(&samples, "process_open_fds", &[]) > 3.0);
+    node.teardown().await;
+}
+
+/// A tmpfs of `size` on `path`, unmounted when dropped (lazily: the shim
+/// may still hold a log open when a failing test unwinds).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        nix::mount::mount(Some("tmpfs"), path, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(format!("size={size}").as_str())).unwrap();
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Zeros into `path` until the filesystem is full.
+fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while let Ok(n) = f.write(&chunk) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+async fn log_condition(node: &mut Node) -> v1::RuntimeCondition {
+    let status = node.rt.status(v1::StatusRequest { verbose: false }).await.unwrap().into_inner().status.unwrap();
+    status.conditions.into_iter().find(|c| c.r#type == "ContainerLogsWritable").expect("the ContainerLogsWritable condition")
+}
+
+/// `logDrops` of ContainerStatus's verbose info.
+async fn verbose_drops(node: &mut Node, id: &str) -> Value {
+    let info = node.rt.container_status(v1::ContainerStatusRequest { container_id: id.into(), verbose: true }).await.unwrap().into_inner().info;
+    let info: Value = serde_json::from_str(&info["info"]).unwrap();
+    info["logDrops"].clone()
+}
+
+async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_container_log_on_a_full_disk_is_reported() {
+    let port = free_port();
+    let mut node = Node::start_with(&format!("metrics.address = \"127.0.0.1:{port}\""), "").await;
+    // The pod's log directory is a small filesystem of its own.
+    let disk = Tmpfs::mount(&node.logs.join("full"), "1m");
+    let pod = node.run_pod("full").await;
+    let script = "i=0; while :; do echo \"seq $i\"; i=$((i+1)); usleep 500; done";
+    let id = node.run(&pod, "writer", &["sh", "-c", script]).await;
+    poll("the first lines", async || (node.log_lines("full", "writer").len() >= 5).then_some(())).await;
+    assert!(log_condition(&mut node).await.status, "nothing dropped yet");
+    assert_eq!(verbose_drops(&mut node, &id).await, Value::Null);
+
+    let filler = disk.0.join("filler");
+    fill(&filler);
+    let condition = poll("Status reports the dropping log", async || Some(log_condition(&mut node).await).filter(|c| !c.status)).await;
+    assert_eq!(condition.reason, "ContainerLogDropping");
+    assert!(condition.message.contains(&id[..12]) && condition.message.contains("no space left on device"), "{condition:?}");
+    let drops = verbose_drops(&mut node, &id).await;
+    assert_eq!((drops["dropping"].as_bool(), drops["lastError"].as_str()), (Some(true), Some("no space left on device")), "{drops}");
+    let labels = [("container_id", id.as_str()), ("container", "writer"), ("pod", "full"), ("namespace", "test")];
+    // The shim refreshes its counts at most once a second while it drops.
+    let samples = poll("dropped lines counted", async || {
+        let samples = parse(&scrape(port));
+        (value(&samples, "berth_container_log_dropped_lines_total", &labels) >= 1.0).then_some(samples)
+    })
+    .await;
+    assert_eq!(value(&samples, "berth_container_logs_dropping", &[]), 1.0);
+    assert_eq!(node.status(&id).await.state, v1::ContainerState::ContainerRunning as i32);
+
+    // Space returns: the marker in the log, and every report says so.
+    std::fs::remove_file(&filler).unwrap();
+    let marker = poll("the marker line", async || node.log_lines("full", "writer").into_iter().find(|l| l.starts_with("berth: dropped "))).await;
+    let marked: f64 = marker.trim_start_matches("berth: dropped ").split(' ').next().unwrap().parse().unwrap();
+    poll("Status reports the log writable again", async || log_condition(&mut node).await.status.then_some(())).await;
+    let drops = verbose_drops(&mut node, &id).await;
+    assert_eq!((drops["dropping"].as_bool(), drops["lines"].as_f64()), (Some(false), Some(marked)), "{drops} vs {marker}");
+    let samples = parse(&scrape(port));
+    assert_eq!(value(&samples, "berth_container_logs_dropping", &[]), 0.0);
+    assert_eq!(value(&samples, "berth_container_log_dropped_lines_total", &labels), marked);
+    assert!(value(&samples, "berth_container_log_dropped_bytes_total", &labels) > marked);
+    assert_eq!(node.status(&id).await.state, v1::ContainerState::ContainerRunning as i32, "the container ran through it all");
+
+    drop(disk);
     node.teardown().await;
 }
 

@@ -22,7 +22,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-pub use state::{StateSnapshot, StateSource};
+pub use state::{ContainerLogDrops, StateSnapshot, StateSource};
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -193,7 +193,16 @@ mod tests {
 
     impl StateSource for Fixed {
         fn snapshot(&self) -> StateSnapshot {
-            StateSnapshot { pods: vec![("ready", 2)], containers: vec![("running", 3), ("exited", 1)], shims: 5 }
+            let drops = ContainerLogDrops {
+                container_id: "abc".into(),
+                container: "app".into(),
+                pod: "web".into(),
+                namespace: "default".into(),
+                lines: 7,
+                bytes: 700,
+                dropping: true,
+            };
+            StateSnapshot { pods: vec![("ready", 2)], containers: vec![("running", 3), ("exited", 1)], shims: 5, log_drops: vec![drops] }
         }
     }
 
@@ -219,6 +228,9 @@ mod tests {
             r#"berth_pods{state="ready"} 2"#,
             r#"berth_containers{state="exited"} 1"#,
             "berth_shims 5",
+            r#"berth_container_log_dropped_lines_total{container_id="abc",container="app",pod="web",namespace="default"} 7"#,
+            r#"berth_container_log_dropped_bytes_total{container_id="abc",container="app",pod="web",namespace="default"} 700"#,
+            "berth_container_logs_dropping 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
         }

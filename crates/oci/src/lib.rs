@@ -3,5 +3,6 @@
 
 pub mod attach;
 pub mod container;
+pub mod log_drops;
 pub mod seccomp;
 pub mod spec;

@@ -37,6 +37,9 @@ pub struct StdioConfig {
     /// Clients may attach (the container's init): output that goes nowhere
     /// still passes through the shim, so attached clients see it.
     pub attachable: bool,
+    /// Where a CRI log records the output it had to drop (the container's
+    /// `<bundle>/log-drops.json`; none for execs).
+    pub log_drops: Option<PathBuf>,
 }
 
 /// The three fds handed to the spawned init.
@@ -71,7 +74,7 @@ impl ProcessIo {
     /// Opens the targets and starts the copiers that need no pty. Returns
     /// the fds for the child.
     pub fn prepare(config: &StdioConfig) -> Result<(ProcessIo, ChildStdio)> {
-        let stdout = open_sink(&config.stdout)?;
+        let stdout = open_sink(&config.stdout, &config.log_drops)?;
         let stderr = if config.stderr == config.stdout {
             match &stdout {
                 Sink::Log(l) => Sink::Log(l.clone()),
@@ -79,7 +82,7 @@ impl ProcessIo {
                 Sink::Fd(f) => Sink::Fd(f.try_clone().map_err(ShimError::internal("dup stdout"))?),
             }
         } else {
-            open_sink(&config.stderr)?
+            open_sink(&config.stderr, &config.log_drops)?
         };
         let log = match (&stdout, &stderr) {
             (Sink::Log(l), _) | (_, Sink::Log(l)) => Some(l.clone()),
@@ -296,7 +299,7 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-fn open_sink(target: &str) -> Result<Sink> {
+fn open_sink(target: &str, log_drops: &Option<PathBuf>) -> Result<Sink> {
     if target.is_empty() {
         return Ok(Sink::Null);
     }
@@ -304,7 +307,7 @@ fn open_sink(target: &str) -> Result<Sink> {
         if !path.starts_with('/') {
             return Err(ShimError::InvalidArgument(format!("log path {path:?} is not absolute")));
         }
-        return CriLog::open(path.as_ref()).map(Sink::Log).map_err(|e| ShimError::InvalidArgument(format!("open log {path}: {e}")));
+        return CriLog::open(path.as_ref(), log_drops.clone()).map(Sink::Log).map_err(|e| ShimError::InvalidArgument(format!("open log {path}: {e}")));
     }
     let path = target.strip_prefix("file://").unwrap_or(target);
     if !path.starts_with('/') {

@@ -11,7 +11,7 @@ impl Runtime {
         let record = container.snapshot();
         let mut info = HashMap::new();
         if req.verbose {
-            let detail = serde_json::json!({
+            let mut detail = serde_json::json!({
                 "pid": record.pid,
                 "sandboxID": record.sandbox_id,
                 "cgroupsPath": record.cgroups_path,
@@ -21,6 +21,10 @@ impl Runtime {
                 "stdin": record.config.stdin,
                 "stdinOnce": record.config.stdin_once,
             });
+            // Output the shim dropped because the log file refused it.
+            if let Some(drops) = self.log_drops(&container) {
+                detail["logDrops"] = serde_json::json!(drops);
+            }
             info.insert("info".to_string(), detail.to_string());
         }
         Ok(v1::ContainerStatusResponse { status: Some(self.status_of(&record)), info })

@@ -18,6 +18,7 @@ mod features;
 mod host_devices;
 mod list_containers;
 mod list_pod_sandbox;
+mod log_drops;
 mod metrics;
 mod orphaned_execs;
 mod pause;

@@ -2,7 +2,7 @@
 
 use std::sync::Weak;
 
-use berth_metrics::{StateSnapshot, StateSource};
+use berth_metrics::{ContainerLogDrops, StateSnapshot, StateSource};
 
 use super::Runtime;
 use crate::state::{ContainerState, SandboxState};
@@ -34,7 +34,21 @@ impl StateSource for StateCounts {
         }
         let mut by_state = vec![("created", 0), ("running", 0), ("exited", 0), ("unknown", 0)];
         let mut container_shims = 0;
+        let mut log_drops = Vec::new();
         for c in &containers {
+            if let Some(d) = rt.log_drops(c) {
+                let record = c.snapshot();
+                let pod = rt.sandboxes.get(&c.sandbox_id).map(|s| s.record().metadata()).unwrap_or_default();
+                log_drops.push(ContainerLogDrops {
+                    container_id: c.id.clone(),
+                    container: record.config.metadata.map(|m| m.name).unwrap_or_default(),
+                    pod: pod.name,
+                    namespace: pod.namespace,
+                    lines: d.lines,
+                    bytes: d.bytes,
+                    dropping: d.dropping,
+                });
+            }
             let slot = match c.record().state {
                 ContainerState::Created => 0,
                 ContainerState::Running => 1,
@@ -44,6 +58,6 @@ impl StateSource for StateCounts {
             by_state[slot].1 += 1;
             container_shims += u64::from(c.shim().is_some());
         }
-        StateSnapshot { pods, containers: by_state, shims: pause_shims + container_shims }
+        StateSnapshot { pods, containers: by_state, shims: pause_shims + container_shims, log_drops }
     }
 }

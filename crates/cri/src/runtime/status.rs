@@ -6,8 +6,9 @@ use super::{features, Runtime};
 
 impl Runtime {
     /// RuntimeReady when the shim binary is there to run containers;
-    /// NetworkReady when a CNI config and all its plugins are installed.
-    /// Each false condition carries the reason.
+    /// NetworkReady when a CNI config and all its plugins are installed;
+    /// ContainerLogsWritable unless a container's log drops output (a
+    /// full disk). Each false condition carries the reason.
     pub(crate) fn status(&self, req: StatusRequest) -> StatusResponse {
         let shim = &self.info.shim_binary;
         let runtime = if shim.is_file() {
@@ -16,6 +17,7 @@ impl Runtime {
             condition("RuntimeReady", Err(("ShimMissing", format!("berth-shim not found at {}", shim.display()))))
         };
         let network = condition("NetworkReady", self.cni.status().map_err(|e| ("NetworkPluginNotReady", e.to_string())));
+        let logs = self.log_condition();
         let mut info = HashMap::new();
         if req.verbose {
             info.insert("config".to_string(), self.info.verbose_config.clone());
@@ -30,7 +32,7 @@ impl Runtime {
             .map(|name| RuntimeHandler { name, features: handler_features })
             .collect();
         StatusResponse {
-            status: Some(RuntimeStatus { conditions: vec![runtime, network] }),
+            status: Some(RuntimeStatus { conditions: vec![runtime, network, logs] }),
             info,
             runtime_handlers,
             features: Some(RuntimeFeatures { supplemental_groups_policy: features::SUPPLEMENTAL_GROUPS_POLICY }),

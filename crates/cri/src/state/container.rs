@@ -82,6 +82,9 @@ pub struct Container {
     pub cpu_sample: Mutex<Option<(i64, u64)>>,
     /// Serialises Start/Stop/Remove/Update of this container.
     pub op: tokio::sync::Mutex<()>,
+    /// What berthd last saw of the output the shim dropped, so that each
+    /// change is logged once, not at every read.
+    pub log_drops_seen: Mutex<berth_oci::log_drops::LogDrops>,
 }
 
 impl Container {
@@ -95,6 +98,7 @@ impl Container {
             exited: tokio::sync::watch::channel(exited).0,
             cpu_sample: Mutex::new(None),
             op: tokio::sync::Mutex::new(()),
+            log_drops_seen: Mutex::default(),
         }
     }
 

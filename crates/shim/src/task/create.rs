@@ -51,6 +51,7 @@ impl TaskService {
                 stderr: req.stderr.clone(),
                 terminal: req.terminal,
                 attachable: self.attach_socket.is_some(),
+                log_drops: Some(bundle.join(berth_oci::log_drops::FILE_NAME)),
             };
             let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
             let bootstrap = Bootstrap { bundle: bundle.clone(), terminal: req.terminal, exec: None };

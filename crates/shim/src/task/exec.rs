@@ -29,8 +29,14 @@ impl TaskService {
             if status != Status::Running {
                 return Err(ShimError::FailedPrecondition(format!("container {} is {status:?}; exec needs it Running", c.id)));
             }
-            let stdio =
-                StdioConfig { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal, attachable: false };
+            let stdio = StdioConfig {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                attachable: false,
+                log_drops: None,
+            };
             c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: Box::new(process), starting: false });
             Ok(())
         })?;
