@@ -111,16 +111,19 @@ impl Target {
     }
 }
 
+/// The input running now and since when, for the hang watchdog.
+type Running = Arc<Mutex<Option<(Instant, Vec<u8>)>>>;
+
 /// Runs inputs one at a time, with a watchdog for hangs.
 struct Runner {
     target: &'static str,
-    current: Arc<Mutex<Option<(Instant, Vec<u8>)>>>,
+    current: Running,
     done: Arc<AtomicBool>,
 }
 
 impl Runner {
     fn new(target: &'static str) -> Self {
-        let current: Arc<Mutex<Option<(Instant, Vec<u8>)>>> = Arc::default();
+        let current = Running::default();
         let done = Arc::new(AtomicBool::new(false));
         let hang = Duration::from_secs_f64(env_number("BERTH_FUZZ_HANG_SECONDS", 20.0));
         let (watched, stop) = (current.clone(), done.clone());

@@ -301,8 +301,8 @@ fn layer_tar_bytes() {
     let copy_up_reads = archive(&[entry("h", Kind::HardLink, "up/file", b"")], "/nonexistent");
     let copy_up_writes = archive(&[entry("a", Kind::Symlink, "../canary", b""), entry("h", Kind::HardLink, "a/lower-only", b"")], "/nonexistent");
     Target::new("layer_tar_bytes")
-        .seed("copy-up-reads.tar", copy_up_reads)
-        .seed("copy-up-writes.tar", copy_up_writes)
+        .seed("regress-copy-up-read-through-lower-symlink.tar", copy_up_reads)
+        .seed("regress-copy-up-write-through-layer-symlink.tar", copy_up_writes)
         .seed("typical.tar", typical.clone())
         .seed("typical.tar.gz", gzip(&typical))
         .seed("escapes.tar", escapes)
