@@ -78,6 +78,9 @@ pub async fn follow(rt: &mut RuntimeServiceClient<Channel>, id: &str, until_exit
     }
 }
 
+/// One log record: its time, its stream (0 stdout, 1 stderr), its text.
+type Record = (String, usize, String);
+
 /// Reads a CRI log file incrementally. Partial (P) records are joined
 /// until their full (F) record.
 #[derive(Default)]
@@ -96,22 +99,13 @@ impl LogPrinter {
         }
         let Ok(mut file) = std::fs::File::open(path) else { return Ok(()) };
         file.seek(std::io::SeekFrom::Start(self.offset))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)?;
-        // Only whole lines; the rest is read next time.
-        let complete = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        self.offset += complete as u64;
-        let mut records = Vec::new();
-        for line in text[..complete].lines() {
-            let mut parts = line.splitn(4, ' ');
-            let (time, stream, tag, msg) =
-                (parts.next().unwrap_or(""), parts.next().unwrap_or("stdout"), parts.next().unwrap_or("F"), parts.next().unwrap_or(""));
-            let i = usize::from(stream == "stderr");
-            self.pending[i].push_str(msg);
-            if tag == "F" {
-                records.push((time.to_string(), i, std::mem::take(&mut self.pending[i])));
-            }
-        }
+        // Bytes, not a String: the log holds the container's output as it
+        // wrote it, which need not be UTF-8 (read_to_string failed the
+        // whole command on one such byte).
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (consumed, mut records) = self.records(&bytes);
+        self.offset += consumed as u64;
         if let Some(since) = &self.options.since {
             records.retain(|(time, _, _)| time.as_str() >= since.as_str());
         }
@@ -130,5 +124,61 @@ impl LogPrinter {
             }
         }
         Ok(())
+    }
+
+    /// The records in the whole lines of `bytes` (the log from `offset`
+    /// on), partial (P) records joined to their full (F) one across calls;
+    /// and how many bytes that was: the rest is a line still being
+    /// written, read next time. Text that is not UTF-8 is shown with
+    /// U+FFFD in its place.
+    fn records(&mut self, bytes: &[u8]) -> (usize, Vec<Record>) {
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let mut records = Vec::new();
+        // A blank line is no record (a CRI log line always has a time).
+        for line in bytes[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+            let mut parts = line.splitn(4, ' ');
+            let (time, stream, tag, msg) =
+                (parts.next().unwrap_or(""), parts.next().unwrap_or("stdout"), parts.next().unwrap_or("F"), parts.next().unwrap_or(""));
+            let i = usize::from(stream == "stderr");
+            self.pending[i].push_str(msg);
+            if tag == "F" {
+                records.push((time.to_string(), i, std::mem::take(&mut self.pending[i])));
+            }
+        }
+        (complete, records)
+    }
+}
+
+/// The `cri_log` fuzz target (`crates/fuzz`): a CRI log file, whatever a
+/// container wrote into it or a disk full cut off.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    const LOG: &str = "2026-11-30T17:00:00.000000001Z stdout F hello\n\
+                       2026-11-30T17:00:00.000000002Z stderr P part one \n\
+                       2026-11-30T17:00:00.000000003Z stdout F out\n\
+                       2026-11-30T17:00:00.000000004Z stderr F and two\r\n\
+                       2026-11-30T17:00:00.000000005Z stdout F unfinished";
+
+    #[test]
+    fn cri_log() {
+        berth_fuzz::Target::new("cri_log").seed("typical", LOG).seed("binary", b"2026-11-30T17:00:00Z stdout F \xff\xfe\x00\n".to_vec()).run(|input| {
+            let (consumed, records) = LogPrinter::default().records(input);
+            assert!(consumed == 0 || input[consumed - 1] == b'\n', "only whole lines are consumed");
+            assert!(!input[consumed..].contains(&b'\n'), "every whole line is consumed");
+            assert!(records.iter().all(|(_, stream, text)| *stream <= 1 && !text.contains('\n')));
+            // `--follow` reads the file in pieces wherever the writer
+            // happens to be: any cut must give the same records.
+            let cut = input.first().map_or(0, |b| usize::from(*b) * input.len() / 256);
+            let mut printer = LogPrinter::default();
+            let (first, mut pieces) = printer.records(&input[..cut]);
+            let rest = [&input[first..cut], &input[cut..]].concat();
+            let (second, more) = printer.records(&rest);
+            pieces.extend(more);
+            assert_eq!(first + second, consumed);
+            assert_eq!(pieces, records, "reading in two pieces changed the records");
+        });
     }
 }

@@ -260,3 +260,64 @@ mod tests {
         assert!(Config::load(&missing, true).is_err());
     }
 }
+
+/// The `daemon_config` fuzz target (`crates/fuzz`): whatever an operator
+/// (or a broken config-management run) puts in the file. The file is read
+/// by `Config::load`, which is `toml::from_str` and a path in its errors.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    const EXAMPLE: &str = r#"socket = "/run/berth/berth.sock"
+root = "/var/lib/berth"
+cgroup_driver = "systemd"
+default_cgroup_parent = "berth.slice"
+log_level = "berth_cri=debug,info"
+runtime_handlers = ["runc", "kata"]
+
+[cni]
+conf_dir = "/etc/cni/net.d"
+bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
+plugin_timeout_secs = 60
+
+[registry]
+insecure = ["10.0.0.1:5000"]
+stall_timeout_secs = 60
+stall_min_bytes = 32768
+max_concurrent_downloads = 4
+mirrors = { "docker.io" = ["mirror.local:5000"] }
+
+[streaming]
+address = "127.0.0.1"
+port = 10010
+idle_timeout_secs = 14400
+token_ttl_secs = 60
+
+[metrics]
+address = "127.0.0.1:9338"
+
+[cdi]
+spec_dirs = ["/etc/cdi", "/var/run/cdi"]
+"#;
+
+    #[test]
+    fn daemon_config() {
+        berth_fuzz::Target::new("daemon_config").seed("example.toml", EXAMPLE).seed("empty.toml", "").run(|input| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, input).unwrap();
+            let Ok(config) = Config::load(&path, true) else { return };
+            // berthd's startup derives these from an accepted file; each
+            // answers (an error is fine), none panics.
+            let _ = config.effective_default_cgroup_parent();
+            if config.streaming.tls_cert_file.as_os_str().is_empty() {
+                let _ = config.streaming.server_config();
+            }
+            // What berthd would write out (the .deb's example, the chart)
+            // must read back as the same config.
+            let written = toml::to_string(&config).expect("an accepted config serialises");
+            let again: Config = toml::from_str(&written).unwrap_or_else(|e| panic!("berthd refuses the config it wrote: {e}\n{written}"));
+            assert_eq!(again, config, "the config changed in a round trip:\n{written}");
+        });
+    }
+}

@@ -13,4 +13,4 @@ mod registry;
 pub mod unpack;
 
 pub use error::{Error, RegistryErrorKind, Result};
-pub use registry::{CertsError, RegistryError, TlsFailure};
+pub use registry::{parse_manifest_answer, CertsError, RegistryError, TlsFailure};

@@ -368,8 +368,9 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// diff_ids and User from an image config.
-pub(crate) fn parse_config(json: &str) -> Result<(Vec<String>, String)> {
+/// diff_ids and User from an image config. Public for the fuzz targets
+/// (`crates/fuzz`): a config is a registry's or an archive's bytes.
+pub fn parse_config(json: &str) -> Result<(Vec<String>, String)> {
     let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::BadImage(format!("config: {e}")))?;
     let ids = value["rootfs"]["diff_ids"]
         .as_array()

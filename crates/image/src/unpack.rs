@@ -85,7 +85,7 @@ pub fn apply_layer(layer: impl Read, dest: &Path, lowers: &[PathBuf]) -> Result<
             }
             _ => {
                 if kind == EntryType::Link {
-                    copy_up_link_target(&entry, dest, lowers)?;
+                    copy_up_link_target(&entry, &root, dest, lowers)?;
                 }
                 match entry.unpack_in(dest) {
                     Ok(true) => {}
@@ -176,23 +176,48 @@ fn make_node<R: Read>(entry: &mut tar::Entry<'_, R>, kind: EntryType, target: &P
 
 /// A hard link whose target is only in a lower layer: copy the target up
 /// (content, mode, owner) so the link can be made inside this layer.
-fn copy_up_link_target<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path, lowers: &[PathBuf]) -> Result<()> {
+///
+/// Neither side of the copy may leave its layer through a symlink: a
+/// symlink in this layer (`a -> ../..`) would have the copy written onto
+/// the host, and one in a lower layer (`up -> /etc`, which an image may
+/// rightly hold: it means the container's /etc) would have a host file
+/// read into the image. Both were possible before the fuzz target
+/// `layer_tar_bytes` checked for them.
+fn copy_up_link_target<R: Read>(entry: &tar::Entry<'_, R>, root: &Path, dest: &Path, lowers: &[PathBuf]) -> Result<()> {
     let Ok(Some(link)) = entry.link_name() else { return Ok(()) };
     let rel = relative(&link)?;
     let here = dest.join(&rel);
     if fs::symlink_metadata(&here).is_ok() {
         return Ok(());
     }
-    let Some(source) = lowers.iter().map(|l| l.join(&rel)).find(|p| fs::symlink_metadata(p).is_ok()) else { return Ok(()) };
-    if let Some(parent) = here.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+    let Some((source, meta)) = lowers.iter().find_map(|lower| in_lower(lower, &rel)) else { return Ok(()) };
+    let parent = here.parent().unwrap_or(dest);
+    ensure_inside(root, parent, &link)?;
+    fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+    if meta.file_type().is_symlink() {
+        // A hard link to a symlink links the symlink itself.
+        let target = fs::read_link(&source).map_err(Error::io("read link", &source))?;
+        std::os::unix::fs::symlink(&target, &here).map_err(Error::io("copy up", &source))?;
+    } else {
+        fs::copy(&source, &here).map_err(Error::io("copy up", &source))?;
     }
-    fs::copy(&source, &here).map_err(Error::io("copy up", &source))?;
-    let meta = fs::symlink_metadata(&source).map_err(Error::io("stat", &source))?;
     use std::os::unix::fs::MetadataExt;
     fchownat(nix::fcntl::AT_FDCWD, &here, Some(Uid::from_raw(meta.uid())), Some(Gid::from_raw(meta.gid())), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| Error::Io { op: "chown", path: here.clone(), source: e.into() })?;
     Ok(())
+}
+
+/// `rel` in the lower layer `lower`, with its metadata (not followed), if
+/// it is a file or a symlink reached without leaving that layer.
+fn in_lower(lower: &Path, rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
+    let path = lower.join(rel);
+    let meta = fs::symlink_metadata(&path).ok()?;
+    if !(meta.is_file() || meta.file_type().is_symlink()) {
+        return None;
+    }
+    let lower = lower.canonicalize().ok()?;
+    let parent = path.parent()?.canonicalize().ok()?;
+    parent.starts_with(&lower).then_some((path, meta))
 }
 
 fn remove_any(path: &Path) {

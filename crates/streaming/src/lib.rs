@@ -38,9 +38,10 @@ mod websocket;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use remotecommand::ResizeStream;
 pub use server::{Config, Streaming, TlsFiles};
 pub use tokens::Pending;
-pub use websocket::tunnel as websocket_tunnel;
+pub use websocket::{channel_message, tunnel as websocket_tunnel, ChannelMessage};
 
 /// Terminal size, as the resize channel carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]

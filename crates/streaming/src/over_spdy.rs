@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     portforward::forward,
-    remotecommand::{self, channels, parse_sizes, status_json, Wanted},
+    remotecommand::{self, channels, status_json, ResizeStream, Wanted},
     server::{offered, plain, Activity},
     spdy::{self, header as header_of, Stream, StreamWriter},
     tokens::Pending,
@@ -144,12 +144,9 @@ async fn remote_command(
     if let (Some(s), Some(tx)) = (streams.resize.take(), ends.resize) {
         let mut data = s.data;
         relays.push(tokio::spawn(async move {
-            let mut buf = Vec::new();
+            let mut resizes = ResizeStream::default();
             while let Some(chunk) = data.recv().await {
-                buf.extend_from_slice(&chunk);
-                let mut sizes = Vec::new();
-                parse_sizes(&mut buf, &mut sizes);
-                for size in sizes {
+                for size in resizes.feed(&chunk) {
                     let _ = tx.send(size).await;
                 }
             }

@@ -84,15 +84,53 @@ pub(crate) fn status_json(result: &Result<i32, String>) -> Vec<u8> {
     serde_json::to_vec(&value).expect("a JSON value serialises")
 }
 
-/// Feeds the resize stream (a sequence of JSON objects) into `sizes`.
-pub(crate) fn parse_sizes(buffer: &mut Vec<u8>, sizes: &mut Vec<TermSize>) {
-    let mut stream = serde_json::Deserializer::from_slice(buffer).into_iter::<TermSize>();
-    let mut consumed = 0;
-    while let Some(Ok(size)) = stream.next() {
-        consumed = stream.byte_offset();
-        sizes.push(size);
+/// A resize stream that has not yet made a whole size stays buffered up
+/// to this much; a real one is `{"Width":65535,"Height":65535}`.
+const MAX_PENDING_RESIZE: usize = 4096;
+
+/// The resize stream (a sequence of JSON objects, one per message from
+/// real clients, but a transport may split or join them), read as it
+/// arrives. Public for the fuzz targets (`crates/fuzz`).
+#[derive(Debug, Default)]
+pub struct ResizeStream {
+    pending: Vec<u8>,
+}
+
+impl ResizeStream {
+    /// The sizes `bytes` completes. What can never be a size (not JSON,
+    /// JSON of another shape, an object that does not end) is dropped:
+    /// kept, it would hold back every later resize and grow with each
+    /// message (the buffer did, before berth checked this).
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<TermSize> {
+        self.pending.extend_from_slice(bytes);
+        let mut stream = serde_json::Deserializer::from_slice(&self.pending).into_iter::<TermSize>();
+        let (mut sizes, mut consumed) = (Vec::new(), 0);
+        loop {
+            match stream.next() {
+                Some(Ok(size)) => {
+                    consumed = stream.byte_offset();
+                    sizes.push(size);
+                }
+                // An object cut short: the rest is in the next message.
+                Some(Err(e)) if e.is_eof() => break,
+                Some(Err(_)) => {
+                    consumed = self.pending.len();
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.pending.drain(..consumed);
+        if self.pending.len() > MAX_PENDING_RESIZE {
+            self.pending.clear();
+        }
+        sizes
     }
-    buffer.drain(..consumed);
+
+    /// Bytes held for a size not yet complete.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 #[cfg(test)]
@@ -112,13 +150,19 @@ mod tests {
 
     #[test]
     fn resize_messages_may_arrive_split_or_joined() {
-        let (mut buf, mut sizes) = (br#"{"Width":80,"Height":24}{"Width":1"#.to_vec(), Vec::new());
-        parse_sizes(&mut buf, &mut sizes);
-        assert_eq!(sizes, [TermSize { width: 80, height: 24 }]);
-        buf.extend_from_slice(br#"00,"Height":40}"#);
-        parse_sizes(&mut buf, &mut sizes);
-        assert_eq!(sizes[1], TermSize { width: 100, height: 40 });
-        assert!(buf.is_empty());
+        let mut stream = ResizeStream::default();
+        assert_eq!(stream.feed(br#"{"Width":80,"Height":24}{"Width":1"#), [TermSize { width: 80, height: 24 }]);
+        assert_eq!(stream.feed(br#"00,"Height":40}"#), [TermSize { width: 100, height: 40 }]);
+        assert_eq!(stream.pending(), 0);
+    }
+
+    #[test]
+    fn a_bad_resize_message_does_not_block_the_next() {
+        let mut stream = ResizeStream::default();
+        assert!(stream.feed(b"not json").is_empty());
+        assert_eq!(stream.pending(), 0);
+        assert!(stream.feed(br#"{"Width":-1,"Height":24}"#).is_empty());
+        assert_eq!(stream.feed(br#"{"Width":80,"Height":24}"#), [TermSize { width: 80, height: 24 }]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio_tungstenite::{
 
 use crate::{
     portforward::forward,
-    remotecommand::{self, channels, parse_sizes, status_json, Wanted},
+    remotecommand::{self, channels, status_json, ResizeStream, Wanted},
     server::{offered, plain, Activity},
     tokens::Pending,
     Backend,
@@ -184,6 +184,31 @@ fn spawn_pump(rx: Option<mpsc::Receiver<Vec<u8>>>, channel: u8, out: mpsc::Sende
     })
 }
 
+/// What one binary message of the exec/attach channel protocol asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelMessage<'a> {
+    Stdin(&'a [u8]),
+    Resize(&'a [u8]),
+    /// v5's `[255, 0]`: the client closed stdin.
+    CloseStdin,
+    /// Empty, an output channel, or a close of another channel: nothing
+    /// for the server to do.
+    Ignored,
+}
+
+/// Reads a client's binary message (channel byte, then payload); `v5`:
+/// the connection speaks `v5.channel.k8s.io`. Public for the fuzz targets
+/// (`crates/fuzz`).
+pub fn channel_message(data: &[u8], v5: bool) -> ChannelMessage<'_> {
+    let Some((&channel, payload)) = data.split_first() else { return ChannelMessage::Ignored };
+    match channel {
+        STDIN => ChannelMessage::Stdin(payload),
+        RESIZE => ChannelMessage::Resize(payload),
+        CLOSE if v5 && payload.first() == Some(&STDIN) => ChannelMessage::CloseStdin,
+        _ => ChannelMessage::Ignored,
+    }
+}
+
 async fn remote_command(ws: Socket, v5: bool, request: Pending, backend: Arc<dyn Backend>, idle: Duration) {
     let wanted = Wanted::of(&request).expect("exec or attach");
     let (ends, io) = channels(wanted);
@@ -195,7 +220,7 @@ async fn remote_command(ws: Socket, v5: bool, request: Pending, backend: Arc<dyn
     let (mut stdin, resize, hangup) = (ends.stdin, ends.resize, ends.hangup);
     let reader_activity = activity.clone();
     let reader = tokio::spawn(async move {
-        let mut pending_sizes = Vec::new();
+        let mut resizes = ResizeStream::default();
         loop {
             let message = tokio::select! {
                 m = source.next() => m,
@@ -210,25 +235,21 @@ async fn remote_command(ws: Socket, v5: bool, request: Pending, backend: Arc<dyn
                 Some(Ok(_)) => continue,
             };
             reader_activity.touch();
-            let Some((&channel, payload)) = data.split_first() else { continue };
-            match channel {
-                STDIN => {
+            match channel_message(&data, v5) {
+                ChannelMessage::Stdin(payload) => {
                     if let Some(tx) = &stdin {
                         let _ = tx.send(payload.to_vec()).await;
                     }
                 }
-                RESIZE => {
+                ChannelMessage::Resize(payload) => {
                     if let Some(tx) = &resize {
-                        pending_sizes.extend_from_slice(payload);
-                        let mut sizes = Vec::new();
-                        parse_sizes(&mut pending_sizes, &mut sizes);
-                        for s in sizes {
+                        for s in resizes.feed(payload) {
                             let _ = tx.send(s).await;
                         }
                     }
                 }
-                CLOSE if v5 && payload.first() == Some(&STDIN) => stdin = None,
-                _ => {}
+                ChannelMessage::CloseStdin => stdin = None,
+                ChannelMessage::Ignored => {}
             }
         }
         // The client is gone (or idle): the process must not outlive it.

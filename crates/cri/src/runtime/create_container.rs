@@ -45,11 +45,9 @@ impl Runtime {
             return Err(Error::FailedPrecondition(format!("pod sandbox {} is not ready (stopped)", sandbox.id)));
         }
         let config = req.config.ok_or_else(|| Error::InvalidArgument("config is missing".into()))?;
-        let meta = config.metadata.clone().ok_or_else(|| Error::InvalidArgument("config.metadata is missing".into()))?;
-        if meta.name.is_empty() {
-            return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
-        }
-        check_user_namespace(&config, sandbox.snapshot().id_map().as_ref())?;
+        let srec = sandbox.snapshot();
+        check_container_config(&config, srec.id_map().as_ref(), &srec.config.log_directory)?;
+        let meta = config.metadata.clone().unwrap_or_default();
         // CDI devices are resolved before anything is made: an unknown or
         // malformed one fails here, with nothing to undo.
         let cdi_requests = cdi::requests(&config)?;
@@ -60,9 +58,6 @@ impl Runtime {
         let sc = config.linux.as_ref().and_then(|l| l.security_context.clone());
         let apparmor = blocking(move || apparmor::profile(sc.as_ref())).await?;
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
-        if image_name.is_empty() {
-            return Err(Error::InvalidArgument("config.image.image is empty".into()));
-        }
         // The lease lasts until this function returns, after the
         // container's snapshot is built on the image's top layer.
         let (image, _lease) = self
@@ -356,6 +351,26 @@ pub(super) fn parse_signal(s: &str) -> Result<u32> {
         .map_err(|_| Error::FailedPrecondition(format!("image StopSignal {s:?} is not a signal")))
 }
 
+/// CreateContainer's checks of the config itself, before it looks up
+/// anything or makes anything: the metadata, the user namespace against
+/// the pod's (`pod_id_map`), CDI device names, the image name and the log
+/// path (under the pod's `log_directory`). Every refusal is an
+/// InvalidArgument naming the field. Public for the fuzz target
+/// `cri_create_container` (`crates/fuzz`).
+pub fn check_container_config(config: &v1::ContainerConfig, pod_id_map: Option<&berth_network::IdMap>, log_directory: &str) -> Result<()> {
+    let meta = config.metadata.as_ref().ok_or_else(|| Error::InvalidArgument("config.metadata is missing".into()))?;
+    if meta.name.is_empty() {
+        return Err(Error::InvalidArgument("config.metadata.name is empty".into()));
+    }
+    check_user_namespace(config, pod_id_map)?;
+    cdi::requests(config)?;
+    if config.image.as_ref().is_none_or(|i| i.image.is_empty()) {
+        return Err(Error::InvalidArgument("config.image.image is empty".into()));
+    }
+    log_path(log_directory, &config.log_path)?;
+    Ok(())
+}
+
 /// The container shares the pod's user namespace, and only its volumes
 /// marked with the pod's maps are idmapped.
 fn check_user_namespace(config: &v1::ContainerConfig, pod: Option<&berth_network::IdMap>) -> Result<()> {
@@ -479,7 +494,11 @@ fn log_path(directory: &str, path: &str) -> Result<String> {
         ("", p) if p.starts_with('/') => Ok(p.to_string()),
         ("", p) => Err(Error::InvalidArgument(format!("config.log_path {p:?} is relative but the pod has no log_directory"))),
         (d, p) => {
-            let full = Path::new(d).join(p);
+            // Relative to the directory even when it starts with '/', as
+            // containerd joins them: Path::join would put an absolute one
+            // anywhere on the host (the fuzz target cri_create_container
+            // found `/etc/...` accepted as a log path).
+            let full = Path::new(d).join(p.trim_start_matches('/'));
             if p.split('/').any(|c| c == "..") {
                 return Err(Error::InvalidArgument(format!("config.log_path {p:?} leaves the pod's log directory")));
             }

@@ -47,6 +47,9 @@ mod user;
 pub(crate) mod user_namespace;
 mod version;
 
+pub use create_container::check_container_config;
+pub use run_pod_sandbox::{check_pod_request, CheckedPod};
+
 use std::{
     path::PathBuf,
     pin::Pin,

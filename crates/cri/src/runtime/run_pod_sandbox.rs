@@ -15,52 +15,9 @@ impl Runtime {
     /// leaves a NotReady pod that Remove (or the next start) cleans up; a
     /// failure half way undoes everything and frees the name for a retry.
     pub(crate) async fn run_pod_sandbox(self: &Arc<Self>, req: v1::RunPodSandboxRequest) -> Result<v1::RunPodSandboxResponse> {
-        let config = req.config.ok_or_else(|| Error::InvalidArgument("config is missing".into()))?;
-        let meta = config.metadata.clone().ok_or_else(|| Error::InvalidArgument("config.metadata is missing".into()))?;
-        for (field, value) in [("name", &meta.name), ("namespace", &meta.namespace), ("uid", &meta.uid)] {
-            if value.is_empty() {
-                return Err(Error::InvalidArgument(format!("config.metadata.{field} is empty")));
-            }
-        }
-        if !req.runtime_handler.is_empty() && !self.info.runtime_handlers.contains(&req.runtime_handler) {
-            return Err(Error::InvalidArgument(format!(
-                "runtime_handler {:?} is unknown; this berthd serves {:?}",
-                req.runtime_handler,
-                std::iter::once("").chain(self.info.runtime_handlers.iter().map(String::as_str)).collect::<Vec<_>>()
-            )));
-        }
-        let ns = config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
-        if v1::NamespaceMode::try_from(ns.pid).is_err() || ns.pid == v1::NamespaceMode::Target as i32 {
-            return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: mode {} is not valid for a pod", ns.pid)));
-        }
-        let id_map = user_namespace::pod_map(user_namespace::POD_FIELD, ns.userns_options.as_ref())?;
-        let shared_pid = ns.pid == v1::NamespaceMode::Pod as i32;
-        let host_network = ns.network == v1::NamespaceMode::Node as i32;
-        let host_ipc = ns.ipc == v1::NamespaceMode::Node as i32;
-        if id_map.is_some() && !super::features::user_namespaces(&self.paths.snapshots()) {
-            return Err(Error::InvalidArgument(format!(
-                "{}.mode: POD, but this node cannot idmap the image layers of a pod with a user namespace (see berthd's log); Status does not advertise user namespaces",
-                user_namespace::POD_FIELD
-            )));
-        }
-        if id_map.is_some() {
-            // The pod's root must own its namespaces (sysfs, net sysctls
-            // and mqueue are mounted and set as that root); the host's are
-            // not its to own. The kubelet refuses the same combinations.
-            let shared: Vec<&str> = [("network", host_network), ("ipc", host_ipc), ("pid", ns.pid == v1::NamespaceMode::Node as i32)]
-                .into_iter()
-                .filter_map(|(name, host)| host.then_some(name))
-                .collect();
-            if let Some(first) = shared.first() {
-                return Err(Error::InvalidArgument(format!(
-                    "config.linux.security_context.namespace_options.{first}: NODE, but a pod with a user namespace cannot share the host's {}",
-                    shared.join(", ")
-                )));
-            }
-        }
-        check_sysctls(&config, host_network, host_ipc)?;
-        check_cgroup_parent(config.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or(""), self.info.systemd_cgroup)?;
-        let port_mappings = pod_ports(&config)?;
+        // The id map is the config's, kept in the record; checked here.
+        let CheckedPod { config, meta, runtime_handler, id_map: _, shared_pid, host_network, host_ipc, port_mappings } =
+            check_pod_request(req, &self.info.runtime_handlers, self.info.systemd_cgroup, || super::features::user_namespaces(&self.paths.snapshots()))?;
 
         let name = format!("{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt);
         let id = new_id()?;
@@ -77,7 +34,7 @@ impl Runtime {
             id: id.clone(),
             name: name.clone(),
             config,
-            runtime_handler: req.runtime_handler.clone(),
+            runtime_handler,
             state: SandboxState::NotReady,
             created_at: now_nanos(),
             netns: None,
@@ -155,6 +112,79 @@ impl Runtime {
         sandbox.record().state = SandboxState::Ready;
         self.save_sandbox(sandbox).await
     }
+}
+
+/// What RunPodSandbox settles from its request before it makes anything.
+#[derive(Debug)]
+pub struct CheckedPod {
+    pub config: v1::PodSandboxConfig,
+    pub meta: v1::PodSandboxMetadata,
+    pub runtime_handler: String,
+    pub id_map: Option<berth_network::IdMap>,
+    pub shared_pid: bool,
+    pub host_network: bool,
+    pub host_ipc: bool,
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// RunPodSandbox's checks of its request (the kubelet's, or any client's
+/// on the socket), before anything is made: every refusal here is an
+/// InvalidArgument naming the field. `can_idmap` asks the node whether it
+/// can give a pod a user namespace (asked only if one is wanted). Public
+/// for the fuzz target `cri_run_pod_sandbox` (`crates/fuzz`).
+pub fn check_pod_request(
+    req: v1::RunPodSandboxRequest,
+    runtime_handlers: &[String],
+    systemd_cgroup: bool,
+    can_idmap: impl FnOnce() -> bool,
+) -> Result<CheckedPod> {
+    let config = req.config.ok_or_else(|| Error::InvalidArgument("config is missing".into()))?;
+    let meta = config.metadata.clone().ok_or_else(|| Error::InvalidArgument("config.metadata is missing".into()))?;
+    for (field, value) in [("name", &meta.name), ("namespace", &meta.namespace), ("uid", &meta.uid)] {
+        if value.is_empty() {
+            return Err(Error::InvalidArgument(format!("config.metadata.{field} is empty")));
+        }
+    }
+    if !req.runtime_handler.is_empty() && !runtime_handlers.contains(&req.runtime_handler) {
+        return Err(Error::InvalidArgument(format!(
+            "runtime_handler {:?} is unknown; this berthd serves {:?}",
+            req.runtime_handler,
+            std::iter::once("").chain(runtime_handlers.iter().map(String::as_str)).collect::<Vec<_>>()
+        )));
+    }
+    let ns = config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
+    if v1::NamespaceMode::try_from(ns.pid).is_err() || ns.pid == v1::NamespaceMode::Target as i32 {
+        return Err(Error::InvalidArgument(format!("config.linux.security_context.namespace_options.pid: mode {} is not valid for a pod", ns.pid)));
+    }
+    let id_map = user_namespace::pod_map(user_namespace::POD_FIELD, ns.userns_options.as_ref())?;
+    let shared_pid = ns.pid == v1::NamespaceMode::Pod as i32;
+    let host_network = ns.network == v1::NamespaceMode::Node as i32;
+    let host_ipc = ns.ipc == v1::NamespaceMode::Node as i32;
+    if id_map.is_some() && !can_idmap() {
+        return Err(Error::InvalidArgument(format!(
+            "{}.mode: POD, but this node cannot idmap the image layers of a pod with a user namespace (see berthd's log); Status does not advertise user namespaces",
+            user_namespace::POD_FIELD
+        )));
+    }
+    if id_map.is_some() {
+        // The pod's root must own its namespaces (sysfs, net sysctls
+        // and mqueue are mounted and set as that root); the host's are
+        // not its to own. The kubelet refuses the same combinations.
+        let shared: Vec<&str> = [("network", host_network), ("ipc", host_ipc), ("pid", ns.pid == v1::NamespaceMode::Node as i32)]
+            .into_iter()
+            .filter_map(|(name, host)| host.then_some(name))
+            .collect();
+        if let Some(first) = shared.first() {
+            return Err(Error::InvalidArgument(format!(
+                "config.linux.security_context.namespace_options.{first}: NODE, but a pod with a user namespace cannot share the host's {}",
+                shared.join(", ")
+            )));
+        }
+    }
+    check_sysctls(&config, host_network, host_ipc)?;
+    check_cgroup_parent(config.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or(""), systemd_cgroup)?;
+    let port_mappings = pod_ports(&config)?;
+    Ok(CheckedPod { config, meta, runtime_handler: req.runtime_handler, id_map, shared_pid, host_network, host_ipc, port_mappings })
 }
 
 fn holder(e: &berth_store::Error) -> String {

@@ -642,6 +642,23 @@ impl Session {
     }
 }
 
+/// Every check `Session::manifest` makes of a registry's manifest answer
+/// that looks at its bytes, in the same order: the Content-Type header
+/// (`header_media_type`), the body's `mediaType` against it
+/// (`check_body_media_type`), then the schema version and the parse
+/// (`parse_manifest`). `manifest` runs the steps one by one, the header's
+/// before the body is read, to tell the refusals apart; this runs them
+/// together for the fuzz targets (`crates/fuzz`), which feed it untrusted
+/// bytes. The error is the refusal's reason, as the pull reports it.
+pub fn parse_manifest_answer(content_type: Option<&str>, body: &[u8]) -> Result<OciManifest, String> {
+    let header = match content_type {
+        Some(value) => header_media_type(value)?,
+        None => None,
+    };
+    check_body_media_type(body, header.as_deref())?;
+    parse_manifest(body)
+}
+
 /// The media type a Content-Type header names, if it names one berth can
 /// pull. A generic JSON or binary type, as static file servers answer,
 /// claims nothing: the body's `mediaType` decides then.
