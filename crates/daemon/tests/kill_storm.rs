@@ -340,11 +340,7 @@ impl Worker {
 
     async fn create(&mut self, pod_id: &str, name: &str, short: bool) -> Option<String> {
         let pod_name = self.model().pods[pod_id].name.clone();
-        let cmd: &[&str] = if short {
-            &["/bin/sh", "-c", "sleep 1; exit 3"]
-        } else {
-            &["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
-        };
+        let cmd: &[&str] = if short { &["/bin/sh", "-c", "sleep 1; exit 3"] } else { &["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"] };
         let key = format!("{pod_id}/{name}");
         loop {
             let config = container_config_for(name, &self.shared.image, cmd);
@@ -454,11 +450,12 @@ impl Worker {
                 let timeout = self.rng.below(2) as i64;
                 self.set_want(id.as_str(), Want::Stopping);
                 let req = v1::StopContainerRequest { container_id: id.clone(), timeout };
-                if !self.until_answered("StopContainer", |mut rt| {
-                    let req = req.clone();
-                    async move { rt.stop_container(req).await }
-                })
-                .await
+                if !self
+                    .until_answered("StopContainer", |mut rt| {
+                        let req = req.clone();
+                        async move { rt.stop_container(req).await }
+                    })
+                    .await
                 {
                     return;
                 }
@@ -469,11 +466,12 @@ impl Worker {
                     c.removing = true;
                 }
                 let req = v1::RemoveContainerRequest { container_id: id.clone() };
-                if !self.until_answered("RemoveContainer", |mut rt| {
-                    let req = req.clone();
-                    async move { rt.remove_container(req).await }
-                })
-                .await
+                if !self
+                    .until_answered("RemoveContainer", |mut rt| {
+                        let req = req.clone();
+                        async move { rt.remove_container(req).await }
+                    })
+                    .await
                 {
                     return;
                 }
@@ -559,10 +557,9 @@ fn kill_a_shim(shared: &Shared, rng: &mut Rng) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(running[&id]), nix::sys::signal::Signal::SIGKILL);
             println!("storm: killed the pause shim of pod {id} (pid {})", running[&id]);
             bump(&shared.stats.pause_kills);
-            // Every process of the pod's PID namespace goes with its pid 1.
-            for c in m.containers.values_mut().filter(|c| c.pod == id) {
-                c.shim_killed.get_or_insert(generation);
-            }
+            // The pause itself outlives its shim (it is reparented, not
+            // killed), and with it the pod's PID namespace and containers:
+            // nothing changes until the pod stops, which must then end it.
             return;
         }
     }
@@ -641,7 +638,12 @@ async fn check(shared: &Shared, rt: &mut RuntimeServiceClient<Channel>, when: &s
         };
         let ready = listed.state == v1::PodSandboxState::SandboxReady as i32;
         if !pod.removing && !pod.stopping && ready == pod.stopped {
-            shared.problem(format!("{when}: pod {id} ({}) is listed {}, but was {}", pod.name, if ready { "READY" } else { "NOTREADY" }, if pod.stopped { "stopped" } else { "not stopped" }));
+            shared.problem(format!(
+                "{when}: pod {id} ({}) is listed {}, but was {}",
+                pod.name,
+                if ready { "READY" } else { "NOTREADY" },
+                if pod.stopped { "stopped" } else { "not stopped" }
+            ));
         }
     }
     for p in &pods {

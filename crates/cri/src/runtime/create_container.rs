@@ -308,6 +308,10 @@ impl Runtime {
         let result = blocking(move || {
             if let Ok(bundle) = &dirs[0] {
                 user_namespace::unmount_image_volumes(bundle);
+                // Normally the shim's Delete unmounted it; not if the shim
+                // died. Removing the snapshot and the bundle under a live
+                // overlay would fail (busy) and leave the mount.
+                let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
             }
             let volumes = format!("{key}-image-");
             for info in snapshots.list()?.into_iter().filter(|s| s.key.starts_with(&volumes)) {
