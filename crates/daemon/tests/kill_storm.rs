@@ -448,7 +448,11 @@ impl Worker {
         for id in ids {
             if self.rng.chance(50) {
                 let timeout = self.rng.below(2) as i64;
-                self.set_want(id.as_str(), Want::Stopping);
+                // Stopping one that never started leaves it CREATED.
+                let ran = self.model().containers.get(&id).is_some_and(|c| c.want != Want::Created);
+                if ran {
+                    self.set_want(id.as_str(), Want::Stopping);
+                }
                 let req = v1::StopContainerRequest { container_id: id.clone(), timeout };
                 if !self
                     .until_answered("StopContainer", |mut rt| {
@@ -459,7 +463,9 @@ impl Worker {
                 {
                     return;
                 }
-                self.set_want(&id, Want::Stopped);
+                if ran {
+                    self.set_want(&id, Want::Stopped);
+                }
             }
             if self.rng.chance(50) {
                 if let Some(c) = self.model().containers.get_mut(&id) {

@@ -305,7 +305,14 @@ impl Runtime {
     pub(crate) async fn remove_container_files(&self, id: &str) {
         let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
         let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
+        let sockets = [self.paths.shim_socket(id), self.paths.attach_socket(id)];
         let result = blocking(move || {
+            // The shim removes them when it exits, unless it died half way
+            // through (a SIGKILL during Delete): a removed container leaves
+            // no socket either way. Any shim of it has exited or is exiting.
+            for socket in sockets {
+                let _ = std::fs::remove_file(socket);
+            }
             if let Ok(bundle) = &dirs[0] {
                 user_namespace::unmount_image_volumes(bundle);
                 // Normally the shim's Delete unmounted it; not if the shim
