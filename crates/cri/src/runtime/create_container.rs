@@ -93,7 +93,8 @@ impl Runtime {
             }
             Err(e) => {
                 self.container_names.release(&name, &id);
-                self.remove_container_files(&id).await;
+                // Logged inside; the create's own error is the answer.
+                let _ = self.remove_container_files(&id).await;
                 Err(e)
             }
         }
@@ -302,7 +303,11 @@ impl Runtime {
     /// Removes what a failed or removed container leaves: its thin layer
     /// and image volume snapshots, bundle and record directory. Missing
     /// parts are fine.
-    pub(crate) async fn remove_container_files(&self, id: &str) {
+    /// Removes the container's thin layer, bundle, record and sockets. An
+    /// error is logged and returned: RemoveContainer must not answer OK
+    /// while the record is still on disk (it would be back after a
+    /// restart); the kubelet's retry finishes the job.
+    pub(crate) async fn remove_container_files(&self, id: &str) -> Result<()> {
         let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
         let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
         let sockets = [self.paths.shim_socket(id), self.paths.attach_socket(id)];
@@ -336,9 +341,10 @@ impl Runtime {
             Ok(())
         })
         .await;
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!(container_id = %id, error = %e, "remove container files");
         }
+        result
     }
 }
 

@@ -52,7 +52,8 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
     for record in containers {
         if rt.sandboxes.get(&record.sandbox_id).is_err() {
             tracing::warn!(container_id = %record.id, pod_id = %record.sandbox_id, "container of a removed pod; removing it");
-            rt.remove_container_files(&record.id).await;
+            // Logged inside; the next start tries again.
+            let _ = rt.remove_container_files(&record.id).await;
             continue;
         }
         if let Err(e) = rt.container_names.reserve(&record.name, &record.id) {
