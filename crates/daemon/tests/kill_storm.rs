@@ -399,6 +399,12 @@ impl Worker {
                     let req = v1::ContainerStatusRequest { container_id: id.into(), verbose: false };
                     match self.call("ContainerStatus", |mut rt| async move { rt.container_status(req).await }).await {
                         Answer::Ok(r) if r.status.as_ref().is_some_and(|s| s.state == v1::ContainerState::ContainerCreated as i32) => continue,
+                        Answer::Ok(r) if r.status.as_ref().is_some_and(|s| s.reason == "StartError") => {
+                            // The start failed (berthd's answer was lost):
+                            // it must stay EXITED, with nothing left running.
+                            self.set_want(id, Want::Stopped);
+                            return;
+                        }
                         Answer::Ok(_) => {
                             // It ran (or failed to): the start happened.
                             self.set_want(id, Want::Started);

@@ -100,21 +100,24 @@ impl Runtime {
         let id = id.to_string();
         let _ = blocking(move || {
             match cgroup {
-                Ok(cg) if cg.exists() => {
-                    if let Err(e) = cg.kill_all() {
-                        tracing::warn!(id = %id, error = %e, "kill what a dead shim left in its cgroup");
+                Ok(cg) => {
+                    if cg.exists() {
+                        if let Err(e) = cg.kill_all() {
+                            tracing::warn!(id = %id, error = %e, "kill what a dead shim left in its cgroup");
+                        }
+                        // SIGKILLed processes take a moment to leave the
+                        // cgroup; until then it cannot be removed.
+                        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                        while cg.procs().is_ok_and(|p| !p.is_empty()) && std::time::Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                     }
-                    // SIGKILLed processes take a moment to leave the cgroup;
-                    // until then it cannot be removed.
-                    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-                    while cg.procs().is_ok_and(|p| !p.is_empty()) && std::time::Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
+                    // In every hierarchy, even without the main one: a shim
+                    // that died while making the cgroup made only some.
                     if let Err(e) = cg.delete() {
                         tracing::warn!(id = %id, error = %e, "remove the cgroup of a dead shim");
                     }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(id = %id, error = %e, "the cgroup of a dead shim"),
             }
             if let Some(rootfs) = rootfs {
