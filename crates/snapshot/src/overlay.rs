@@ -77,7 +77,13 @@ impl Overlay {
         for entry in std::fs::read_dir(&dir).map_err(Error::io("read", &dir))? {
             let path = entry.map_err(Error::io("read", &dir))?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                out.push(load_record::<Info>(&path)?);
+                match load_record::<Info>(&path) {
+                    Ok(info) => out.push(info),
+                    // Removed between the directory read and this one (list
+                    // takes no lock): gone, so not listed.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(out)

@@ -89,7 +89,8 @@ impl Runtime {
             }
             Err(e) => {
                 self.container_names.release(&name, &id);
-                self.remove_container_files(&id).await;
+                // Logged inside; the create's own error is the answer.
+                let _ = self.remove_container_files(&id).await;
                 Err(e)
             }
         }
@@ -300,12 +301,27 @@ impl Runtime {
     /// Removes what a failed or removed container leaves: its thin layer
     /// and image volume snapshots, bundle and record directory. Missing
     /// parts are fine.
-    pub(crate) async fn remove_container_files(&self, id: &str) {
+    /// Removes the container's thin layer, bundle, record and sockets. An
+    /// error is logged and returned: RemoveContainer must not answer OK
+    /// while the record is still on disk (it would be back after a
+    /// restart); the kubelet's retry finishes the job.
+    pub(crate) async fn remove_container_files(&self, id: &str) -> Result<()> {
         let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
         let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
+        let sockets = [self.paths.shim_socket(id), self.paths.attach_socket(id)];
         let result = blocking(move || {
+            // The shim removes them when it exits, unless it died half way
+            // through (a SIGKILL during Delete): a removed container leaves
+            // no socket either way. Any shim of it has exited or is exiting.
+            for socket in sockets {
+                let _ = std::fs::remove_file(socket);
+            }
             if let Ok(bundle) = &dirs[0] {
                 user_namespace::unmount_image_volumes(bundle);
+                // Normally the shim's Delete unmounted it; not if the shim
+                // died. Removing the snapshot and the bundle under a live
+                // overlay would fail (busy) and leave the mount.
+                let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
             }
             let volumes = format!("{key}-image-");
             for info in snapshots.list()?.into_iter().filter(|s| s.key.starts_with(&volumes)) {
@@ -323,9 +339,10 @@ impl Runtime {
             Ok(())
         })
         .await;
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!(container_id = %id, error = %e, "remove container files");
         }
+        result
     }
 }
 

@@ -5,6 +5,7 @@
 
 use berth_oci::container::{pause_spec, Namespace};
 use containerd_shim_protos::api;
+use k8s_cri::v1;
 
 use super::Runtime;
 use crate::{
@@ -50,15 +51,33 @@ impl Runtime {
 
     /// Ends the pod's pause (which ends every process left in its PID
     /// namespace) and its shim. No pause, or one already gone, is fine.
+    ///
+    /// The shim is looked for even when the record names no pause: a
+    /// RunPodSandbox killed between starting the pause and saving its pid
+    /// leaves one that only its socket tells of. A pause whose shim died
+    /// is still running, holding the pod's namespaces: its cgroup is
+    /// emptied and removed instead.
     pub(crate) async fn stop_pause(&self, sandbox: &Sandbox) {
-        if sandbox.record().pause_pid.is_none() {
+        let record = sandbox.snapshot();
+        if record.namespace_options().pid != v1::NamespaceMode::Pod as i32 {
             return;
         }
-        if let Some(shim) = self.shims.find(&sandbox.id).await {
-            let _ = shim.kill(9, true).await;
-            let _ = shim.wait("").await;
-            if let Err(e) = shim.delete().await {
-                tracing::warn!(pod_id = %sandbox.id, error = %e, "delete the pod's pause");
+        match self.shims.find(&sandbox.id).await {
+            Some(shim) => {
+                let _ = shim.kill(9, true).await;
+                let _ = shim.wait("").await;
+                if let Err(e) = shim.delete().await {
+                    tracing::warn!(pod_id = %sandbox.id, error = %e, "delete the pod's pause");
+                }
+                // The shim of a RunPodSandbox killed before it created the
+                // task has nothing to delete and would wait for ever: it
+                // exits on Shutdown (a no-op for one that exits after
+                // Delete).
+                let _ = shim.shutdown().await;
+            }
+            None => {
+                let cgroups_path = self.cgroups_path(&self.cgroup_parent_of(&record.config), &record.id);
+                self.clean_up_after_dead_shim(&record.id, &cgroups_path, None).await;
             }
         }
         sandbox.record().pause_pid = None;

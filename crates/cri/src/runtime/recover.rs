@@ -52,7 +52,8 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
     for record in containers {
         if rt.sandboxes.get(&record.sandbox_id).is_err() {
             tracing::warn!(container_id = %record.id, pod_id = %record.sandbox_id, "container of a removed pod; removing it");
-            rt.remove_container_files(&record.id).await;
+            // Logged inside; the next start tries again.
+            let _ = rt.remove_container_files(&record.id).await;
             continue;
         }
         if let Err(e) = rt.container_names.reserve(&record.name, &record.id) {
@@ -62,17 +63,31 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
         let state = record.state;
         let container = Arc::new(Container::new(record));
         rt.containers.insert(container.id.clone(), container.clone());
-        if matches!(state, ContainerState::Running | ContainerState::Created) {
-            match rt.shims.find(&container.id).await {
+        // A socket means a shim was started and not yet deleted: whether it
+        // still runs is the question for every state, not only Running.
+        let socket = rt.paths.shim_socket(&container.id).exists();
+        let rootfs = rt.paths.bundle(&container.id)?.join("rootfs");
+        let cgroups_path = container.record().cgroups_path.clone();
+        match state {
+            ContainerState::Running | ContainerState::Created => match rt.shims.find(&container.id).await {
                 Some(shim) => match shim.state().await {
                     Ok(s) if state == ContainerState::Running || s.status.value() != api::Status::CREATED as i32 => {
                         // Running, or exited while berthd was away: the
                         // monitor's Wait returns at once in the second case.
                         if state == ContainerState::Created {
-                            let mut r = container.record();
-                            r.state = ContainerState::Running;
-                            r.pid = s.pid;
-                            r.started_at = now_nanos();
+                            {
+                                let mut r = container.record();
+                                r.state = ContainerState::Running;
+                                r.pid = s.pid;
+                                r.started_at = now_nanos();
+                            }
+                            // Saved now: if berthd dies again before the
+                            // exit, the next start must not find a Created
+                            // record for a container that ran (its shim
+                            // gone, its processes orphaned).
+                            if let Err(e) = rt.save_container(&container).await {
+                                tracing::error!(container_id = %container.id, error = %e, "save a start found at recovery");
+                            }
                         }
                         rt.end_orphaned_execs(&container, &shim).await;
                         container.set_shim(Some(shim));
@@ -88,17 +103,36 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
                 },
                 None if state == ContainerState::Running => {
                     lost += 1;
-                    let bundle = rt.paths.bundle(&container.id)?;
-                    let _ = blocking(move || {
-                        let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
-                        Ok(())
-                    })
-                    .await;
+                    // The shim died while berthd was away; its container's
+                    // processes may still run, reparented: they are killed,
+                    // as the shim's Delete would have.
+                    rt.clean_up_after_dead_shim(&container.id, &cgroups_path, Some(rootfs)).await;
                     let exit = ExitInfo { code: 255, at: now_nanos(), reason: "Unknown".into(), message: "its shim was gone when berthd restarted".into() };
                     rt.record_exit(&container, exit).await;
                 }
+                None if socket => {
+                    // A Start interrupted, then its shim died: what it
+                    // started is killed; the container stays Created, so
+                    // the kubelet's retry of Start can start it.
+                    rt.clean_up_after_dead_shim(&container.id, &cgroups_path, Some(rootfs)).await;
+                }
                 None => {}
+            },
+            ContainerState::Exited if socket => {
+                // The exit was saved, but berthd died before the shim's
+                // Delete (the exit monitor saves first): finish that, or
+                // do the dead shim's part.
+                match rt.shims.find(&container.id).await {
+                    Some(shim) => {
+                        if let Err(e) = shim.delete().await {
+                            tracing::warn!(container_id = %container.id, error = %e, "delete the task of an exited container");
+                        }
+                        let _ = shim.shutdown().await;
+                    }
+                    None => rt.clean_up_after_dead_shim(&container.id, &cgroups_path, Some(rootfs)).await,
+                }
             }
+            ContainerState::Exited | ContainerState::Unknown => {}
         }
     }
     collect_orphans(rt).await?;

@@ -21,7 +21,7 @@ impl Runtime {
         if self.containers.get(&container.id).is_err() {
             return Ok(()); // removed by a concurrent call
         }
-        self.remove_container_files(&container.id).await;
+        self.remove_container_files(&container.id).await?;
         // The image may have been removed while this container ran on its
         // layers: those are garbage now.
         let image_id = container.record().image_id.clone();

@@ -108,6 +108,11 @@ impl Runtime {
                 let _ = shim.kill(9, true).await;
                 let _ = shim.delete().await;
                 let _ = shim.shutdown().await;
+                // If the shim itself died half way (the storm saw "socket
+                // disconnected" here), the init it made may be left in the
+                // container's cgroup: do its Delete for it. A no-op when the
+                // Delete above did it.
+                self.clean_up_after_dead_shim(&record.id, &record.cgroups_path, Some(bundle.join("rootfs"))).await;
                 Err(e.context(format!("start container {}", record.id)))
             }
         }

@@ -34,11 +34,16 @@ impl Runtime {
     pub(crate) async fn tear_down_pod(&self, sandbox: &Sandbox) -> Result<()> {
         self.stop_pause(sandbox).await;
         let record = sandbox.snapshot();
-        if let (Some(netns), Some(prev)) = (record.netns.as_ref(), record.cni_result.as_ref()) {
+        // Also without a CNI result: a RunPodSandbox killed during (or right
+        // after) CNI ADD saved the netns but not the result, and the plugins
+        // may hold an address and a veth for the pod. DEL without a previous
+        // result is what the CNI spec allows for that, and it is idempotent:
+        // host-local releases by the pod's id, bridge skips a gone netns.
+        if let Some(netns) = record.netns.as_ref() {
             let meta = record.metadata();
             let ports = pod_ports(&record.config).unwrap_or_default();
             let pod = PodNetwork { id: &record.id, netns, name: &meta.name, namespace: &meta.namespace, uid: &meta.uid, port_mappings: &ports };
-            if let Err(e) = self.cni.teardown(&pod, Some(prev)).await {
+            if let Err(e) = self.cni.teardown(&pod, record.cni_result.as_ref()).await {
                 // The kubelet would retry a failed Stop for ever if a plugin
                 // is broken for good; removing the namespace still frees
                 // the pod's interfaces, so berth goes on and says so.

@@ -55,6 +55,19 @@ impl Berthd {
         self.child = spawn(&self.config);
     }
 
+    /// SIGKILL, like a crash, and reaps it; berthd stays down until
+    /// [`Self::start_again`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts berthd again on the same config and directories (after
+    /// [`Self::kill`]).
+    pub fn start_again(&mut self) {
+        self.child = spawn(&self.config);
+    }
+
     /// SIGTERM, and waits for berthd to exit.
     pub fn stop_gracefully(&mut self) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
