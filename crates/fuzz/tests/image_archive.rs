@@ -99,7 +99,8 @@ fn image_archive() {
         let paths = berth_store::Paths::new(tmp.path().join("root"), tmp.path().join("state"));
         let content = berth_image::content::ContentStore::new(&paths).unwrap();
         let snapshots = berth_snapshot::Overlay::new(paths.snapshots()).unwrap();
-        let result = berth_image::import::import_archive(input, Some("example.com/base"), &content, &snapshots);
+        let lease = berth_image::lease::Leases::new().lease();
+        let result = berth_image::import::import_archive(input, Some("example.com/base"), &content, &snapshots, &lease);
         assert_eq!(listing(&canary), before, "the canary beside the store changed");
         let mut beside: Vec<String> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         beside.sort();

@@ -6,6 +6,7 @@ use k8s_cri::v1;
 use super::Runtime;
 use crate::{
     error::{blocking, Error, Result},
+    shim_client::ShimError,
     state::{now_nanos, Container, ContainerState},
 };
 
@@ -106,13 +107,17 @@ impl Runtime {
                 // Leave no shim behind: delete the task (if it was made),
                 // which ends the shim.
                 let _ = shim.kill(9, true).await;
-                let _ = shim.delete().await;
+                let deleted = shim.delete().await;
                 let _ = shim.shutdown().await;
                 // If the shim itself died half way (the storm saw "socket
                 // disconnected" here), the init it made may be left in the
-                // container's cgroup: do its Delete for it. A no-op when the
-                // Delete above did it.
-                self.clean_up_after_dead_shim(&record.id, &record.cgroups_path, Some(bundle.join("rootfs"))).await;
+                // container's cgroup: do its Delete for it. Only then: a
+                // live shim undid what it made, and the cgroup at the
+                // container's path may not be berth's at all (systemd
+                // refusing a scope whose name another runtime holds).
+                if matches!(deleted, Err(ShimError::Transport(..))) {
+                    self.clean_up_after_dead_shim(&record.id, &record.cgroups_path, Some(bundle.join("rootfs"))).await;
+                }
                 Err(e.context(format!("start container {}", record.id)))
             }
         }
