@@ -11,15 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use berth_testkit::one_layer_image::OneLayerImage;
 use common::{channel, Berthd};
 use k8s_cri::v1::{image_service_client::ImageServiceClient, ImageSpec, ListImagesRequest, PullImageRequest};
-use sha2::{Digest, Sha256};
 
 const DEADLINE: Duration = Duration::from_secs(3);
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// A registry that serves one image's manifest and config, then its layer
 /// a byte every 100 ms: fast enough that no read timeout fires, slow
@@ -32,21 +28,7 @@ struct TricklingRegistry {
 
 impl TricklingRegistry {
     fn start() -> Self {
-        let layer: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
-        let layer_digest = sha256(&layer);
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64", "os": "linux", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        }))
-        .unwrap();
-        let config_digest = sha256(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-        }))
-        .unwrap();
+        let OneLayerImage { layer, layer_digest, config, config_digest, manifest } = OneLayerImage::new(4096, 11);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let hung_up = Arc::new(Mutex::new(None));

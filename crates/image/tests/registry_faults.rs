@@ -16,14 +16,13 @@ use berth_image::{
     Error, RegistryError, RegistryErrorKind,
 };
 use berth_snapshot::Overlay;
+use berth_testkit::one_layer_image::{OneLayerImage, OCI_MANIFEST};
 use oci_client::secrets::RegistryAuth;
-use sha2::{Digest, Sha256};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const LIMIT: u64 = 4 << 20;
 /// The stall window the tests pull with, and what it must bring.
@@ -57,40 +56,22 @@ enum Fault {
 
 /// The image the server serves: one layer, its config, its manifest.
 struct Image {
-    layer: Vec<u8>,
-    layer_digest: String,
-    config: Vec<u8>,
-    config_digest: String,
-    manifest: Vec<u8>,
+    blobs: OneLayerImage,
     /// When the server began to drip, for tests that measure from there
     /// (a layer's trickle starts after the manifest and config are in).
     trickle_started: std::sync::OnceLock<Instant>,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 impl Image {
     fn new() -> Self {
-        // Content whose digest nothing else shares, so a stored blob can
-        // only be this test's.
-        let layer: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        let layer_digest = sha256(&layer);
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64", "os": "linux", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        }))
-        .unwrap();
-        let config_digest = sha256(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-        }))
-        .unwrap();
-        Self { layer, layer_digest, config, config_digest, manifest, trickle_started: Default::default() }
+        Self { blobs: OneLayerImage::new(64 * 1024, 13), trickle_started: Default::default() }
+    }
+}
+
+impl std::ops::Deref for Image {
+    type Target = OneLayerImage;
+    fn deref(&self) -> &OneLayerImage {
+        &self.blobs
     }
 }
 

@@ -4,6 +4,7 @@
 //! booted in a container ([`systemd`]).
 
 pub mod cgroups;
+pub mod one_layer_image;
 pub mod systemd;
 mod token;
 
