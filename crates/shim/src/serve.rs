@@ -30,6 +30,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let reaper = Reaper::start().map_err(|e| format!("start reaper: {e}"))?;
     let shutdown = Arc::new(ShutdownSignal::default());
     let mut service = TaskService::new(a.id.clone(), reaper, shutdown.clone());
+    // Unlinked when the shim decides to exit, not when it does.
+    service.socket = Some(a.socket.clone());
     match &a.containerd {
         // berthd finds it beside the Task API socket.
         None => service.attach_socket = Some(a.socket.with_extension("attach")),
@@ -57,7 +59,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     if let Some(mode) = &service.containerd {
         mode.flush(EVENTS_FLUSH_TIMEOUT);
     }
-    let _ = std::fs::remove_file(&a.socket);
+    // The socket is gone already (`request_exit`); removing the path again
+    // now could remove the socket of the shim `start` made next.
     log::info!("shim exiting");
     std::process::exit(0)
 }

@@ -96,3 +96,37 @@ fn concurrent_waits_all_return() {
     });
     shim.delete_and_assert_clean(pid);
 }
+
+/// berthd's retry of a Start that a crash cut short: recovery deletes the
+/// half-made task (the shim exits), and the retry runs `start` on the same
+/// socket at once. `start` must not take the exiting shim for a live one:
+/// a Create on it died with the shim ("socket disconnected"), leaving the
+/// init it made behind (kill storm).
+#[test]
+fn start_right_after_delete_gets_a_new_shim_not_the_exiting_one() {
+    let mut shim = Shim::start("restart");
+    let pid = shim.create(&spec(&shim.id, &["sleep", "1000"])).unwrap();
+    let old_pid = shim.shim_pid;
+    shim.delete().unwrap();
+    // No pause here: berthd's next StartContainer can come this soon.
+    let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        .args(["start", "--id", &shim.id, "--socket", shim.socket.to_str().unwrap(), "--bundle", shim.bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "shim start: {}", String::from_utf8_lossy(&out.stderr));
+    let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let client = TaskClient::new(ttrpc::Client::connect(&address).unwrap());
+    let connect = client.connect(Shim::ctx(), &api::ConnectRequest { id: shim.id.clone(), ..Default::default() });
+    let new_pid = connect.expect("the shim that `start` answered with serves").shim_pid as i32;
+    assert_ne!(new_pid, old_pid, "`start` answered with the shim that was exiting");
+    // And that shim stays: a Create on it works.
+    let create = api::CreateTaskRequest { id: shim.id.clone(), bundle: shim.bundle.display().to_string(), ..Default::default() };
+    let new_init = client.create(Shim::ctx(), &create).expect("Create on the new shim").pid;
+    assert!(alive(new_pid));
+    // The new shim is the one the harness cleans up.
+    wait_until("the old shim exits", || !alive(old_pid));
+    assert!(!alive(pid as i32));
+    shim.client = client;
+    shim.shim_pid = new_pid;
+    shim.delete_and_assert_clean(new_init);
+}

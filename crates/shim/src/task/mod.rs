@@ -39,9 +39,11 @@ pub struct ShutdownSignal {
 }
 
 impl ShutdownSignal {
-    pub fn request(&self) {
-        *self.requested.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    /// Returns whether this was the first request.
+    pub fn request(&self) -> bool {
+        let first = !std::mem::replace(&mut *self.requested.lock().unwrap_or_else(|e| e.into_inner()), true);
         self.cv.notify_all();
+        first
     }
 
     pub fn wait(&self) {
@@ -64,21 +66,40 @@ pub struct TaskService {
     pub shutdown: Arc<ShutdownSignal>,
     /// Where attach clients of the container connect (none: no attach).
     pub attach_socket: Option<std::path::PathBuf>,
+    /// The Task API socket this shim serves on, unlinked as soon as the
+    /// shim decides to exit (see [`Self::request_exit`]).
+    pub socket: Option<std::path::PathBuf>,
     /// Set when containerd drives the shim: events and bundle records.
     pub containerd: Option<ContainerdMode>,
 }
 
 impl TaskService {
     pub fn new(id: String, reaper: Reaper, shutdown: Arc<ShutdownSignal>) -> Self {
-        Self { id, reaper, container: Mutex::new(None), exec_changed: Condvar::new(), shutdown, attach_socket: None, containerd: None }
+        Self { id, reaper, container: Mutex::new(None), exec_changed: Condvar::new(), shutdown, attach_socket: None, socket: None, containerd: None }
     }
 
     /// Has the shim exit once the current call has answered.
+    ///
+    /// The socket goes now, before that answer: the shim lives on for a
+    /// moment (the answer must reach the client), and meanwhile a connect
+    /// to its socket would still succeed. `berth-shim start` takes a
+    /// connectable socket for a live shim and hands it out, so a Start
+    /// retried right after a Delete or Shutdown (berthd's recovery undoing
+    /// a Start a crash cut short, then the kubelet's retry) got this dying
+    /// shim: its Create made an init and a cgroup, and the shim exited
+    /// under it ("socket disconnected", init and cgroup left behind).
+    /// Once the path is gone, `start` binds it anew for a new shim.
     fn request_exit(&self) {
         if let Some(mode) = &self.containerd {
             mode.release_shim_pid();
         }
-        self.shutdown.request();
+        // Only at the first request: a later one (Shutdown after Delete)
+        // could find the path bound again, by the next shim.
+        if let (true, Some(socket)) = (self.shutdown.request(), &self.socket) {
+            if let Err(e) = std::fs::remove_file(socket) {
+                log::warn!("remove socket {}: {e}", socket.display());
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Container>> {
