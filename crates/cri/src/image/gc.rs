@@ -5,7 +5,12 @@
 
 use std::{collections::HashSet, path::PathBuf};
 
-use berth_image::{content::ContentStore, index::ImageIndex, lease::Leases, Error};
+use berth_image::{
+    content::ContentStore,
+    index::ImageIndex,
+    lease::{Held, Leases},
+    Error,
+};
 use berth_snapshot::{Kind, Overlay};
 
 /// Returns (layers removed, blobs removed). Active snapshots (containers'
@@ -27,7 +32,7 @@ pub fn collect(index: &ImageIndex, content: &ContentStore, snapshots: &Overlay, 
 /// Decides and unlinks, while no lease can take anything. Returns the
 /// directories of the layers whose records it removed, and how many blobs
 /// it removed.
-fn sweep(index: &ImageIndex, content: &ContentStore, snapshots: &Overlay, held: &berth_image::lease::Held<'_>) -> Result<(Vec<PathBuf>, usize), Error> {
+fn sweep(index: &ImageIndex, content: &ContentStore, snapshots: &Overlay, held: &Held<'_>) -> Result<(Vec<PathBuf>, usize), Error> {
     // Read here, inside the sweep: an operation lets go of its lease only
     // once the index names what it stored, so everything is either held or
     // in this list.

@@ -10,14 +10,19 @@ use k8s_cri::v1;
 use super::Runtime;
 use crate::{
     error::{blocking, Error, Result},
-    state::Sandbox,
+    state::{Sandbox, SandboxRecord},
 };
 
 impl Runtime {
+    /// The pause's cgroup: the pod's id under the pod's parent.
+    fn pause_cgroups_path(&self, record: &SandboxRecord) -> String {
+        self.cgroups_path(&self.cgroup_parent_of(&record.config), &record.id)
+    }
+
     pub(crate) async fn start_pause(&self, sandbox: &Sandbox) -> Result<u32> {
         let record = sandbox.snapshot();
         let pin = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Namespace::Join(p.display().to_string())).unwrap_or(Namespace::Host);
-        let cgroups_path = self.cgroups_path(&self.cgroup_parent_of(&record.config), &record.id);
+        let cgroups_path = self.pause_cgroups_path(&record);
         let spec = pause_spec(&pin(&record.netns), &pin(&record.ipcns), &pin(&record.utsns), record.user_namespace().as_ref(), &cgroups_path);
         let bundle = self.paths.sandbox_state(&record.id)?.join("pause");
         let json = serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?;
@@ -76,8 +81,7 @@ impl Runtime {
                 let _ = shim.shutdown().await;
             }
             None => {
-                let cgroups_path = self.cgroups_path(&self.cgroup_parent_of(&record.config), &record.id);
-                self.clean_up_after_dead_shim(&record.id, &cgroups_path, None).await;
+                self.clean_up_after_dead_shim(&record.id, &self.pause_cgroups_path(&record), None).await;
             }
         }
         sandbox.record().pause_pid = None;
