@@ -118,6 +118,12 @@ pub(crate) struct Clients {
     pub(crate) img: ImageServiceClient<Channel>,
 }
 
+/// RunPodSandbox with berth's default handler; the new pod's id.
+pub(crate) async fn run_pod_sandbox(c: &mut Clients, config: &v1::PodSandboxConfig) -> anyhow::Result<String> {
+    let request = v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+    Ok(c.rt.run_pod_sandbox(request).await.map_err(rpc_error("run pod"))?.into_inner().pod_sandbox_id)
+}
+
 pub(crate) async fn clients(socket: &Path) -> anyhow::Result<Clients> {
     let ch = connect(socket).await?;
     Ok(Clients { rt: RuntimeServiceClient::new(ch.clone()), img: ImageServiceClient::new(ch) })
@@ -188,12 +194,7 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         }),
         ..Default::default()
     };
-    let pod_id =
-        c.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
-            .await
-            .map_err(rpc_error("run pod"))?
-            .into_inner()
-            .pod_sandbox_id;
+    let pod_id = run_pod_sandbox(&mut c, &pod_config).await?;
     // --entrypoint replaces the image's; the arguments follow it, as
     // with docker (the CRI's command is the entrypoint, args the cmd).
     let (command, cmd_args) = match &args.entrypoint {

@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 
 use crate::{
     client::rpc_error,
-    containers::{clients, port_annotations, published_ports, status, Clients},
+    containers::{clients, port_annotations, published_ports, run_pod_sandbox, status, Clients},
     kube_manifest::{self, Container, PodSpec},
     volumes,
 };
@@ -183,12 +183,7 @@ async fn run_pod(
         }),
         ..Default::default()
     };
-    let pod =
-        c.rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
-            .await
-            .map_err(rpc_error("run pod"))?
-            .into_inner()
-            .pod_sandbox_id;
+    let pod = run_pod_sandbox(c, &pod_config).await?;
     for (i, init) in spec.init_containers.iter().enumerate() {
         let id = start(c, &pod, &pod_config, init, &volumes, &format!("spec.initContainers[{i}]")).await?;
         let code = wait_exit(&mut c.rt, &id).await?;

@@ -7,7 +7,7 @@ use k8s_cri::v1;
 
 use crate::{
     client::rpc_error,
-    containers::{clients, RUN_LABEL},
+    containers::{clients, Clients, RUN_LABEL},
     stats::human,
     volumes,
 };
@@ -33,8 +33,7 @@ pub async fn containers(socket: &Path) -> anyhow::Result<()> {
 /// ids and the bytes given back.
 pub async fn images(socket: &Path) -> anyhow::Result<()> {
     let mut c = clients(socket).await?;
-    let images = c.img.list_images(v1::ListImagesRequest::default()).await.map_err(rpc_error("list images"))?.into_inner().images;
-    let containers = c.rt.list_containers(v1::ListContainersRequest::default()).await.map_err(rpc_error("list containers"))?.into_inner().containers;
+    let (images, containers) = images_and_containers(&mut c).await?;
     let used: HashSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
     let mut freed = 0;
     for image in images.iter().filter(|i| !used.contains(i.id.as_str()) && !i.pinned) {
@@ -51,8 +50,7 @@ pub async fn images(socket: &Path) -> anyhow::Result<()> {
 /// nothing uses.
 pub async fn df(socket: &Path) -> anyhow::Result<()> {
     let mut c = clients(socket).await?;
-    let images = c.img.list_images(v1::ListImagesRequest::default()).await.map_err(rpc_error("list images"))?.into_inner().images;
-    let containers = c.rt.list_containers(v1::ListContainersRequest::default()).await.map_err(rpc_error("list containers"))?.into_inner().containers;
+    let (images, containers) = images_and_containers(&mut c).await?;
     let used: HashSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
     let image_bytes: u64 = images.iter().map(|i| i.size).sum();
     let unused_bytes: u64 = images.iter().filter(|i| !used.contains(i.id.as_str())).map(|i| i.size).sum();
@@ -79,4 +77,11 @@ fn size_of(path: &Path) -> u64 {
         return meta.len();
     }
     std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| size_of(&e.path())).sum()
+}
+
+/// Every image and every container (running or not).
+async fn images_and_containers(c: &mut Clients) -> anyhow::Result<(Vec<v1::Image>, Vec<v1::Container>)> {
+    let images = c.img.list_images(v1::ListImagesRequest::default()).await.map_err(rpc_error("list images"))?.into_inner().images;
+    let containers = c.rt.list_containers(v1::ListContainersRequest::default()).await.map_err(rpc_error("list containers"))?.into_inner().containers;
+    Ok((images, containers))
 }
