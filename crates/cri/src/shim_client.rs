@@ -1,14 +1,15 @@
 //! berthd's side of a container's shim: start it, then drive it with the
-//! Task API. The ttrpc client is synchronous; every call runs on the
-//! blocking pool so no tokio worker ever waits on a shim, and a slow shim
-//! delays only the RPC that talks to it.
+//! Task API over ttrpc's asynchronous client. A call in flight is a future,
+//! not a thread: the Wait that each running container's exit monitor keeps
+//! open costs a task and a map entry, so berthd's thread count does not
+//! grow with the containers it runs, and nothing blocks its shutdown.
 
 use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use containerd_shim_protos::{api, ttrpc, TaskClient};
+use containerd_shim_protos::{api, shim_async::TaskClient, ttrpc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -75,51 +76,47 @@ pub struct Shim {
 /// Calls that return quickly get this deadline; Wait has none.
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
+fn quick() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(RPC_TIMEOUT.as_nanos() as i64)
+}
+
+/// A zero timeout is ttrpc's "no deadline".
+fn no_deadline() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(0)
+}
+
 impl Shim {
     pub async fn connect(id: &str, address: &str) -> Result<Shim, ShimError> {
-        let (id_owned, address) = (id.to_string(), address.to_string());
-        let client = tokio::task::spawn_blocking(move || ttrpc::Client::connect(&address))
-            .await
-            .map_err(|e| ShimError::Transport(e.to_string(), id_owned.clone()))?
-            .map_err(|e| ShimError::Transport(e.to_string(), id_owned.clone()))?;
+        let client = ttrpc::asynchronous::Client::connect(address).await.map_err(|e| ShimError::Transport(e.to_string(), id.to_string()))?;
         Ok(Shim { id: id.into(), client: TaskClient::new(client) })
     }
 
-    async fn call<T: Send + 'static>(
-        &self,
-        timeout: Option<Duration>,
-        f: impl FnOnce(&TaskClient, ttrpc::context::Context) -> ttrpc::Result<T> + Send + 'static,
-    ) -> Result<T, ShimError> {
-        let (client, id) = (self.client.clone(), self.id.clone());
-        let ctx = match timeout {
-            Some(t) => ttrpc::context::with_timeout(t.as_nanos() as i64),
-            None => ttrpc::context::with_timeout(0),
-        };
-        let result = tokio::task::spawn_blocking(move || f(&client, ctx)).await.map_err(|e| ShimError::Transport(e.to_string(), id.clone()))?;
-        result.map_err(|e| match e {
+
+    fn error(&self, e: ttrpc::Error) -> ShimError {
+        match e {
             ttrpc::Error::RpcStatus(s) => ShimError::Rpc { id: self.id.clone(), status: s.message().to_string(), code: s.code() },
             other => ShimError::Transport(other.to_string(), self.id.clone()),
-        })
+        }
     }
 
     pub async fn create(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.create(ctx, &req).map(|r| r.pid)).await
+        self.client.create(quick(), &req).await.map(|r| r.pid).map_err(|e| self.error(e))
     }
 
     pub async fn start(&self, exec_id: &str) -> Result<u32, ShimError> {
         let req = api::StartRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.start(ctx, &req).map(|r| r.pid)).await
+        self.client.start(quick(), &req).await.map(|r| r.pid).map_err(|e| self.error(e))
     }
 
-    /// Blocks (on the blocking pool) until the process exits.
+    /// Returns when the process exits (a pending future meanwhile, no thread).
     pub async fn wait(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError> {
         let req = api::WaitRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
-        self.call(None, move |c, ctx| c.wait(ctx, &req)).await
+        self.client.wait(no_deadline(), &req).await.map_err(|e| self.error(e))
     }
 
     pub async fn delete(&self) -> Result<api::DeleteResponse, ShimError> {
         let req = api::DeleteRequest { id: self.id.clone(), ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.delete(ctx, &req)).await
+        self.client.delete(quick(), &req).await.map_err(|e| self.error(e))
     }
 
     pub async fn kill(&self, signal: u32, all: bool) -> Result<(), ShimError> {
@@ -128,7 +125,7 @@ impl Shim {
 
     pub async fn kill_exec(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
         let req = api::KillRequest { id: self.id.clone(), exec_id: exec_id.into(), signal, all, ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.kill(ctx, &req).map(drop)).await
+        self.client.kill(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
     /// Registers an exec (an OCI Process as JSON, as containerd sends it);
@@ -155,24 +152,24 @@ impl Shim {
             terminal: stdio.terminal,
             ..Default::default()
         };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.exec(ctx, &req).map(drop)).await
+        self.client.exec(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
     /// Sets the terminal size of a process started with a terminal.
     pub async fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<(), ShimError> {
         let req = api::ResizePtyRequest { id: self.id.clone(), exec_id: exec_id.into(), width, height, ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.resize_pty(ctx, &req).map(drop)).await
+        self.client.resize_pty(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
     /// Forgets an exited exec.
     pub async fn delete_exec(&self, exec_id: &str) -> Result<(), ShimError> {
         let req = api::DeleteRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.delete(ctx, &req).map(drop)).await
+        self.client.delete(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
     pub async fn state(&self) -> Result<api::StateResponse, ShimError> {
         let req = api::StateRequest { id: self.id.clone(), ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.state(ctx, &req)).await
+        self.client.state(quick(), &req).await.map_err(|e| self.error(e))
     }
 
     /// New limits (OCI LinuxResources as JSON) and/or annotations such as
@@ -185,13 +182,13 @@ impl Shim {
         });
         let req =
             api::UpdateTaskRequest { id: self.id.clone(), resources: resources.into(), annotations: annotations.into_iter().collect(), ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.update(ctx, &req).map(drop)).await
+        self.client.update(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
     /// Asks the shim to exit (it does so only once its container is gone).
     pub async fn shutdown(&self) -> Result<(), ShimError> {
         let req = api::ShutdownRequest { id: self.id.clone(), ..Default::default() };
-        self.call(Some(RPC_TIMEOUT), move |c, ctx| c.shutdown(ctx, &req).map(drop)).await
+        self.client.shutdown(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 }
 

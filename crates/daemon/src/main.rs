@@ -8,7 +8,7 @@ mod metrics_server;
 mod notify;
 mod server;
 
-use std::{os::unix::fs::PermissionsExt, path::PathBuf};
+use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
@@ -35,12 +35,33 @@ struct Cli {
     man: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long an idle thread of the blocking pool (file and cgroup work)
+/// waits for more before it ends: short, so that a burst of container
+/// starts leaves no threads behind for long.
+const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(3);
+
+/// How long stopping waits for blocking work in flight (a record being
+/// saved, a layer being unpacked) before berthd exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.man {
         return manual::print::<Cli>().context("print the manual");
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
+        .build()
+        .context("start the async runtime")?;
+    let result = runtime.block_on(serve(cli));
+    // Exit monitors and streams are tasks: they end with the runtime. The
+    // containers keep running; the next berthd reconnects to their shims.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    result
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     let explicit = cli.config.as_os_str() != DEFAULT_CONFIG_PATH;
     let mut config = Config::load(&cli.config, explicit)?;
     if let Some(socket) = cli.socket {
@@ -72,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         cni: Some(berth_network::CniConfig {
             conf_dir: config.cni.conf_dir.clone(),
             bin_dirs: config.cni.bin_dirs.clone(),
-            plugin_timeout: std::time::Duration::from_secs(config.cni.plugin_timeout_secs.max(1)),
+            plugin_timeout: Duration::from_secs(config.cni.plugin_timeout_secs.max(1)),
         }),
         runtime_handlers: config.runtime_handlers.clone(),
         default_cgroup_parent,
@@ -82,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let pull_options = berth_image::pull::PullOptions {
         insecure_registries: config.registry.insecure.clone(),
         certs_dir: config.registry.certs_dir.clone(),
-        stall_timeout: std::time::Duration::from_secs(config.registry.stall_timeout_secs.max(1)),
+        stall_timeout: Duration::from_secs(config.registry.stall_timeout_secs.max(1)),
         stall_min_bytes: config.registry.stall_min_bytes,
         max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
         mirrors: config.registry.mirrors.clone(),
@@ -111,16 +132,11 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let _ = std::fs::remove_file(&config.socket);
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "berthd stopped");
-        std::process::exit(1);
+    match &result {
+        Ok(()) => tracing::info!("berthd stopped"),
+        Err(e) => tracing::error!(error = %e, "berthd stopped"),
     }
-    tracing::info!("berthd stopped");
-    // Exit now: dropping the runtime would wait for every blocking task,
-    // and each running container's exit monitor blocks in its shim's Wait
-    // until the container ends. The containers keep running; the next
-    // berthd reconnects to their shims.
-    std::process::exit(0)
+    result
 }
 
 /// The systemd driver needs systemd as this host's init, reachable over
