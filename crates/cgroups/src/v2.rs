@@ -245,8 +245,7 @@ pub fn kill_all(h: &Hierarchy, path: &Path, procs: impl Fn() -> Result<Vec<i32>>
     }
     let result = procs().map(|pids| {
         for pid in pids {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     });
     if can_freeze {

@@ -143,6 +143,8 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, idmapped: &IdmappedMoun
             Some((ShimMessage::Start, _)) => {}
             Some((other, _)) => return Err(Error::Sync(format!("expected Start, got {other:?}"))),
             // The shim went away or deleted the container before Start.
+            // SAFETY: _exit ends this single-threaded init at once, running
+            // no destructor or atexit handler of the parent's state.
             None => unsafe { libc::_exit(1) },
         }
     }

@@ -5,6 +5,11 @@
 //! The shim drives it over a [`sync::Channel`]; see that module for the
 //! conversation. Synchronous and tokio-free by design.
 
+// The init forks, execs and calls into the kernel directly (pivot_root,
+// seccomp, capabilities): the unsafe code of berth lives here, in the
+// shim and in berth-userns, each block with its SAFETY reasoning.
+#![allow(unsafe_code)]
+
 pub mod apparmor;
 pub mod capabilities;
 pub mod error;

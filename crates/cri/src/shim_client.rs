@@ -91,7 +91,6 @@ impl Shim {
         Ok(Shim { id: id.into(), client: TaskClient::new(client) })
     }
 
-
     fn error(&self, e: ttrpc::Error) -> ShimError {
         match e {
             ttrpc::Error::RpcStatus(s) => ShimError::Rpc { id: self.id.clone(), status: s.message().to_string(), code: s.code() },

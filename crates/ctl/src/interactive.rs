@@ -140,10 +140,7 @@ async fn spawn_resizer(out: mpsc::Sender<Message>) {
 }
 
 fn terminal_size() -> Option<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ fills the winsize we pass; stdout is a valid fd.
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    (ok && ws.ws_col > 0).then_some((ws.ws_col, ws.ws_row))
+    crossterm::terminal::size().ok().filter(|(cols, _)| *cols > 0)
 }
 
 /// The local terminal in raw mode (keys go to the container as typed),

@@ -49,11 +49,8 @@ fn main() -> anyhow::Result<()> {
     if cli.man {
         return manual::print::<Cli>().context("print the manual");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
-        .build()
-        .context("start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE).build().context("start the async runtime")?;
     let result = runtime.block_on(serve(cli));
     // Exit monitors and streams are tasks: they end with the runtime. The
     // containers keep running; the next berthd reconnects to their shims.

@@ -12,10 +12,8 @@
 //! layer: a layer like that is an attack, not an image.
 
 use std::{
-    ffi::CString,
     fs,
     io::{BufRead, BufReader, Read},
-    os::unix::ffi::OsStrExt,
     path::{Component, Path, PathBuf},
 };
 
@@ -232,14 +230,7 @@ fn remove_any(path: &Path) {
     }
 }
 
+/// Without following a symlink: the layer's entry itself gets the attribute.
 fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let p = CString::new(path.as_os_str().as_bytes())?;
-    let n = CString::new(name)?;
-    // SAFETY: valid C strings and a live value buffer.
-    let rc = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    xattr::set(path, name, value)
 }

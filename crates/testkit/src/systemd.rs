@@ -51,6 +51,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::sys::signal::Signal;
+
 /// Where `hack/setup.sh` builds the root unless `BERTH_SYSTEMD_ROOT` says
 /// otherwise.
 pub const DEFAULT_ROOT: &str = "/var/cache/berth/systemd-root";
@@ -579,7 +581,7 @@ impl SystemdMachine {
                 let out = self.try_exec(&["systemctl", "--no-block", "poweroff"], None);
                 queued = out.is_ok_and(|out| out.status.success());
                 if !queued {
-                    kill(self.nspawn.id(), libc::SIGTERM);
+                    kill(self.nspawn.id(), Signal::SIGTERM);
                 }
             }
             if wait_exit(&mut self.nspawn, Duration::from_millis(500)) {
@@ -601,9 +603,9 @@ impl SystemdMachine {
         if running && !self.request_poweroff(Duration::from_secs(20)) {
             eprintln!("machine {}: no poweroff after 20 s, killing its processes; {}", self.name, self.log_excerpt());
             // Killing the container's PID 1 ends its whole PID namespace.
-            kill(self.init_pid, libc::SIGKILL);
+            kill(self.init_pid, Signal::SIGKILL);
             if !wait_exit(&mut self.nspawn, Duration::from_secs(5)) {
-                kill(self.nspawn.id(), libc::SIGKILL);
+                kill(self.nspawn.id(), Signal::SIGKILL);
                 let _ = self.nspawn.wait();
             }
         }
@@ -615,7 +617,7 @@ impl SystemdMachine {
                 break;
             }
             for pid in pids {
-                kill(pid, libc::SIGKILL);
+                kill(pid, Signal::SIGKILL);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -633,10 +635,7 @@ impl SystemdMachine {
         remove_nspawn_run_files(&self.name);
         let mounts = mounts_below(&self.dir);
         for mount in mounts.iter().rev() {
-            if let Ok(c) = std::ffi::CString::new(mount.as_os_str().as_encoded_bytes()) {
-                // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+            let _ = nix::mount::umount2(mount.as_path(), nix::mount::MntFlags::MNT_DETACH);
         }
         let mounts = mounts_below(&self.dir);
         if mounts.is_empty() {
@@ -832,9 +831,8 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
     }
 }
 
-fn kill(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) takes plain integers.
-    unsafe { libc::kill(pid as libc::pid_t, signal) };
+fn kill(pid: u32, signal: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
 }
 
 /// 64 random bits without a crate for it: std seeds each `RandomState`
@@ -859,8 +857,12 @@ fn spawn_detached(command: Command) -> std::io::Result<Child> {
             .name("berth-sd-spawner".into())
             .spawn(move || {
                 for (mut command, reply) in rx {
+                    // A pre_exec hook is unsafe by nature (it runs between fork
+                    // and exec); std offers no safe setsid or parent-death
+                    // signal for a child.
                     // SAFETY: setsid and prctl are async-signal-safe and
                     // allocate nothing, as a pre_exec hook requires.
+                    #[allow(unsafe_code)]
                     unsafe {
                         command.pre_exec(|| {
                             if libc::setsid() < 0 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) < 0 {

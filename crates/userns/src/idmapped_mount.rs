@@ -75,6 +75,16 @@ pub fn set_recursive_readonly(path: &Path) -> Result<()> {
     setattr(libc::AT_FDCWD, &c, libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW, &attr).map_err(Error::sys(format!("mount_setattr(rro) {}", path.display())))
 }
 
+/// Whether this kernel has mount_setattr(2) (Linux 5.12+), which
+/// recursive read-only mounts and idmapped mounts need.
+pub fn mount_setattr_available() -> bool {
+    // An attribute struct of size 0 is refused with EINVAL before the
+    // kernel looks at anything else; a kernel without the call says ENOSYS.
+    // SAFETY: null pointers with a size of 0: the kernel reads nothing.
+    let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<u8>(), 0, std::ptr::null::<u8>(), 0usize) };
+    rc != -1 || nix::Error::last() != nix::Error::ENOSYS
+}
+
 fn setattr(dirfd: i32, path: &std::ffi::CStr, flags: i32, attr: &MountAttr) -> nix::Result<()> {
     // SAFETY: a valid C string and a correctly sized, initialised mount_attr.
     let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags, attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };

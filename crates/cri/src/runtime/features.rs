@@ -12,7 +12,7 @@ use berth_userns::NamespaceHolder;
 /// with all its submounts; without it berth refuses `recursive_read_only`.
 pub(crate) fn recursive_read_only_mounts() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(mount_setattr_available)
+    *AVAILABLE.get_or_init(berth_userns::mount_setattr_available)
 }
 
 /// `SupplementalGroupsPolicy` Merge and Strict are both resolved in
@@ -69,14 +69,6 @@ fn probe_in(dir: &Path) -> Result<(), String> {
 /// Any id will do for the probe's one-id map; this one is far from the
 /// ranges the kubelet hands out (multiples of 65536 from 65536).
 const PROBE_HOST_ID: u32 = 3_999_999_999;
-
-fn mount_setattr_available() -> bool {
-    // An attribute struct of size 0 is refused with EINVAL before the
-    // kernel looks at anything else; a kernel without the call says ENOSYS.
-    // SAFETY: null pointers with a size of 0: the kernel reads nothing.
-    let rc = unsafe { nix::libc::syscall(nix::libc::SYS_mount_setattr, -1, std::ptr::null::<u8>(), 0, std::ptr::null::<u8>(), 0usize) };
-    rc != -1 || nix::Error::last() != nix::Error::ENOSYS
-}
 
 #[cfg(test)]
 mod tests {
