@@ -138,6 +138,23 @@ fn upload_body(file: PathBuf, digest: String, size: u64, progress: Progress) -> 
     reqwest::Body::wrap_stream(stream)
 }
 
+/// Whether `registry` (`host[:port]`) accepts `user` and `password`:
+/// its API root asked with them, a challenge answered as a pull answers
+/// it (Basic, or a token from the realm it names).
+pub async fn check_credentials(registry: &str, user: &str, password: &str, opts: &PullOptions) -> Result<()> {
+    let probe = format!("{registry}/berth-login");
+    let reference = parse_reference(&probe)?;
+    let login_error = |source| Error::Registry { reference: registry.to_string(), kind: RegistryErrorKind::of(&source), source: Box::new(source) };
+    let pacing = Pacing { window: opts.stall_timeout, min_bytes: opts.stall_min_bytes };
+    let settings = Settings { insecure_registries: &opts.insecure_registries, certs_dir: &opts.certs_dir, pacing };
+    let session = Session::open(&reference, RegistryAuth::Basic(user.into(), password.into()), &settings).map_err(login_error)?;
+    let response = session.call(&Call::new(Method::GET, "/v2/")).await.map_err(login_error)?;
+    if !response.status().is_success() {
+        return Err(login_error(session.unexpected(response).await));
+    }
+    Ok(())
+}
+
 fn push_error_for(reference: &Reference) -> impl Fn(RegistryError) -> Error + '_ {
     move |source| Error::Push { reference: reference.whole(), kind: RegistryErrorKind::of(&source), source: Box::new(source) }
 }

@@ -1,10 +1,12 @@
 //! berth's own Images service (crates/api): pull and push with per-layer
-//! progress, import from and save to archives, tag and history, for
+//! progress, import from and save to archives, tag, history and a check of
+//! credentials, for
 //! berthctl. It works on the same stores as the CRI ImageService, so what
 //! it pulls, imports or tags the kubelet sees.
 
 mod history;
 mod import;
+mod login;
 mod pull;
 mod push;
 mod save;
@@ -13,7 +15,7 @@ mod tag;
 use std::{pin::Pin, sync::Arc};
 
 use berth_api::admin::v1::{
-    images_server::Images, HistoryRequest, HistoryResponse, ImportChunk, ImportResponse, LayerProgress, LayerState, PullEvent, PullRequest, PushEvent,
+    images_server::Images, HistoryRequest, HistoryResponse, ImportChunk, ImportResponse, LayerProgress, LoginRequest, LoginResponse, LayerState, PullEvent, PullRequest, PushEvent,
     PushRequest, SaveChunk, SaveRequest, TagRequest, TagResponse,
 };
 use berth_image::progress;
@@ -63,6 +65,10 @@ impl Images for AdminImages {
 
     async fn history(&self, req: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
         history::history(self.images.clone(), req.into_inner()).await.map(Response::new)
+    }
+
+    async fn login(&self, req: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        login::login(&self.images, req.into_inner()).await.map(Response::new)
     }
 }
 
