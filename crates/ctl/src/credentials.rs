@@ -75,7 +75,8 @@ fn write(file: &PathBuf, config: &Map<String, Value>) -> anyhow::Result<()> {
     let dir = file.parent().context("the config file has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let temp = dir.join(format!(".config.json.{}", std::process::id()));
-    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).with_context(|| format!("create {}", temp.display()))?;
+    let mut out =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).with_context(|| format!("create {}", temp.display()))?;
     out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     out.write_all(&serde_json::to_vec_pretty(&Value::Object(config.clone()))?)?;
     out.write_all(b"\n")?;
@@ -120,7 +121,10 @@ pub fn for_image(image: &str) -> anyhow::Result<Option<(String, String)>> {
     let Some(entry) = auths.iter().find(|(k, _)| host_of_key(k) == registry).map(|(_, v)| v) else { return Ok(None) };
     let Some(encoded) = entry.get("auth").and_then(Value::as_str) else { return Ok(None) };
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok().and_then(|d| String::from_utf8(d).ok());
-    let pair = decoded.as_deref().and_then(|d| d.split_once(':')).with_context(|| format!("{}: the entry of {registry} is not base64 of user:password", file.display()))?;
+    let pair = decoded
+        .as_deref()
+        .and_then(|d| d.split_once(':'))
+        .with_context(|| format!("{}: the entry of {registry} is not base64 of user:password", file.display()))?;
     Ok(Some((pair.0.to_string(), pair.1.to_string())))
 }
 

@@ -7,11 +7,7 @@ use std::{io::IsTerminal, path::Path};
 
 use berth_api::admin::v1::{images_client::ImagesClient, push_event::Event, PushRequest};
 
-use crate::{
-    client::connect,
-    credentials,
-    pull::ProgressView,
-};
+use crate::{client::connect, credentials, pull::ProgressView};
 
 pub async fn push(socket: &Path, image: &str) -> anyhow::Result<()> {
     let (username, password) = credentials::for_image(image)?.unwrap_or_default();

@@ -78,7 +78,8 @@ fn kept_manifest(record: &ImageRecord, layers: &[Descriptor], content: &ContentS
         let digest = &name[name.rfind('@')? + 1..];
         let bytes = std::fs::read(content.blob_path(digest).ok()?).ok()?;
         let value: Value = serde_json::from_slice(&bytes).ok()?;
-        let kept: Vec<(&str, &str)> = value["layers"].as_array()?.iter().map(|d| Some((d["digest"].as_str()?, d["mediaType"].as_str()?))).collect::<Option<_>>()?;
+        let kept: Vec<(&str, &str)> =
+            value["layers"].as_array()?.iter().map(|d| Some((d["digest"].as_str()?, d["mediaType"].as_str()?))).collect::<Option<_>>()?;
         let ours: Vec<(&str, &str)> = layers.iter().map(|l| (l.digest.as_str(), l.media_type.as_str())).collect();
         (value["mediaType"] == OCI_MANIFEST && value["config"]["digest"] == record.id.as_str() && kept == ours).then_some(bytes)
     })
@@ -214,7 +215,8 @@ pub struct Step {
 pub fn history(record: &ImageRecord, content: &ContentStore) -> Result<Vec<Step>> {
     let exported = exported(record, content)?;
     let path = content.blob_path(&exported.config.digest)?;
-    let config: Value = serde_json::from_slice(&std::fs::read(&path).map_err(Error::io("read", &path))?).map_err(|e| Error::BadImage(format!("config: {e}")))?;
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(&path).map_err(Error::io("read", &path))?).map_err(|e| Error::BadImage(format!("config: {e}")))?;
     let mut layers = exported.layers.into_iter();
     let mut steps = Vec::new();
     for entry in config["history"].as_array().into_iter().flatten() {

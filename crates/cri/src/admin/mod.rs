@@ -15,8 +15,8 @@ mod tag;
 use std::{pin::Pin, sync::Arc};
 
 use berth_api::admin::v1::{
-    images_server::Images, HistoryRequest, HistoryResponse, ImportChunk, ImportResponse, LayerProgress, LoginRequest, LoginResponse, LayerState, PullEvent, PullRequest, PushEvent,
-    PushRequest, SaveChunk, SaveRequest, TagRequest, TagResponse,
+    images_server::Images, HistoryRequest, HistoryResponse, ImportChunk, ImportResponse, LayerProgress, LayerState, LoginRequest, LoginResponse, PullEvent,
+    PullRequest, PushEvent, PushRequest, SaveChunk, SaveRequest, TagRequest, TagResponse,
 };
 use berth_image::progress;
 use tonic::{Request, Response, Status, Streaming};

@@ -44,9 +44,7 @@ pub(super) fn push(images: Arc<ImageServer>, req: PushRequest) -> Result<PushEve
         let last = match result {
             Ok(pushed) => {
                 tracing::info!(image = %pushed.reference, digest = %pushed.manifest_digest, elapsed_ms = started.elapsed().as_millis() as u64, "pushed");
-                Ok(PushEvent {
-                    event: Some(Event::Pushed(Pushed { reference: pushed.reference, manifest_digest: pushed.manifest_digest, size: pushed.size })),
-                })
+                Ok(PushEvent { event: Some(Event::Pushed(Pushed { reference: pushed.reference, manifest_digest: pushed.manifest_digest, size: pushed.size })) })
             }
             Err(e) => {
                 tracing::warn!(image = %req.image, error = %e, "push failed");

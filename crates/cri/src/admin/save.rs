@@ -55,9 +55,8 @@ pub(super) fn save(images: Arc<ImageServer>, req: SaveRequest) -> Result<SaveChu
     tokio::task::spawn_blocking(move || {
         let _lease = lease;
         let mut sink = ChunkWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
-        let written = berth_image::export::write_archive(&to_save, format, &images.content, &mut sink).and_then(|()| {
-            sink.flush().map_err(|e| berth_image::Error::Io { op: "send", path: "the archive".into(), source: e })
-        });
+        let written = berth_image::export::write_archive(&to_save, format, &images.content, &mut sink)
+            .and_then(|()| sink.flush().map_err(|e| berth_image::Error::Io { op: "send", path: "the archive".into(), source: e }));
         if let Err(e) = written {
             tracing::warn!(error = %e, "save failed");
             let _ = tx.blocking_send(Err(status_of(e)));
