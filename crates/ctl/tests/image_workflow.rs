@@ -171,9 +171,18 @@ fn push_and_pull_through_a_token_registry() {
     let id = out.lines().last().unwrap().to_string();
     let pushed = format!("{host}/other/app:3");
     assert_eq!(ctl(&socket, &docker, &["tag", &id, &pushed], b"").0, 0);
+    // On a terminal (script(1) gives it one) the layer lines are redrawn
+    // in place as the upload goes.
+    let command = format!("{} --socket {} push {pushed}", env!("CARGO_BIN_EXE_berthctl"), socket.display());
+    let out = Command::new("script").args(["-qec", &command, "/dev/null"]).env("DOCKER_CONFIG", &docker).stdin(Stdio::null()).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("\x1b[2K") && shown.contains("\x1b[2A"), "redrawn: {shown:?}");
+    assert!(shown.matches(": pushed ").count() >= 2 && shown.contains(&format!("{pushed}: digest: ")), "{shown:?}");
+    // Not a terminal: plain lines only.
     let (code, out, err) = ctl(&socket, &docker, &["push", &pushed], b"");
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().last().unwrap().starts_with(&format!("{pushed}: digest: ")), "{out}");
+    assert!(!out.contains('\x1b') && out.lines().last().unwrap().starts_with(&format!("{pushed}: digest: ")), "{out:?}");
     assert_eq!(ctl(&socket, &docker, &["rmi", &id], b"").0, 0);
     let (code, out, err) = ctl(&socket, &docker, &["pull", &pushed], b"");
     assert_eq!(code, 0, "{err}");
