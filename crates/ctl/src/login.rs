@@ -32,7 +32,10 @@ pub struct LoginArgs {
 
 pub async fn login(socket: &Path, args: LoginArgs) -> anyhow::Result<()> {
     let password = match args.password {
-        Some(p) => p,
+        Some(p) => {
+            eprintln!("WARNING: a password given with -p shows in the process list; prefer --password-stdin");
+            p
+        }
         None => {
             let mut input = String::new();
             std::io::stdin().read_to_string(&mut input).context("read the password from stdin")?;

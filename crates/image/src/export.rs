@@ -230,3 +230,88 @@ pub fn history(record: &ImageRecord, content: &ContentStore) -> Result<Vec<Step>
     }
     Ok(steps)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ContentStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let content = ContentStore::new(&berth_store::Paths::new(dir.path(), dir.path())).unwrap();
+        (dir, content)
+    }
+
+    fn put(content: &ContentStore, bytes: &[u8]) -> String {
+        let digest = digest_of(bytes);
+        content.ingest(&digest, Some(bytes.len() as u64), bytes).unwrap();
+        digest
+    }
+
+    fn record(blobs: Vec<String>, repo_digests: Vec<String>) -> ImageRecord {
+        ImageRecord {
+            id: blobs[0].clone(),
+            repo_tags: vec!["r.io/a:1".into()],
+            repo_digests,
+            chain_ids: vec![],
+            blobs,
+            size: 0,
+            uid: None,
+            username: String::new(),
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn layers_are_typed_by_their_bytes_and_a_kept_manifest_is_reused() {
+        let (_dir, content) = store();
+        let config = put(&content, br#"{"rootfs": {"type": "layers", "diff_ids": []}}"#);
+        let gzip = put(&content, &[0x1f, 0x8b, 8, 0, 1, 2]);
+        let zstd = put(&content, &[0x28, 0xb5, 0x2f, 0xfd, 0]);
+        let tar = put(&content, b"plain tar bytes");
+        let image = exported(&record(vec![config.clone(), gzip.clone(), zstd, tar], vec![]), &content).unwrap();
+        let types: Vec<&str> = image.layers.iter().map(|l| l.media_type.as_str()).collect();
+        assert_eq!(
+            types,
+            ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.oci.image.layer.v1.tar"]
+        );
+        assert_eq!(image.manifest_digest, digest_of(&image.manifest));
+        let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
+        assert_eq!(manifest["config"]["digest"], config.as_str());
+        assert_eq!(manifest["layers"][0]["size"], 6);
+
+        // The image's own manifest, when stored and true to the blobs, goes
+        // out as it is; one that misnames a layer's type does not.
+        let kept = serde_json::to_vec_pretty(&json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 46 },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": gzip, "size": 6 }],
+        }))
+        .unwrap();
+        let kept_digest = put(&content, &kept);
+        let with_kept = record(vec![config.clone(), gzip.clone()], vec![format!("r.io/a@{kept_digest}")]);
+        assert_eq!(exported(&with_kept, &content).unwrap().manifest_digest, kept_digest);
+        let wrong = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": { "digest": config },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": gzip, "size": 6 }],
+        }))
+        .unwrap();
+        let wrong_digest = put(&content, &wrong);
+        let with_wrong = record(vec![config, gzip], vec![format!("r.io/a@{wrong_digest}")]);
+        assert_ne!(exported(&with_wrong, &content).unwrap().manifest_digest, wrong_digest);
+    }
+
+    #[test]
+    fn history_pairs_steps_that_made_layers_with_the_layers() {
+        let (_dir, content) = store();
+        let config = put(
+            &content,
+            br#"{"history": [{"created_by": "ADD a", "created": "2024-01-01T00:00:00Z"}, {"created_by": "ENV x", "empty_layer": true}, {"created_by": "RUN b"}]}"#,
+        );
+        let (a, b, c) = (put(&content, b"layer a"), put(&content, b"layer bb"), put(&content, b"layer ccc"));
+        let steps = history(&record(vec![config, a.clone(), b.clone(), c.clone()], vec![]), &content).unwrap();
+        let summary: Vec<(&str, Option<&str>)> = steps.iter().map(|s| (s.created_by.as_str(), s.layer.as_ref().map(|l| l.digest.as_str()))).collect();
+        assert_eq!(summary, [("ADD a", Some(a.as_str())), ("ENV x", None), ("RUN b", Some(b.as_str())), ("", Some(c.as_str()))]);
+        assert_eq!(steps[0].created, "2024-01-01T00:00:00Z");
+        assert_eq!(steps[2].layer.as_ref().unwrap().size, 8);
+    }
+}
