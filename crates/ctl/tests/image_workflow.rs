@@ -231,6 +231,9 @@ fn save_import_tag_and_history() {
     assert!(rows[2].contains(" MB"), "busybox's layer: {out}");
     let (code, _, err) = ctl(&socket, &docker, &["history", "example.com/no/such:1"], b"");
     assert_eq!(code, 1, "{err}");
+    let (code, _, err) = ctl(&socket, &docker, &["push", "example.com/no/such:1"], b"");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("NotFound") && err.contains("example.com/no/such:1"), "{err}");
 
     // save, remove, import: the same id, the same names.
     for format in ["oci", "docker"] {
