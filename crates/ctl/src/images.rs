@@ -73,3 +73,12 @@ fn rows(image: &Image) -> Vec<String> {
     let names: Vec<&String> = if image.repo_tags.is_empty() { image.repo_digests.iter().collect() } else { image.repo_tags.iter().collect() };
     names.iter().map(|n| format!("{n:<60} {short_id:<20} {size:>10}")).collect()
 }
+
+/// `berthctl tag SOURCE TARGET`, through berth's admin API (berthd owns
+/// the index of names).
+pub async fn tag(socket: &Path, source: &str, target: &str) -> anyhow::Result<()> {
+    use berth_api::admin::v1::{images_client::ImagesClient, TagRequest};
+    let mut client = ImagesClient::new(connect(socket).await?);
+    client.tag(TagRequest { source: source.into(), target: target.into() }).await.map_err(rpc_error("tag"))?;
+    Ok(())
+}

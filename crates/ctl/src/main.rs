@@ -3,20 +3,25 @@
 
 mod client;
 mod containers;
+mod credentials;
+mod history;
 mod images;
 mod import;
 mod info;
 mod inspect;
 mod interactive;
 mod kube_manifest;
+mod login;
 mod logs;
 mod play;
 mod port;
 mod prune;
 mod ps;
 mod pull;
+mod push;
 mod resolve;
 mod run_flags;
+mod save;
 mod stats;
 mod top;
 mod volumes;
@@ -46,6 +51,38 @@ enum Command {
     Pull(images::PullArgs),
     /// Remove images (same as `images rm`).
     Rmi { images: Vec<String> },
+    /// Give an image one more name (it leaves any image that had it).
+    Tag {
+        #[arg(value_parser = credentials::image_arg)]
+        source: String,
+        #[arg(value_parser = credentials::tag_arg)]
+        target: String,
+    },
+    /// Push an image to the registry its name points at (credentials from
+    /// `login`, else berthd's `registry.auth_file`).
+    Push {
+        #[arg(value_parser = credentials::tag_arg)]
+        image: String,
+    },
+    /// Check credentials against a registry and store them (Docker's
+    /// config.json: $DOCKER_CONFIG/config.json, default ~/.docker/config.json).
+    Login(login::LoginArgs),
+    /// Remove a registry's stored credentials.
+    Logout {
+        #[arg(value_parser = credentials::registry_arg)]
+        registry: String,
+    },
+    /// Write images as an OCI image layout tar or a `docker save` archive
+    /// (`images import` loads it back).
+    Save(save::SaveArgs),
+    /// The layers of an image and the steps that made them, newest first.
+    History {
+        /// Show whole commands.
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(value_parser = credentials::image_arg)]
+        image: String,
+    },
     /// Run a container in a pod of its own; follows its output and exits
     /// with its exit code (unless --detach).
     Run(Box<containers::RunArgs>),
@@ -158,6 +195,12 @@ async fn main() -> std::process::ExitCode {
         Command::Images(cmd) => images::run(socket, cmd).await.map(|()| 0),
         Command::Pull(args) => images::run(socket, images::ImagesCommand::Pull(args)).await.map(|()| 0),
         Command::Rmi { images } => images::run(socket, images::ImagesCommand::Rm { images }).await.map(|()| 0),
+        Command::Tag { source, target } => images::tag(socket, &source, &target).await.map(|()| 0),
+        Command::Push { image } => push::push(socket, &image).await.map(|()| 0),
+        Command::Login(args) => login::login(socket, args).await.map(|()| 0),
+        Command::Logout { registry } => login::logout(&registry).map(|()| 0),
+        Command::Save(args) => save::save(socket, args).await.map(|()| 0),
+        Command::History { no_trunc, image } => history::history(socket, &image, no_trunc).await.map(|()| 0),
         Command::Run(args) => containers::run(socket, *args).await,
         Command::Ps(args) => ps::run(socket, args).await.map(|()| 0),
         Command::Logs { options, container } => logs::run(socket, &container, options).await.map(|()| 0),

@@ -187,7 +187,7 @@ fn status_text(st: &v1::ContainerStatus, now: i64) -> String {
 }
 
 /// A duration in nanoseconds as people say it: `5 seconds`, `3 minutes`.
-fn span(nanos: i64) -> String {
+pub(crate) fn span(nanos: i64) -> String {
     let secs = (nanos / 1_000_000_000).max(0);
     let (n, unit) = match secs {
         0..=59 => (secs, "second"),

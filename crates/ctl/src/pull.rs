@@ -1,7 +1,7 @@
 //! `berthctl pull`: through berth's own Images.Pull, so each layer's
 //! progress shows as it downloads and unpacks. In a terminal the layer
 //! lines are redrawn in place; otherwise (a log, a pipe) one line is
-//! printed per finished layer.
+//! printed per finished layer. `push` shows its uploads the same way.
 
 use std::{
     io::{IsTerminal, Write},
@@ -13,9 +13,10 @@ use berth_api::admin::v1::{images_client::ImagesClient, pull_event::Event, Layer
 use crate::client::{connect, rpc_error};
 
 pub async fn pull(socket: &Path, image: &str, creds: Option<&str>) -> anyhow::Result<()> {
+    // Given, or stored by `berthctl login` (else berthd's own auth file).
     let (username, password) = match creds {
         Some(c) => c.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())).ok_or_else(|| anyhow::anyhow!("--creds must be user:password"))?,
-        None => Default::default(),
+        None => crate::credentials::for_image(image)?.unwrap_or_default(),
     };
     let mut client = ImagesClient::new(connect(socket).await?);
     let mut events = client.pull(PullRequest { image: image.into(), username, password }).await.map_err(rpc_error("pull"))?.into_inner();
@@ -33,18 +34,20 @@ pub async fn pull(socket: &Path, image: &str, creds: Option<&str>) -> anyhow::Re
     anyhow::bail!("pull: berthd ended the stream before the image was pulled")
 }
 
-struct ProgressView {
+/// Per-layer lines of a pull or a push: redrawn in place on a terminal,
+/// one line per finished layer otherwise.
+pub(crate) struct ProgressView {
     terminal: bool,
     layers: Vec<LayerProgress>,
     drawn: usize,
 }
 
 impl ProgressView {
-    fn new(terminal: bool) -> Self {
+    pub(crate) fn new(terminal: bool) -> Self {
         Self { terminal, layers: Vec::new(), drawn: 0 }
     }
 
-    fn update(&mut self, layer: LayerProgress) {
+    pub(crate) fn update(&mut self, layer: LayerProgress) {
         let state = layer.state();
         match self.layers.iter_mut().find(|l| l.digest == layer.digest) {
             Some(known) => *known = layer.clone(),
@@ -52,7 +55,7 @@ impl ProgressView {
         }
         if self.terminal {
             self.redraw();
-        } else if matches!(state, LayerState::Done | LayerState::Exists) {
+        } else if matches!(state, LayerState::Done | LayerState::Exists | LayerState::Pushed) {
             println!("{}", line(&layer));
         }
     }
@@ -80,6 +83,8 @@ fn line(layer: &LayerProgress) -> String {
         LayerState::Unpacking => "unpacking".to_string(),
         LayerState::Done => format!("pulled {:.1} MB", mb(layer.size)),
         LayerState::Exists => "already exists".to_string(),
+        LayerState::Uploading => format!("pushing {:.1}/{:.1} MB", mb(layer.stored), mb(layer.size)),
+        LayerState::Pushed => format!("pushed {:.1} MB", mb(layer.size)),
     };
     format!("{short}: {what}")
 }

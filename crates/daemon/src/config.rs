@@ -155,6 +155,10 @@ pub struct RegistryConfig {
     /// Mirrors per registry, tried in order before it:
     /// `mirrors = { "docker.io" = ["mirror.local:5000"] }`.
     pub mirrors: std::collections::HashMap<String, Vec<String>>,
+    /// Docker's `config.json` of registry credentials (`berthctl login`,
+    /// `docker login`), for pulls and pushes that name none; read at each
+    /// one, so a login needs no restart. Empty: none.
+    pub auth_file: PathBuf,
 }
 
 impl Default for RegistryConfig {
@@ -166,6 +170,7 @@ impl Default for RegistryConfig {
             stall_min_bytes: berth_image::pull::DEFAULT_STALL_MIN_BYTES,
             max_concurrent_downloads: 4,
             mirrors: Default::default(),
+            auth_file: PathBuf::from(berth_image::pull::DEFAULT_AUTH_FILE),
         }
     }
 }
@@ -237,6 +242,7 @@ mod tests {
         assert_eq!(c.registry.insecure, ["127.0.0.1:5000"]);
         assert_eq!(c.registry.max_concurrent_downloads, 4);
         assert_eq!(c.registry.certs_dir, PathBuf::from("/etc/berth/certs.d"));
+        assert_eq!(c.registry.auth_file, PathBuf::from("/root/.docker/config.json"));
         assert_eq!(c.socket, PathBuf::from("/tmp/b.sock"));
         assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.root, Config::default().root);
@@ -286,6 +292,7 @@ stall_timeout_secs = 60
 stall_min_bytes = 32768
 max_concurrent_downloads = 4
 mirrors = { "docker.io" = ["mirror.local:5000"] }
+auth_file = "/etc/berth/auth.json"
 
 [streaming]
 address = "127.0.0.1"

@@ -104,6 +104,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         stall_min_bytes: config.registry.stall_min_bytes,
         max_concurrent_layers: config.registry.max_concurrent_downloads.max(1),
         mirrors: config.registry.mirrors.clone(),
+        auth_file: Some(config.registry.auth_file.clone()).filter(|f| !f.as_os_str().is_empty()),
     };
     let metrics = berth_metrics::Metrics::new();
     let metrics_listener = match config.metrics.address.as_str() {

@@ -95,6 +95,37 @@ async fn a_registry_behind_basic_auth_wants_the_right_password() {
     assert!(id.starts_with("sha256:"));
 }
 
+/// A PullImage that names no credentials (an image without an
+/// imagePullSecret) uses the entry for its registry in
+/// `registry.auth_file`, Docker's config.json, read at each pull: written
+/// while berthd runs, it works without a restart; a wrong one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_without_credentials_uses_the_auth_file() {
+    let registry = berth_testkit::Registry::start_with_auth(Some(("puller", "s3cret")));
+    let work = tempfile::tempdir().unwrap();
+    berth_testkit::build_and_push_as(&registry, work.path(), "private/app:1", None, Some("puller:s3cret"));
+    let auth_file = work.path().join("docker/config.json");
+    let berthd = Berthd::start(&format!("[registry]\ninsecure = [\"{}\"]\nauth_file = \"{}\"\n", registry.host(), auth_file.display()));
+    let mut img = ImageServiceClient::new(channel(&berthd.socket).await);
+    let name = format!("{}/private/app:1", registry.host());
+    let pull = PullImageRequest { image: spec(&name), ..Default::default() };
+
+    let err = img.pull_image(pull.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "no file yet: {}", err.message());
+    std::fs::create_dir_all(auth_file.parent().unwrap()).unwrap();
+    let entry = |credentials: &str| {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
+        format!(r#"{{"auths": {{"other:1": {{"auth": "eDp5"}}, "https://{}/v1/": {{"auth": "{auth}"}}}}}}"#, registry.host())
+    };
+    std::fs::write(&auth_file, entry("puller:wrong")).unwrap();
+    let err = img.pull_image(pull.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "a wrong password: {}", err.message());
+    std::fs::write(&auth_file, entry("puller:s3cret")).unwrap();
+    let id = img.pull_image(pull.clone()).await.unwrap().into_inner().image_ref;
+    assert!(id.starts_with("sha256:"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_with_token_auth_gives_a_token_for_the_right_password() {
     let options = berth_testkit::RegistryOptions { token_credentials: Some(("puller", "s3cret")), ..Default::default() };

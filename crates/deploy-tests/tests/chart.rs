@@ -223,6 +223,7 @@ const ALL_KEYS: &[&str] = &[
     "config.registry.stall_timeout_secs=120",
     "config.registry.max_concurrent_downloads=2",
     "config.registry.certs_dir=/etc/b/certs.d",
+    "config.registry.auth_file=/etc/b/auth.json",
     "config.registry.mirrors.docker\\.io={mirror.local:5000,m2}",
     "config.streaming.address=127.0.0.2",
     "config.streaming.port=10010",

@@ -20,6 +20,12 @@ pub enum Error {
     InvalidReference { reference: String, reason: String },
     #[error("pull {reference}: {source}")]
     Registry { reference: String, kind: RegistryErrorKind, source: Box<crate::RegistryError> },
+    #[error("push {reference}: {source}")]
+    Push { reference: String, kind: RegistryErrorKind, source: Box<crate::RegistryError> },
+    #[error("no image {0:?} in the store")]
+    UnknownImage(String),
+    #[error("registry credentials file {path}: {reason}")]
+    AuthFile { path: PathBuf, reason: String },
     #[error("bad image: {0}")]
     BadImage(String),
     #[error("snapshot: {0}")]
@@ -48,11 +54,16 @@ impl Error {
         }
         match self {
             Error::InvalidReference { .. } | Error::InvalidDigest(_) => "invalid_reference",
-            Error::Registry { kind: RegistryErrorKind::Unauthorized, .. } => "unauthorized",
-            Error::Registry { kind: RegistryErrorKind::NotFound, .. } => "not_found",
-            Error::Registry { kind: RegistryErrorKind::Misconfigured, .. } => "registry_misconfigured",
-            Error::Registry { kind: RegistryErrorKind::Unavailable, .. } => "registry_unavailable",
-            Error::Registry { kind: RegistryErrorKind::Refused, .. } => "bad_image",
+            Error::Registry { kind: RegistryErrorKind::Unauthorized, .. } | Error::Push { kind: RegistryErrorKind::Unauthorized, .. } => "unauthorized",
+            Error::Registry { kind: RegistryErrorKind::NotFound, .. } | Error::Push { kind: RegistryErrorKind::NotFound, .. } | Error::UnknownImage(_) => {
+                "not_found"
+            }
+            Error::Registry { kind: RegistryErrorKind::Misconfigured, .. } | Error::Push { kind: RegistryErrorKind::Misconfigured, .. } => {
+                "registry_misconfigured"
+            }
+            Error::Registry { kind: RegistryErrorKind::Unavailable, .. } | Error::Push { kind: RegistryErrorKind::Unavailable, .. } => "registry_unavailable",
+            Error::Registry { kind: RegistryErrorKind::Refused, .. } | Error::Push { kind: RegistryErrorKind::Refused, .. } => "bad_image",
+            Error::AuthFile { .. } => "auth_file",
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => "corrupt_content",
             Error::Escape { .. } | Error::BadImage(_) => "bad_image",
             _ => "internal",

@@ -93,6 +93,32 @@ impl ImageIndex {
         Ok(record.clone())
     }
 
+    /// Gives the image `source` names (an id, tag or digest reference) the
+    /// name `target` too; the name leaves whichever image held it.
+    pub fn tag(&self, source: &str, target: &str) -> Result<(ImageRecord, String)> {
+        let reference = parse_reference(target)?;
+        if reference.digest().is_some() {
+            return Err(Error::InvalidReference { reference: target.into(), reason: "a tag names no digest".into() });
+        }
+        let id = self.resolve(source).ok_or_else(|| Error::UnknownImage(source.into()))?.id;
+        let tag = format!("{}/{}:{}", reference.registry(), reference.repository(), reference.tag().unwrap_or("latest"));
+        let mut images = self.images.write().unwrap_or_else(|e| e.into_inner());
+        for other in images.values_mut().filter(|i| i.id != id) {
+            let before = other.repo_tags.len();
+            other.repo_tags.retain(|t| t != &tag);
+            if other.repo_tags.len() != before {
+                save_record(&self.path_of(&other.id)?, other).map_err(|e| Error::BadImage(e.to_string()))?;
+            }
+        }
+        // Removed since it was resolved: a concurrent removal wins.
+        let record = images.get_mut(&id).ok_or_else(|| Error::UnknownImage(source.into()))?;
+        if !record.repo_tags.contains(&tag) {
+            record.repo_tags.push(tag.clone());
+            save_record(&self.path_of(&record.id)?, record).map_err(|e| Error::BadImage(e.to_string()))?;
+        }
+        Ok((record.clone(), tag))
+    }
+
     /// Finds an image by id (`sha256:...`, or its hex), tag or digest
     /// reference, as the kubelet may name it.
     pub fn resolve(&self, name: &str) -> Option<ImageRecord> {
@@ -187,5 +213,21 @@ mod tests {
         assert!(reopened.remove(&b.id).unwrap().is_some());
         assert!(reopened.remove(&b.id).unwrap().is_none());
         assert!(reopened.resolve("busybox").is_none());
+    }
+
+    #[test]
+    fn a_tag_is_one_more_name_and_leaves_its_old_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = ImageIndex::open(&berth_store::Paths::new(dir.path(), dir.path())).unwrap();
+        let a = index.add(&pulled("r.io/a:1", 'a')).unwrap();
+        let b = index.add(&pulled("r.io/b:1", 'b')).unwrap();
+        let (tagged, name) = index.tag("r.io/a:1", "r.io/c").unwrap();
+        assert_eq!((tagged.id.as_str(), name.as_str()), (a.id.as_str(), "r.io/c:latest"));
+        assert_eq!(index.resolve("r.io/c:latest").unwrap().repo_tags, ["r.io/a:1", "r.io/c:latest"]);
+        index.tag(&b.id, "r.io/c").unwrap();
+        assert_eq!(index.resolve("r.io/c").unwrap().id, b.id);
+        assert_eq!(index.resolve(&a.id).unwrap().repo_tags, ["r.io/a:1"]);
+        assert!(matches!(index.tag("r.io/nothing:1", "r.io/d").unwrap_err(), Error::UnknownImage(_)));
+        assert!(matches!(index.tag(&a.id, "Bad Name").unwrap_err(), Error::InvalidReference { .. }));
     }
 }

@@ -2,13 +2,16 @@
 //! store where blobs land verified, the unpacking of layer tarballs into
 //! snapshot directories in overlay form, and the index of image names.
 
+pub mod auth_file;
 pub mod content;
 mod error;
+pub mod export;
 pub mod import;
 pub mod index;
 pub mod lease;
 pub mod progress;
 pub mod pull;
+pub mod push;
 mod registry;
 pub mod unpack;
 

@@ -13,8 +13,13 @@ pub enum LayerState {
     Downloaded,
     Unpacking,
     Done,
-    /// The blob was already in the content store.
+    /// The blob was already in the content store (a pull) or in the
+    /// registry (a push).
     Exists,
+    /// A push's blob on its way; `stored` counts the bytes sent.
+    Uploading,
+    /// A push's blob is in the registry.
+    Pushed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,9 @@ pub const DEFAULT_STALL_MIN_BYTES: u64 = 32 << 10;
 /// Where berthd keeps per-registry CA files and client certificates.
 pub const DEFAULT_CERTS_DIR: &str = "/etc/berth/certs.d";
 
+/// Where `docker login` and `berthctl login` run as root store credentials.
+pub const DEFAULT_AUTH_FILE: &str = "/root/.docker/config.json";
+
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     /// Registries reached over plain http only (`host:port`). Loopback
@@ -48,6 +51,9 @@ pub struct PullOptions {
     /// Mirrors (`host:port`) per registry (`docker.io`), tried in order
     /// before the registry itself.
     pub mirrors: std::collections::HashMap<String, Vec<String>>,
+    /// Docker's `config.json` (`berthctl login` writes it): the
+    /// credentials of pulls and pushes that name none; read at each one.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl Default for PullOptions {
@@ -59,6 +65,7 @@ impl Default for PullOptions {
             stall_min_bytes: DEFAULT_STALL_MIN_BYTES,
             max_concurrent_layers: 4,
             mirrors: Default::default(),
+            auth_file: Some(PathBuf::from(DEFAULT_AUTH_FILE)),
         }
     }
 }
@@ -131,6 +138,7 @@ pub async fn pull_alongside(
     alongside: &Alongside<'_>,
 ) -> Result<Pulled> {
     let origin = parse_reference(image)?;
+    let auth = stored_credentials(auth, &origin, opts);
     let mirrors = opts.mirrors.get(origin.registry()).cloned().unwrap_or_default();
     for mirror in &mirrors {
         let mut via = origin.clone();
@@ -289,6 +297,24 @@ async fn download(session: &Session, reference: &Reference, layer: OciDescriptor
     }
     progress.report(&layer.digest, size, size, LayerState::Downloaded);
     Ok(Some(fetched))
+}
+
+/// `auth`, or when it is anonymous the credentials `opts.auth_file` holds
+/// for the reference's registry. An unreadable file is logged and taken
+/// as no credentials (the registry's refusal, if any, follows).
+pub(crate) fn stored_credentials(auth: RegistryAuth, reference: &Reference, opts: &PullOptions) -> RegistryAuth {
+    let (RegistryAuth::Anonymous, Some(file)) = (&auth, &opts.auth_file) else { return auth };
+    match crate::auth_file::credentials(file, reference.registry()) {
+        Ok(Some((user, password))) => {
+            tracing::debug!(registry = %reference.registry(), file = %file.display(), "credentials from the auth file");
+            RegistryAuth::Basic(user, password)
+        }
+        Ok(None) => auth,
+        Err(e) => {
+            tracing::warn!(error = %e, "registry credentials not read; going on without them");
+            auth
+        }
+    }
 }
 
 /// Turns a registry's failure into the pull's error, with what it means

@@ -1,13 +1,24 @@
-//! berth's own Images service (crates/api): pull with per-layer progress
-//! and import from archives, for berthctl. It works on the same stores as
-//! the CRI ImageService, so what it pulls or imports the kubelet sees.
+//! berth's own Images service (crates/api): pull and push with per-layer
+//! progress, import from and save to archives, tag, history and a check of
+//! credentials, for
+//! berthctl. It works on the same stores as the CRI ImageService, so what
+//! it pulls, imports or tags the kubelet sees.
 
+mod history;
 mod import;
+mod login;
 mod pull;
+mod push;
+mod save;
+mod tag;
 
 use std::{pin::Pin, sync::Arc};
 
-use berth_api::admin::v1::{images_server::Images, ImportChunk, ImportResponse, PullEvent, PullRequest};
+use berth_api::admin::v1::{
+    images_server::Images, HistoryRequest, HistoryResponse, ImportChunk, ImportResponse, LayerProgress, LayerState, LoginRequest, LoginResponse, PullEvent,
+    PullRequest, PushEvent, PushRequest, SaveChunk, SaveRequest, TagRequest, TagResponse,
+};
+use berth_image::progress;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ImageServer;
@@ -23,10 +34,14 @@ impl AdminImages {
 }
 
 pub type PullEvents = Pin<Box<dyn tokio_stream::Stream<Item = Result<PullEvent, Status>> + Send>>;
+pub type PushEvents = Pin<Box<dyn tokio_stream::Stream<Item = Result<PushEvent, Status>> + Send>>;
+pub type SaveChunks = Pin<Box<dyn tokio_stream::Stream<Item = Result<SaveChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Images for AdminImages {
     type PullStream = PullEvents;
+    type PushStream = PushEvents;
+    type SaveStream = SaveChunks;
 
     async fn pull(&self, req: Request<PullRequest>) -> Result<Response<PullEvents>, Status> {
         pull::pull(self.images.clone(), req.into_inner()).map(Response::new)
@@ -35,4 +50,39 @@ impl Images for AdminImages {
     async fn import(&self, req: Request<Streaming<ImportChunk>>) -> Result<Response<ImportResponse>, Status> {
         import::import(&self.images, req.into_inner()).await.map(Response::new)
     }
+
+    async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushEvents>, Status> {
+        push::push(self.images.clone(), req.into_inner()).map(Response::new)
+    }
+
+    async fn save(&self, req: Request<SaveRequest>) -> Result<Response<SaveChunks>, Status> {
+        save::save(self.images.clone(), req.into_inner()).map(Response::new)
+    }
+
+    async fn tag(&self, req: Request<TagRequest>) -> Result<Response<TagResponse>, Status> {
+        tag::tag(&self.images, req.into_inner()).map(Response::new)
+    }
+
+    async fn history(&self, req: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
+        history::history(self.images.clone(), req.into_inner()).await.map(Response::new)
+    }
+
+    async fn login(&self, req: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        login::login(&self.images, req.into_inner()).await.map(Response::new)
+    }
+}
+
+/// A layer's progress (of a pull or a push) as the API says it.
+fn layer_progress(p: progress::LayerProgress) -> LayerProgress {
+    let state = match p.state {
+        progress::LayerState::Waiting => LayerState::Waiting,
+        progress::LayerState::Downloading => LayerState::Downloading,
+        progress::LayerState::Downloaded => LayerState::Downloaded,
+        progress::LayerState::Unpacking => LayerState::Unpacking,
+        progress::LayerState::Done => LayerState::Done,
+        progress::LayerState::Exists => LayerState::Exists,
+        progress::LayerState::Uploading => LayerState::Uploading,
+        progress::LayerState::Pushed => LayerState::Pushed,
+    };
+    LayerProgress { digest: p.digest, size: p.size, stored: p.stored, state: state as i32 }
 }

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use berth_api::admin::v1::{pull_event::Event, LayerProgress, LayerState, PullEvent, PullRequest, Pulled};
+use berth_api::admin::v1::{pull_event::Event, PullEvent, PullRequest, Pulled};
 use berth_image::progress::{self, Progress};
 use oci_client::secrets::RegistryAuth;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::PullEvents;
+use super::{layer_progress, PullEvents};
 use crate::{image::status_of, ImageServer};
 
 pub(super) fn pull(images: Arc<ImageServer>, req: PullRequest) -> Result<PullEvents, Status> {
@@ -44,13 +44,5 @@ pub(super) fn pull(images: Arc<ImageServer>, req: PullRequest) -> Result<PullEve
 }
 
 fn layer_event(p: progress::LayerProgress) -> PullEvent {
-    let state = match p.state {
-        progress::LayerState::Waiting => LayerState::Waiting,
-        progress::LayerState::Downloading => LayerState::Downloading,
-        progress::LayerState::Downloaded => LayerState::Downloaded,
-        progress::LayerState::Unpacking => LayerState::Unpacking,
-        progress::LayerState::Done => LayerState::Done,
-        progress::LayerState::Exists => LayerState::Exists,
-    };
-    PullEvent { event: Some(Event::Layer(LayerProgress { digest: p.digest, size: p.size, stored: p.stored, state: state as i32 })) }
+    PullEvent { event: Some(Event::Layer(layer_progress(p))) }
 }

@@ -112,7 +112,9 @@ pub(crate) fn status_of(e: berth_image::Error) -> Status {
     }
     match &e {
         E::InvalidReference { .. } | E::InvalidDigest(_) => Status::invalid_argument(e.to_string()),
-        E::Registry { kind, .. } => match kind {
+        E::UnknownImage(_) => Status::not_found(e.to_string()),
+        E::AuthFile { .. } => Status::failed_precondition(e.to_string()),
+        E::Registry { kind, .. } | E::Push { kind, .. } => match kind {
             berth_image::RegistryErrorKind::Unauthorized => Status::unauthenticated(e.to_string()),
             berth_image::RegistryErrorKind::NotFound => Status::not_found(e.to_string()),
             // Not Unavailable, which tells a client to retry: TLS set up

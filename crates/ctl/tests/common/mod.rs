@@ -51,12 +51,17 @@ impl Daemon {
     /// berthd on temp dirs, trusting `registry` over plain http, with
     /// `extra` config lines.
     pub fn start(registry: &str, extra: &str) -> Daemon {
+        Self::start_with(registry, extra, "")
+    }
+
+    /// [`Daemon::start`] with `registry_extra` lines in `[registry]`.
+    pub fn start_with(registry: &str, extra: &str, registry_extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{extra}\n[registry]\ninsecure = [\"{registry}\"]\n",
+                "socket = \"{0}/b.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{extra}\n[registry]\ninsecure = [\"{registry}\"]\n{registry_extra}\n",
                 dir.path().display()
             ),
         )

@@ -287,6 +287,26 @@ pub(crate) struct Session {
     pacing: Pacing,
     /// How long a request may take until its answer's headers are in.
     headers_within: Duration,
+    /// What a token is asked for: `pull`, or `pull,push`.
+    actions: &'static str,
+}
+
+/// One request of a session: a method, a path on the registry host (or a
+/// whole URL it gave), and what goes with it.
+pub(crate) struct Call<'a> {
+    pub method: reqwest::Method,
+    pub path: &'a str,
+    pub accept: Option<&'a str>,
+    pub range_from: u64,
+    pub content_type: Option<&'a str>,
+    /// Makes the body and says its length; called for each send.
+    pub body: Option<&'a (dyn Fn() -> (reqwest::Body, u64) + Send + Sync)>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: reqwest::Method, path: &'a str) -> Self {
+        Call { method, path, accept: None, range_from: 0, content_type: None, body: None }
+    }
 }
 
 impl Session {
@@ -343,7 +363,24 @@ impl Session {
             // Connecting has its own timeout; past it, the headers get one
             // window (never less, or a slow connect would be misnamed).
             headers_within: settings.pacing.window.min(connect_timeout) + settings.pacing.window,
+            actions: "pull",
         })
+    }
+
+    /// The session of a push: its tokens are asked for pull and push.
+    pub(crate) fn for_push(mut self) -> Self {
+        self.actions = "pull,push";
+        self
+    }
+
+    pub(crate) fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// An answer other than the one wanted, as an error (the registry's
+    /// error code with it, when it sent one).
+    pub(crate) async fn unexpected(&self, response: Response) -> RegistryError {
+        self.status_error(response).await
     }
 
     /// A fresh judge of one body's progress.
@@ -436,24 +473,30 @@ impl Session {
     /// A GET, authorised: with what the registry accepted before, or, on a
     /// 401, after answering its challenge (once).
     async fn get(&self, path: &str, accept: Option<&str>, range_from: u64) -> Result<Response, RegistryError> {
+        self.call(&Call { accept, range_from, ..Call::new(reqwest::Method::GET, path) }).await
+    }
+
+    /// Any request, authorised like `get`. A body is made afresh for each
+    /// send, since a 401 means sending it again.
+    pub(crate) async fn call(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
         let authorization = self.authorization.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let response = self.send(path, accept, range_from, authorization.as_ref()).await?;
+        let response = self.send(call, authorization.as_ref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
         match self.answer_challenge(&response).await? {
-            Some(authorization) => self.send(path, accept, range_from, Some(&authorization)).await,
+            Some(authorization) => self.send(call, Some(&authorization)).await,
             // Nothing to answer with: the caller reports the 401.
             None => Ok(response),
         }
     }
 
-    async fn send(&self, path: &str, accept: Option<&str>, range_from: u64, authorization: Option<&HeaderValue>) -> Result<Response, RegistryError> {
+    async fn send(&self, call: &Call<'_>, authorization: Option<&HeaderValue>) -> Result<Response, RegistryError> {
         let scheme = self.scheme.get().copied().unwrap_or(match self.plan {
             SchemePlan::Http => Scheme::Http,
             SchemePlan::Https | SchemePlan::HttpsThenHttp => Scheme::Https,
         });
-        let first = self.send_in(scheme, path, accept, range_from, authorization).await;
+        let first = self.send_in(scheme, call, authorization).await;
         let error = match first {
             Ok(response) => {
                 let _ = self.scheme.set(scheme);
@@ -464,7 +507,7 @@ impl Session {
         if self.plan == SchemePlan::HttpsThenHttp && self.scheme.get().is_none() && self.speaks_plain_http(&error) {
             tracing::debug!(registry = %self.host, error = %error, "loopback registry: https failed; speaking plain http to it");
             *self.https_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
-            let response = self.send_in(Scheme::Http, path, accept, range_from, authorization).await?;
+            let response = self.send_in(Scheme::Http, call, authorization).await?;
             let _ = self.scheme.set(Scheme::Http);
             return Ok(response);
         }
@@ -486,35 +529,43 @@ impl Session {
         }
     }
 
-    async fn send_in(
-        &self,
-        scheme: Scheme,
-        path: &str,
-        accept: Option<&str>,
-        range_from: u64,
-        authorization: Option<&HeaderValue>,
-    ) -> Result<Response, RegistryError> {
-        let url = format!("{}://{}{path}", scheme.as_str(), self.host);
-        let mut request = self.client.get(&url);
-        if let Some(accept) = accept {
+    async fn send_in(&self, scheme: Scheme, call: &Call<'_>, authorization: Option<&HeaderValue>) -> Result<Response, RegistryError> {
+        // A path on this host, or a whole URL the registry gave (an
+        // upload's Location).
+        let url = if call.path.starts_with('/') { format!("{}://{}{}", scheme.as_str(), self.host, call.path) } else { call.path.to_string() };
+        let mut request = self.client.request(call.method.clone(), &url);
+        if let Some(accept) = call.accept {
             request = request.header(ACCEPT, accept);
         }
-        if range_from > 0 {
-            request = request.header(RANGE, format!("bytes={range_from}-"));
+        if call.range_from > 0 {
+            request = request.header(RANGE, format!("bytes={}-", call.range_from));
+        }
+        if let Some(content_type) = call.content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        // A body must come at the pace a download must (`Pacing`): the
+        // answer is due within the headers' allowance plus one window for
+        // every `min_bytes` of it.
+        let mut within = self.headers_within;
+        if let Some(body) = call.body {
+            let (body, length) = body();
+            let windows = (length / self.pacing.min_bytes.max(1)).saturating_add(1);
+            within = within.saturating_add(Duration::from_secs_f64((self.pacing.window.as_secs_f64() * windows as f64).min(1e9)));
+            request = request.header(reqwest::header::CONTENT_LENGTH, length).body(body);
         }
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
         // The read timeout restarts with every byte, so headers sent a
         // byte at a time would never time out: they get one window, whole.
-        match tokio::time::timeout(self.headers_within, request.send()).await {
+        match tokio::time::timeout(within, request.send()).await {
             // A read timeout before the headers (not while connecting, which
             // the https-then-http plan looks at): the headers stalled.
             Ok(Err(e)) if e.is_timeout() && !e.is_connect() => {
                 Err(RegistryError::HeadersStalled { url, window: self.pacing.window, source: Some(e.without_url()) })
             }
             Ok(sent) => sent.map_err(|e| self.request_error(url, e)),
-            Err(_) => Err(RegistryError::HeadersStalled { url, window: self.headers_within, source: None }),
+            Err(_) => Err(RegistryError::HeadersStalled { url, window: within, source: None }),
         }
     }
 
@@ -563,7 +614,7 @@ impl Session {
     async fn fetch_token(&self, realm: &str, service: Option<String>) -> Result<String, RegistryError> {
         let token_error =
             |status: Option<StatusCode>, message: String| RegistryError::Token { realm: realm.to_string(), status: status.map(|s| s.as_u16()), message };
-        let mut query = vec![("scope", format!("repository:{}:pull", self.repository))];
+        let mut query = vec![("scope", format!("repository:{}:{}", self.repository, self.actions))];
         query.extend(service.map(|s| ("service", s)));
         let mut request = self.client.get(realm).query(&query);
         if let RegistryAuth::Basic(user, password) = &self.credentials {
@@ -611,6 +662,13 @@ impl Session {
                 let message = if e.message.is_empty() { format!("{:?}", e.code) } else { e.message.clone() };
                 RegistryError::Status { url, status, code: Some(e.code), message }
             }
+            // A HEAD's answer has no body: the status's own words then.
+            None if body.iter().all(u8::is_ascii_whitespace) => RegistryError::Status {
+                url,
+                status,
+                code: None,
+                message: StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("no message").to_string(),
+            },
             None => RegistryError::Status { url, status, code: None, message: excerpt(&body) },
         }
     }
