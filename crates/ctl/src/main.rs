@@ -15,6 +15,7 @@ mod login;
 mod logs;
 mod play;
 mod port;
+mod progress;
 mod prune;
 mod ps;
 mod pull;

@@ -3,21 +3,22 @@
 //! download is. Credentials: those `berthctl login` stored for the
 //! registry, else berthd's own `registry.auth_file`.
 
-use std::{io::IsTerminal, path::Path};
+use std::path::Path;
 
 use berth_api::admin::v1::{images_client::ImagesClient, push_event::Event, PushRequest};
 
-use crate::{client::connect, credentials, pull::ProgressView};
+use crate::{client::connect, credentials, progress::ProgressView};
 
 pub async fn push(socket: &Path, image: &str) -> anyhow::Result<()> {
     let (username, password) = credentials::for_image(image)?.unwrap_or_default();
     let mut client = ImagesClient::new(connect(socket).await?);
     let mut events = client.push(PushRequest { image: image.into(), username, password }).await.map_err(push_error(image))?.into_inner();
-    let mut view = ProgressView::new(std::io::stdout().is_terminal());
+    let mut view = ProgressView::new();
     while let Some(event) = events.message().await.map_err(push_error(image))? {
         match event.event {
             Some(Event::Layer(layer)) => view.update(layer),
             Some(Event::Pushed(pushed)) => {
+                view.finish();
                 println!("{}: digest: {} size: {}", pushed.reference, pushed.manifest_digest, pushed.size);
                 return Ok(());
             }
