@@ -9,7 +9,7 @@ use k8s_cri::v1;
 use super::Runtime;
 use crate::{
     error::blocking,
-    state::{now_nanos, Container, ContainerRecord, ContainerState, ExitInfo},
+    state::{now_nanos, Container, ExitInfo},
 };
 
 impl Runtime {
@@ -53,7 +53,9 @@ impl Runtime {
         // memory the container stays Running until Delete is done, so a
         // Remove cannot race with the shim's teardown.
         let mut ahead = container.snapshot();
-        apply_exit(&mut ahead, &exit);
+        if let Err(e) = ahead.mark_exited(&exit) {
+            tracing::error!(container_id = %container.id, error = %e, "record an exit");
+        }
         let saved = match self.paths.container_record(&ahead.id) {
             Ok(path) => blocking(move || Ok(berth_store::save_record(&path, &ahead)?)).await,
             Err(e) => Err(e.into()),
@@ -68,7 +70,10 @@ impl Runtime {
     }
 
     pub(crate) async fn record_exit(&self, container: &Container, exit: ExitInfo) {
-        apply_exit(&mut container.record(), &exit);
+        if let Err(e) = container.record().mark_exited(&exit) {
+            // Only a Running container has an exit monitor: a bug if seen.
+            tracing::error!(container_id = %container.id, error = %e, "record an exit");
+        }
         container.set_shim(None);
         if let Err(e) = self.save_container(container).await {
             tracing::error!(container_id = %container.id, error = %e, "save exit");
@@ -77,14 +82,6 @@ impl Runtime {
         tracing::info!(container_id = %container.id, exit_code = exit.code, reason = %exit.reason, "container exited");
         self.emit(v1::ContainerEventType::ContainerStoppedEvent, container);
     }
-}
-
-fn apply_exit(r: &mut ContainerRecord, exit: &ExitInfo) {
-    r.state = ContainerState::Exited;
-    r.exit_code = exit.code;
-    r.finished_at = exit.at;
-    r.reason = exit.reason.clone();
-    r.message = exit.message.clone();
 }
 
 impl Runtime {

@@ -28,7 +28,7 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
         if record.state == SandboxState::Ready && lost {
             // The pinned namespaces are gone (a reboot emptied /run).
             tracing::warn!(pod_id = %record.id, "pod namespaces lost; pod is NotReady");
-            record.state = SandboxState::NotReady;
+            record.mark_not_ready();
             record.netns = None;
             record.ipcns = None;
             record.utsns = None;
@@ -75,12 +75,7 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
                         // Running, or exited while berthd was away: the
                         // monitor's Wait returns at once in the second case.
                         if state == ContainerState::Created {
-                            {
-                                let mut r = container.record();
-                                r.state = ContainerState::Running;
-                                r.pid = s.pid;
-                                r.started_at = now_nanos();
-                            }
+                            container.record().mark_started(s.pid, now_nanos())?;
                             // Saved now: if berthd dies again before the
                             // exit, the next start must not find a Created
                             // record for a container that ran (its shim

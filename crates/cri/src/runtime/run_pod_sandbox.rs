@@ -109,7 +109,7 @@ impl Runtime {
             r.additional_ips = result.additional_ips;
             r.cni_result = Some(result.result);
         }
-        sandbox.record().state = SandboxState::Ready;
+        sandbox.record().mark_ready()?;
         self.save_sandbox(sandbox).await
     }
 }

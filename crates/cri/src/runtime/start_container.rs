@@ -7,7 +7,7 @@ use super::Runtime;
 use crate::{
     error::{blocking, Error, Result},
     shim_client::ShimError,
-    state::{now_nanos, Container, ContainerState},
+    state::{now_nanos, Container},
 };
 
 impl Runtime {
@@ -23,7 +23,7 @@ impl Runtime {
         let _pod = sandbox.op.lock().await;
         let _op = container.op.lock().await;
         let state = container.state();
-        if state != ContainerState::Created {
+        if !state.can_start() {
             return Err(Error::FailedPrecondition(format!("container {} is {state:?}; only a Created container can start", container.id)));
         }
         if !sandbox.is_ready() {
@@ -31,12 +31,7 @@ impl Runtime {
         }
         match self.launch(&container).await {
             Ok(pid) => {
-                {
-                    let mut r = container.record();
-                    r.state = ContainerState::Running;
-                    r.pid = pid;
-                    r.started_at = now_nanos();
-                }
+                container.record().mark_started(pid, now_nanos())?;
                 self.save_container(&container).await?;
                 self.spawn_exit_monitor(container.clone());
                 self.emit(v1::ContainerEventType::ContainerStartedEvent, &container);
@@ -44,14 +39,7 @@ impl Runtime {
                 Ok(v1::StartContainerResponse {})
             }
             Err(e) => {
-                {
-                    let mut r = container.record();
-                    r.state = ContainerState::Exited;
-                    r.exit_code = 128;
-                    r.finished_at = now_nanos();
-                    r.reason = "StartError".into();
-                    r.message = e.to_string();
-                }
+                container.record().mark_start_failed(e.to_string(), now_nanos())?;
                 container.mark_exited();
                 if let Err(save) = self.save_container(&container).await {
                     tracing::error!(container_id = %container.id, error = %save, "save failed start");

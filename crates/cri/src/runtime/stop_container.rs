@@ -5,7 +5,7 @@ use k8s_cri::v1;
 use super::Runtime;
 use crate::{
     error::{Error, Result},
-    state::{Container, ContainerState},
+    state::Container,
 };
 
 /// After SIGKILL, how long to wait for the exit to be recorded.
@@ -26,7 +26,7 @@ impl Runtime {
 
     pub(crate) async fn stop(&self, container: &Container, timeout_secs: i64) -> Result<()> {
         let _op = container.op.lock().await;
-        if container.state() != ContainerState::Running {
+        if !container.state().needs_stop() {
             return Ok(());
         }
         let Some(shim) = container.shim() else {

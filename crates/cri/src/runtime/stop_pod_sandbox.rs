@@ -6,7 +6,7 @@ use k8s_cri::v1;
 use super::{pod_files, run_pod_sandbox::pod_ports, Runtime};
 use crate::{
     error::{blocking, Error, Result},
-    state::{Sandbox, SandboxState},
+    state::Sandbox,
 };
 
 impl Runtime {
@@ -21,7 +21,7 @@ impl Runtime {
             self.stop(&container, 0).await?;
         }
         self.tear_down_pod(&sandbox).await?;
-        sandbox.record().state = SandboxState::NotReady;
+        sandbox.record().mark_not_ready();
         self.save_sandbox(&sandbox).await?;
         tracing::info!(pod_id = %sandbox.id, "pod sandbox stopped");
         Ok(v1::StopPodSandboxResponse {})

@@ -122,8 +122,8 @@ impl Container {
     /// FailedPrecondition naming the state.
     pub fn shim_for_exec(&self) -> crate::error::Result<Shim> {
         let state = self.state();
-        match (state, self.shim()) {
-            (ContainerState::Running, Some(shim)) => Ok(shim),
+        match (state.can_exec(), self.shim()) {
+            (true, Some(shim)) => Ok(shim),
             _ => Err(crate::error::Error::FailedPrecondition(format!("container {} is {state:?}; exec needs it Running", self.id))),
         }
     }

@@ -7,6 +7,7 @@
 //! only delays calls on its own container).
 
 mod container;
+mod lifecycle;
 mod registry;
 mod sandbox;
 

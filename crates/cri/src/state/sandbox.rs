@@ -73,7 +73,7 @@ impl Sandbox {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.record().state == SandboxState::Ready
+        self.record().state.can_run_containers()
     }
 }
 
