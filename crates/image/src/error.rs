@@ -76,6 +76,33 @@ impl Error {
     }
 }
 
+impl berth_error_kind::HasKind for Error {
+    fn kind(&self) -> berth_error_kind::ErrorKind {
+        use berth_error_kind::ErrorKind as K;
+        if self.is_disk_full() {
+            return K::ResourceExhausted;
+        }
+        match self {
+            Error::InvalidReference { .. } | Error::InvalidDigest(_) => K::InvalidArgument,
+            Error::UnknownImage(_) => K::NotFound,
+            Error::AuthFile { .. } => K::FailedPrecondition,
+            Error::Registry { kind, .. } | Error::Push { kind, .. } => match kind {
+                RegistryErrorKind::Unauthorized => K::Unauthenticated,
+                RegistryErrorKind::NotFound => K::NotFound,
+                // Not Unavailable, which tells a client to retry: TLS set up
+                // wrong (an unknown CA, a missing client certificate, http
+                // against https) fails the same way until an operator acts.
+                RegistryErrorKind::Misconfigured => K::FailedPrecondition,
+                RegistryErrorKind::Unavailable => K::Unavailable,
+                // Like a bad image: asking again gets the same manifest.
+                RegistryErrorKind::Refused => K::FailedPrecondition,
+            },
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Escape { .. } | Error::BadImage(_) => K::FailedPrecondition,
+            Error::Entry { .. } | Error::Read(_) | Error::Io { .. } | Error::Snapshot(_) => K::Internal,
+        }
+    }
+}
+
 /// What a registry's refusal means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryErrorKind {

@@ -24,3 +24,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl berth_error_kind::HasKind for Error {
+    fn kind(&self) -> berth_error_kind::ErrorKind {
+        use berth_error_kind::ErrorKind as K;
+        match self {
+            // The node's CNI setup: an operator must act.
+            Error::NoConfig { .. } | Error::BadConfig { .. } | Error::PluginMissing { .. } => K::FailedPrecondition,
+            Error::Io { source, .. } => berth_error_kind::io_kind(source),
+            Error::Namespace(_) | Error::Plugin { .. } => K::Internal,
+        }
+    }
+}

@@ -631,3 +631,10 @@ fn device_rules(devices: &[HostDevice]) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+impl berth_error_kind::HasKind for SpecError {
+    /// The config asked for something no spec can express.
+    fn kind(&self) -> berth_error_kind::ErrorKind {
+        berth_error_kind::ErrorKind::InvalidArgument
+    }
+}

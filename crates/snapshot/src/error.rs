@@ -22,3 +22,16 @@ impl Error {
         move |source| Error::Io { op, path, source }
     }
 }
+
+impl berth_error_kind::HasKind for Error {
+    fn kind(&self) -> berth_error_kind::ErrorKind {
+        use berth_error_kind::ErrorKind as K;
+        match self {
+            Error::NotFound(_) => K::NotFound,
+            Error::AlreadyExists(_) => K::AlreadyExists,
+            Error::FailedPrecondition { .. } => K::FailedPrecondition,
+            Error::Io { source, .. } => berth_error_kind::io_kind(source),
+            Error::Store(e) => e.kind(),
+        }
+    }
+}

@@ -26,3 +26,16 @@ impl Error {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 }
+
+impl berth_error_kind::HasKind for Error {
+    fn kind(&self) -> berth_error_kind::ErrorKind {
+        use berth_error_kind::ErrorKind as K;
+        match self {
+            Error::NameTaken { .. } => K::AlreadyExists,
+            Error::InvalidId(_) => K::InvalidArgument,
+            Error::Io { source, .. } => berth_error_kind::io_kind(source),
+            // A record berth cannot read is berth's to fix, not the caller's.
+            Error::Corrupt { .. } | Error::TooNew { .. } => K::Internal,
+        }
+    }
+}
