@@ -14,6 +14,7 @@ pub mod shim_client;
 pub(crate) mod state;
 
 pub use admin::AdminImages;
+pub use admin::AdminContainers;
 pub use image::ImageServer;
 pub use runtime::{RuntimeInfo, RuntimeServer};
 

@@ -5,6 +5,13 @@
 mod import;
 mod pull;
 
+// The Containers service (berthctl cp).
+mod containers;
+mod copy_from;
+mod copy_to;
+mod in_root;
+pub use containers::AdminContainers;
+
 use std::{pin::Pin, sync::Arc};
 
 use berth_api::admin::v1::{images_server::Images, ImportChunk, ImportResponse, PullEvent, PullRequest};
