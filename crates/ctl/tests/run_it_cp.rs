@@ -164,15 +164,16 @@ fn cp_in_and_out_never_leaves_the_container() {
         (o.status.code(), o.stdout, String::from_utf8_lossy(&o.stderr).into_owned())
     };
     assert_eq!(code, Some(0), "{err}");
-    let names: Vec<String> =
-        tar::Archive::new(&tarball[..]).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string().trim_end_matches('/').to_string()).collect();
+    let names: Vec<String> = tar::Archive::new(&tarball[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string().trim_end_matches('/').to_string())
+        .collect();
     assert_eq!(names, ["sub", "sub/f"]);
 
     // Symlinks that name host paths resolve inside the container, where
     // those paths do not exist: nothing of the host's is read.
-    for escape in
-        ["box:/data/dirlink/secret", &format!("box:/data/up{canary}/secret"), &format!("box:/../../../../..{canary}/secret"), "box:/data/dirlink/."]
-    {
+    for escape in ["box:/data/dirlink/secret", &format!("box:/data/up{canary}/secret"), &format!("box:/../../../../..{canary}/secret"), "box:/data/dirlink/."] {
         let dest = out.join("leak");
         let (code, _, err) = ctl(&["cp", escape, dest.to_str().unwrap()]);
         assert_eq!(code, 1, "{escape}: {err}");

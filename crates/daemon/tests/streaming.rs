@@ -472,7 +472,8 @@ async fn attach_before_start_sees_the_first_byte() {
     for round in 0..5 {
         let name = format!("first-{round}");
         let id = node.create(&pod, node.container_config(&name, &["sh", "-c", "echo first-line; echo to-stderr >&2; exit 7"])).await.unwrap();
-        let url = node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, stderr: true, ..Default::default() }).await.unwrap().into_inner().url;
+        let url =
+            node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, stderr: true, ..Default::default() }).await.unwrap().into_inner().url;
         let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
         node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
         let got = collect_ws(&mut ws, None, T).await;
@@ -488,7 +489,13 @@ async fn attach_before_start_sees_the_first_byte() {
     (config.stdin, config.stdin_once, config.tty) = (true, true, true);
     config.envs.push(v1::KeyValue { key: "PS1".into(), value: "prompt> ".into() });
     let id = node.create(&pod, config).await.unwrap();
-    let url = node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdin: true, tty: true, stdout: true, ..Default::default() }).await.unwrap().into_inner().url;
+    let url = node
+        .rt
+        .attach(v1::AttachRequest { container_id: id.clone(), stdin: true, tty: true, stdout: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
     let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
     node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
     let first = collect_ws(&mut ws, Some("prompt> "), T).await;

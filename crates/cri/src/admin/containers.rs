@@ -37,9 +37,8 @@ impl AdminContainers {
             let r = c.record();
             (r.state == ContainerState::Running && r.pid != 0).then_some(r.pid)
         };
-        let pid = running(&container).ok_or_else(|| {
-            Error::FailedPrecondition(format!("container {} is {:?}: cp works on a running container", container.id, container.state()))
-        })?;
+        let pid = running(&container)
+            .ok_or_else(|| Error::FailedPrecondition(format!("container {} is {:?}: cp works on a running container", container.id, container.state())))?;
         let root = container_root(pid)?;
         if running(&container) != Some(pid) {
             return Err(Error::FailedPrecondition(format!("container {} exited during the copy", container.id)));

@@ -116,12 +116,7 @@ fn append_children(out: &mut tar::Builder<ChunkWriter>, dir: &OwnedFd, archived:
     let names: Vec<OsString> = {
         let dup = dir.try_clone().map_err(|e| Error::Internal(format!("dup: {e}")))?;
         let mut listing = Dir::from_fd(dup).map_err(io_error(archived.display()))?;
-        listing
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-            .filter(|n| n != "." && n != "..")
-            .collect()
+        listing.iter().filter_map(|e| e.ok()).map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string()).filter(|n| n != "." && n != "..").collect()
     };
     let mut entries = 0;
     for name in names {

@@ -47,8 +47,7 @@ pub(super) fn copy_to(root: OwnedFd, dest: &str, name: &str, archive: impl Read)
         Ok(dir) => Target { dir, top: name.into(), rename: None },
         Err(Errno::ENOENT) if dest.ends_with('/') => return Err(Error::NotFound(format!("destination directory {dest} does not exist"))),
         Err(Errno::ENOENT) => {
-            let (parent, new_name) =
-                split(dest_path).ok_or_else(|| Error::InvalidArgument(format!("destination {dest:?} names no file or directory")))?;
+            let (parent, new_name) = split(dest_path).ok_or_else(|| Error::InvalidArgument(format!("destination {dest:?} names no file or directory")))?;
             let parent_dir = open_dir(&root, &parent).map_err(io_error(format!("destination's parent {}", parent.display())))?;
             if name == "." {
                 // A directory's contents to a new directory: make it.
@@ -129,8 +128,7 @@ fn unpack(target: &Target, archive: impl Read) -> Result<u64> {
                 remove_non_dir(&dir, last, &shown)?;
                 // The link is made, not followed: its target is only text.
                 symlinkat(link.as_ref(), &dir, last.as_os_str()).map_err(io_error(&shown))?;
-                fchownat(&dir, last.as_os_str(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(io_error(&shown))?;
+                fchownat(&dir, last.as_os_str(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io_error(&shown))?;
             }
             other => {
                 tracing::debug!(entry = %shown, ?other, "cp: entry kind not copied");
