@@ -483,6 +483,27 @@ async fn attach_before_start_sees_the_first_byte() {
         assert_eq!(node.wait_exited(&id, T).await.exit_code, 7);
     }
 
+    // StartContainer waits for every client given a URL: one that
+    // connects a second after the start was asked for still sees the
+    // first byte (without the wait, the container would be gone by then).
+    let id = node.create(&pod, node.container_config("late", &["sh", "-c", "echo first-line; exit 7"])).await.unwrap();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        urls.push(node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, ..Default::default() }).await.unwrap().into_inner().url);
+    }
+    let (mut early, _) = websocket(&urls[0], "v5.channel.k8s.io").await.unwrap();
+    let mut rt = node.rt.clone();
+    let start_id = id.clone();
+    let start = tokio::spawn(async move { rt.start_container(v1::StartContainerRequest { container_id: start_id }).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!start.is_finished(), "StartContainer waits for the second client");
+    let (mut late, _) = websocket(&urls[1], "v5.channel.k8s.io").await.unwrap();
+    start.await.unwrap().unwrap();
+    for (which, ws) in [("early", &mut early), ("late", &mut late)] {
+        let got = collect_ws(ws, None, T).await;
+        assert_eq!((got.stdout().as_str(), got.exit_code()), ("first-line\n", Some(7)), "{which}: {got:?}");
+    }
+
     // A terminal with stdin, attached before start: the shell's first
     // prompt arrives without any input, then it takes commands.
     let mut config = node.container_config("tty", &["sh"]);
@@ -508,7 +529,8 @@ async fn attach_before_start_sees_the_first_byte() {
     node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, ..Default::default() }).await.unwrap();
     let started = std::time::Instant::now();
     node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(10), "about 5 s: {waited:?}");
     assert_eq!(node.status(&id).await.state, v1::ContainerState::ContainerRunning as i32);
     let out = node.exec(&id, &["echo", "alive"], 10).await.unwrap();
     assert_eq!(out.stdout, b"alive\n");
