@@ -3,6 +3,9 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/berth/admin/v1/admin.proto";
     println!("cargo:rerun-if-changed={proto}");
-    tonic_prost_build::configure().compile_protos(&[proto], &["proto"])?;
+    // Containers (berthctl cp), in a file of its own.
+    let containers = "proto/berth/admin/v1/containers.proto";
+    println!("cargo:rerun-if-changed={containers}");
+    tonic_prost_build::configure().compile_protos(&[proto, containers], &["proto"])?;
     Ok(())
 }

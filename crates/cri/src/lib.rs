@@ -13,6 +13,7 @@ pub mod runtime;
 pub mod shim_client;
 pub(crate) mod state;
 
+pub use admin::AdminContainers;
 pub use admin::AdminImages;
 pub use image::ImageServer;
 pub use runtime::{RuntimeInfo, RuntimeServer};

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use crate::{
     client::{connect, rpc_error},
-    logs, resolve, run_flags, volumes,
+    interactive, logs, resolve, run_flags, volumes,
 };
 
 /// The host ports a `berthctl run` pod publishes, so that a second run can
@@ -51,6 +51,14 @@ pub struct RunArgs {
     /// Remove the container and its pod when it exits (not with --detach).
     #[arg(long)]
     pub rm: bool,
+    /// Keep the container's stdin open and send this one's to it.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the container a terminal (this one, in raw mode, unless
+    /// --detach). With -i or -t, berthctl attaches before the container
+    /// starts, so its first output (a shell's prompt) is not lost.
+    #[arg(short, long)]
+    pub tty: bool,
     /// Environment variables, `KEY=VALUE` (or `KEY`: berthctl's own value).
     #[arg(short, long = "env", value_parser = run_flags::env)]
     pub env: Vec<v1::KeyValue>,
@@ -84,6 +92,11 @@ pub struct RunArgs {
     /// CPU limit in cores: `0.5`, `2`.
     #[arg(long, value_parser = run_flags::cpus)]
     pub cpus: Option<f64>,
+    /// At most N processes (and threads) in the container: its cgroup's
+    /// `pids.max`, through berth's `io.berth.pids-limit` annotation (the
+    /// CRI has no field for it).
+    #[arg(long, value_parser = run_flags::pids_limit)]
+    pub pids_limit: Option<i64>,
     /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -218,6 +231,11 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         mounts,
         log_path: format!("{name}.log"),
         labels: HashMap::from([(RUN_LABEL.to_string(), name.clone())]),
+        annotations: args.pids_limit.map(|n| (berth_oci::spec::PIDS_LIMIT_ANNOTATION.to_string(), n.to_string())).into_iter().collect(),
+        stdin: args.interactive,
+        // As `docker run -i`: the stdin closes with the client's EOF.
+        stdin_once: args.interactive && !args.detach,
+        tty: args.tty,
         linux: Some(v1::LinuxContainerConfig {
             resources: Some(resources),
             security_context: Some(v1::LinuxContainerSecurityContext {
@@ -244,17 +262,24 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
             return Err(rpc_error("create container")(e));
         }
     };
-    if let Err(e) = c.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await {
-        if args.rm {
-            remove_pod(&mut c.rt, &pod_id).await;
-        }
-        return Err(rpc_error("start container")(e));
-    }
     if args.detach {
+        if let Err(e) = c.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await {
+            return Err(rpc_error("start container")(e));
+        }
         println!("{id}");
         return Ok(0);
     }
-    let mut code = follow(&mut c.rt, &id, true).await?;
+    let attached = args.interactive || args.tty;
+    let first = start_and_wait(&mut c.rt, &id, attached, args.interactive, args.tty).await;
+    let mut code = match first {
+        Ok(code) => code,
+        Err(e) => {
+            if args.rm {
+                remove_pod(&mut c.rt, &pod_id).await;
+            }
+            return Err(e);
+        }
+    };
     let (mut id, mut restarts) = (id, 0);
     while args.restart.again(code, restarts) {
         restarts += 1;
@@ -267,13 +292,24 @@ pub async fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         again.log_path = format!("{name}.{restarts}.log");
         let req = v1::CreateContainerRequest { pod_sandbox_id: pod_id.clone(), config: Some(again), sandbox_config: Some(pod_config.clone()) };
         id = c.rt.create_container(req).await.map_err(rpc_error("create container"))?.into_inner().container_id;
-        c.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.map_err(rpc_error("start container"))?;
-        code = follow(&mut c.rt, &id, true).await?;
+        code = start_and_wait(&mut c.rt, &id, attached, args.interactive, args.tty).await?;
     }
     if args.rm {
         remove_pod(&mut c.rt, &pod_id).await;
     }
     Ok(code)
+}
+
+/// Starts the Created container `id` and follows it to its exit: its log,
+/// or (`attached`, for -i/-t) its own stdio through an attach made before
+/// the start, so that its first byte is seen. Its exit code.
+async fn start_and_wait(rt: &mut RuntimeServiceClient<Channel>, id: &str, attached: bool, stdin: bool, tty: bool) -> anyhow::Result<i32> {
+    let session = if attached { Some(interactive::attach_before_start(rt, id, stdin, tty).await?) } else { None };
+    rt.start_container(v1::StartContainerRequest { container_id: id.into() }).await.map_err(rpc_error("start container"))?;
+    match session {
+        Some(session) => session.run().await,
+        None => follow(rt, id, true).await,
+    }
 }
 
 /// The CRI mounts of `-v`: host paths as given, named volumes as their

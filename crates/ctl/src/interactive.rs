@@ -13,9 +13,10 @@ use std::{
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
-use k8s_cri::v1;
+use k8s_cri::v1::{self, runtime_service_client::RuntimeServiceClient};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+use tonic::transport::Channel;
 
 use crate::{client::rpc_error, containers::clients, resolve};
 
@@ -43,13 +44,46 @@ pub async fn attach(socket: &Path, reference: &str) -> anyhow::Result<i32> {
     session(&url, stdin, tty).await
 }
 
-/// One stream session on `url`: local stdio in and out, the exit code.
-async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<i32> {
+/// `run -i/-t`: an attach to the Created container `id`, connected before
+/// it starts, so that nothing it writes is missed; `Session::run` after
+/// StartContainer.
+pub async fn attach_before_start(rt: &mut RuntimeServiceClient<Channel>, id: &str, stdin: bool, tty: bool) -> anyhow::Result<Session> {
+    let req = v1::AttachRequest { container_id: id.into(), stdin, tty, stdout: true, stderr: !tty };
+    let url = rt.attach(req).await.map_err(rpc_error("attach"))?.into_inner().url;
+    Ok(Session { ws: connect(&url).await?, stdin, tty })
+}
+
+type WebSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A stream connected to berthd's streaming server.
+pub struct Session {
+    ws: WebSocket,
+    stdin: bool,
+    tty: bool,
+}
+
+impl Session {
+    /// Local stdio in and out until the stream ends; the exit code.
+    pub async fn run(self) -> anyhow::Result<i32> {
+        stream(self.ws, self.stdin, self.tty).await
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<WebSocket> {
     let ws_url =
         url.strip_prefix("http://").map(|rest| format!("ws://{rest}")).with_context(|| format!("berthctl speaks plain-http streaming; berthd gave {url}"))?;
     let mut request = ws_url.into_client_request()?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse()?);
     let (ws, _) = tokio_tungstenite::connect_async(request).await.context("connect to berthd's streaming server")?;
+    Ok(ws)
+}
+
+/// One stream session on `url`: local stdio in and out, the exit code.
+async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<i32> {
+    stream(connect(url).await?, stdin, tty).await
+}
+
+async fn stream(ws: WebSocket, stdin: bool, tty: bool) -> anyhow::Result<i32> {
     let (mut sink, mut source) = ws.split();
 
     let (out, mut out_rx) = mpsc::channel::<Message>(16);

@@ -70,8 +70,10 @@ pub struct PodSpec {
     pub init_containers: Vec<Container>,
     #[serde(default)]
     pub volumes: Vec<Volume>,
-    /// Always (the default), OnFailure or Never: how `play kube` itself
-    /// treats a container that exits (berthctl restarts nothing on its own).
+    /// Always (the default), OnFailure or Never: checked, and otherwise
+    /// without effect: `play kube` starts each container once and returns,
+    /// so nothing restarts a container that exits, whatever the policy; a
+    /// failing init container fails the play (as with Never).
     #[serde(default)]
     pub restart_policy: Option<String>,
     #[serde(default)]

@@ -3,6 +3,7 @@
 
 mod client;
 mod containers;
+mod cp;
 mod credentials;
 mod history;
 mod images;
@@ -116,6 +117,10 @@ enum Command {
     /// terminal, if it was created with them) until it exits; exits with
     /// its exit code.
     Attach { container: String },
+    /// Copy files or directories out of or into a running container:
+    /// `cp CONTAINER:SRC DEST`, `cp SRC CONTAINER:DEST` (`-`: a tar stream
+    /// on stdout or stdin). Owner, mode and mtime are kept.
+    Cp(cp::CpArgs),
     /// Stop containers: the image's stop signal, then SIGKILL after --time.
     Stop {
         #[arg(short, long, default_value_t = 10)]
@@ -210,6 +215,7 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Exec { timeout, container, command, .. } => containers::exec(socket, &container, command, timeout).await,
         Command::Attach { container } => interactive::attach(socket, &container).await,
+        Command::Cp(args) => cp::run(socket, args).await.map(|()| 0),
         Command::Stop { time, containers } => containers::stop(socket, containers, time).await.map(|()| 0),
         Command::Rm { force, containers } => containers::rm(socket, containers, force).await.map(|()| 0),
         Command::Play { what: PlayCommand::Kube(args) } => play::play(socket, args).await.map(|()| 0),

@@ -140,6 +140,14 @@ pub fn cpus(s: &str) -> Result<f64, String> {
     Ok(n)
 }
 
+/// `--pids-limit N`: at most N processes (threads) in the container.
+pub fn pids_limit(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number of processes")),
+    }
+}
+
 /// `-u UID[:GID]` (numeric: a name would need the image's /etc/passwd,
 /// which berthd reads from `--user` names through run_as_username).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use berth_api::admin::v1::images_server::ImagesServer;
+use berth_api::admin::v1::{containers_server::ContainersServer, images_server::ImagesServer};
 use berth_cri::{AdminImages, ImageServer, RuntimeServer};
 use berth_h2_authority::AuthorityRepair;
 use k8s_cri::v1::{image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer};
@@ -25,12 +25,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin_containers = ContainersServer::new(runtime.admin_containers());
     let server = tonic::transport::Server::builder()
         .layer(GrpcMetricsLayer(metrics))
         .add_service(RuntimeServiceServer::new(runtime))
         .add_service(ImageServiceServer::from_arc(images.clone()))
         // berth's own API (berthctl's import and pull with progress).
         .add_service(ImagesServer::new(AdminImages::new(images)))
+        // berth's own API: berthctl cp.
+        .add_service(admin_containers)
         // Every connection reads through AuthorityRepair, so clients that
         // send the socket path as :authority (grpc-core, grpc-java) are
         // served like grpc-go's `localhost`.

@@ -459,3 +459,88 @@ async fn attach_with_stdin_and_no_log_delivers_the_output() {
     assert_eq!(node.wait_exited(&id, T).await.exit_code, 0, "the end of stdin ended the shell");
     node.teardown().await;
 }
+
+/// Attach before Start (`berthctl run -it`): an Attach to a Created
+/// container is served, its client connected before StartContainer sees
+/// the output from the first byte and the exit code; a URL asked for and
+/// never used delays the start (a bounded wait), it does not break it; a
+/// Created container removed under a waiting client ends its stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_before_start_sees_the_first_byte() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("early").await;
+    for round in 0..5 {
+        let name = format!("first-{round}");
+        let id = node.create(&pod, node.container_config(&name, &["sh", "-c", "echo first-line; echo to-stderr >&2; exit 7"])).await.unwrap();
+        let url =
+            node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, stderr: true, ..Default::default() }).await.unwrap().into_inner().url;
+        let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
+        node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+        let got = collect_ws(&mut ws, None, T).await;
+        assert_eq!(got.stdout(), "first-line\n", "round {round}: {got:?}");
+        assert_eq!(String::from_utf8_lossy(&got.stderr), "to-stderr\n", "round {round}");
+        assert_eq!(got.exit_code(), Some(7), "round {round}: {:?}", got.status);
+        assert_eq!(node.wait_exited(&id, T).await.exit_code, 7);
+    }
+
+    // StartContainer waits for every client given a URL: one that
+    // connects a second after the start was asked for still sees the
+    // first byte (without the wait, the container would be gone by then).
+    let id = node.create(&pod, node.container_config("late", &["sh", "-c", "echo first-line; exit 7"])).await.unwrap();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        urls.push(node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, ..Default::default() }).await.unwrap().into_inner().url);
+    }
+    let (mut early, _) = websocket(&urls[0], "v5.channel.k8s.io").await.unwrap();
+    let mut rt = node.rt.clone();
+    let start_id = id.clone();
+    let start = tokio::spawn(async move { rt.start_container(v1::StartContainerRequest { container_id: start_id }).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!start.is_finished(), "StartContainer waits for the second client");
+    let (mut late, _) = websocket(&urls[1], "v5.channel.k8s.io").await.unwrap();
+    start.await.unwrap().unwrap();
+    for (which, ws) in [("early", &mut early), ("late", &mut late)] {
+        let got = collect_ws(ws, None, T).await;
+        assert_eq!((got.stdout().as_str(), got.exit_code()), ("first-line\n", Some(7)), "{which}: {got:?}");
+    }
+
+    // A terminal with stdin, attached before start: the shell's first
+    // prompt arrives without any input, then it takes commands.
+    let mut config = node.container_config("tty", &["sh"]);
+    (config.stdin, config.stdin_once, config.tty) = (true, true, true);
+    config.envs.push(v1::KeyValue { key: "PS1".into(), value: "prompt> ".into() });
+    let id = node.create(&pod, config).await.unwrap();
+    let url = node
+        .rt
+        .attach(v1::AttachRequest { container_id: id.clone(), stdin: true, tty: true, stdout: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let first = collect_ws(&mut ws, Some("prompt> "), T).await;
+    assert!(first.stdout().contains("prompt> "), "{first:?}");
+    send(&mut ws, 0, b"exit 4\n").await;
+    assert_eq!(collect_ws(&mut ws, None, T).await.exit_code(), Some(4));
+
+    // A URL never used: StartContainer waits a bounded time, then starts.
+    let id = node.create(&pod, node.container_config("unused", &["sleep", "3600"])).await.unwrap();
+    node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, ..Default::default() }).await.unwrap();
+    let started = std::time::Instant::now();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(10), "about 5 s: {waited:?}");
+    assert_eq!(node.status(&id).await.state, v1::ContainerState::ContainerRunning as i32);
+    let out = node.exec(&id, &["echo", "alive"], 10).await.unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+
+    // A client waiting on a Created container that is removed instead.
+    let id = node.create(&pod, node.container_config("never", &["true"])).await.unwrap();
+    let url = node.rt.attach(v1::AttachRequest { container_id: id.clone(), stdout: true, ..Default::default() }).await.unwrap().into_inner().url;
+    let (mut ws, _) = websocket(&url, "v5.channel.k8s.io").await.unwrap();
+    node.rt.remove_container(v1::RemoveContainerRequest { container_id: id.clone() }).await.unwrap();
+    let got = collect_ws(&mut ws, None, T).await;
+    assert!(got.stdout.is_empty() && got.exit_code() != Some(0), "{got:?}");
+    node.teardown().await;
+}

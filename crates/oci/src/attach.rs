@@ -16,6 +16,10 @@ pub const STDERR: u8 = 2;
 pub const CLOSE_STDIN: u8 = 3;
 /// Client to shim: terminal size, width and height as u16 BE.
 pub const RESIZE: u8 = 4;
+/// Shim to client, once, when the header asked for it (`"ack":true`): the
+/// client is registered, so every byte of output from now on reaches it.
+/// berthd asks for it when it attaches before Start.
+pub const ACK: u8 = 5;
 
 /// One frame in wire form.
 pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {

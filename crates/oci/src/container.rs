@@ -284,6 +284,16 @@ fn hugepage_size(s: &str) -> Option<&str> {
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && matches!(unit, "KB" | "MB" | "GB")).then_some(s)
 }
 
+/// The container's pids limit, from berth's annotation (the CRI has no
+/// field for it).
+pub fn pids_limit(config: &v1::ContainerConfig) -> Result<Option<i64>, SpecError> {
+    let Some(value) = config.annotations.get(crate::spec::PIDS_LIMIT_ANNOTATION) else { return Ok(None) };
+    match value.trim().parse::<i64>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(invalid(format!("annotations[{}]", crate::spec::PIDS_LIMIT_ANNOTATION), format!("{value:?} is not a positive number of processes"))),
+    }
+}
+
 /// OCI resources from CRI resources (already validated).
 pub fn resources(r: &v1::LinuxContainerResources) -> Value {
     let mut out = json!({});
@@ -415,6 +425,9 @@ pub fn container_spec(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     }
 
     let mut resources = resources(res);
+    if let Some(limit) = pids_limit(config)? {
+        resources["pids"] = json!({ "limit": limit });
+    }
     resources["devices"] = if privileged { json!([{ "allow": true, "access": "rwm" }]) } else { device_rules(&input.devices) };
 
     let sandbox_linux = input.sandbox.linux.as_ref();

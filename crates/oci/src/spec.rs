@@ -45,6 +45,12 @@ pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/p
 /// instead of exec'ing `process.args` (pods sharing one PID namespace).
 pub const PAUSE_ANNOTATION: &str = "io.berth.pause";
 
+/// Container annotation (CRI `ContainerConfig.annotations`) that sets the
+/// container cgroup's `pids.max` (a positive number): the CRI's
+/// LinuxContainerResources has no field for it (the kubelet limits pids
+/// per pod, on the pod's cgroup). `berthctl run --pids-limit` sets it.
+pub const PIDS_LIMIT_ANNOTATION: &str = "io.berth.pids-limit";
+
 pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A complete spec for `args` in `rootfs`, with every default filled in.

@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use berth_oci::attach::{frame, CLOSE_STDIN, RESIZE, STDERR, STDIN, STDOUT};
+use berth_oci::attach::{frame, ACK, CLOSE_STDIN, RESIZE, STDERR, STDIN, STDOUT};
 
 use crate::{cri_log::Stream, state::Proc};
 
@@ -113,7 +113,12 @@ impl Attachments {
                 let _ = conn.shutdown(std::net::Shutdown::Both);
                 return Ok(());
             }
-            clients.push(Client { socket: conn.try_clone()?, stdout: wants("stdout"), stderr: wants("stderr") });
+            let mut socket = conn.try_clone()?;
+            if wants("ack") {
+                // Under the clients' lock: no output frame can come first.
+                socket.write_all(&frame(ACK, &[]))?;
+            }
+            clients.push(Client { socket, stdout: wants("stdout"), stderr: wants("stderr") });
         }
         std::thread::Builder::new().name("attach-in".into()).stack_size(64 * 1024).spawn(move || {
             if let Err(e) = read_input(reader, &proc) {

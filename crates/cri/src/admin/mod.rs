@@ -12,6 +12,13 @@ mod push;
 mod save;
 mod tag;
 
+// The Containers service (berthctl cp).
+mod containers;
+mod copy_from;
+mod copy_to;
+mod in_root;
+pub use containers::AdminContainers;
+
 use std::{pin::Pin, sync::Arc};
 
 use berth_api::admin::v1::{

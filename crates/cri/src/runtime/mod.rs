@@ -114,6 +114,11 @@ pub struct RuntimeServer {
 }
 
 impl RuntimeServer {
+    /// berth's admin Containers service (`berthctl cp`) on this runtime.
+    pub fn admin_containers(&self) -> crate::AdminContainers {
+        crate::AdminContainers::new(self.rt.clone())
+    }
+
     /// Opens the runtime state under `paths`: reloads every pod and
     /// container record, reconnects to the shims that still run, and
     /// removes what a crash left half-made.

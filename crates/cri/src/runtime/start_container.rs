@@ -10,6 +10,10 @@ use crate::{
     state::{now_nanos, Container},
 };
 
+/// How long StartContainer waits for clients that attached to the Created
+/// container (and were given a URL) to be connected to the shim.
+const EARLY_ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Runtime {
     /// Starts the container's shim, creates the task on the container's
     /// thin layer and starts it; an exit monitor then waits for its end.
@@ -83,6 +87,12 @@ impl Runtime {
         };
         let started = async {
             shim.create(create).await?;
+            // The task's stdio exists: clients that attached before Start
+            // connect now, and the process starts once they are in.
+            container.early_attach.set_task_created();
+            if !container.early_attach.wait_registered(EARLY_ATTACH_WAIT).await {
+                tracing::warn!(container_id = %record.id, "an attach asked for before start did not connect within {EARLY_ATTACH_WAIT:?}; starting without it");
+            }
             Ok::<u32, Error>(shim.start("").await?)
         }
         .await;

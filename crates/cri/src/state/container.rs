@@ -85,6 +85,65 @@ pub struct Container {
     /// What berthd last saw of the output the shim dropped, so that each
     /// change is logged once, not at every read.
     pub log_drops_seen: Mutex<berth_oci::log_drops::LogDrops>,
+    /// Attaches asked for while the container was Created.
+    pub early_attach: EarlyAttach,
+}
+
+/// Attach before Start (`berthctl run -it`: create, attach, start, so the
+/// first byte of output is seen). The Attach RPC of a Created container
+/// expects a client; StartContainer creates the task (the shim's stdio and
+/// attach socket exist from then on), waits a bounded time for every
+/// expected client to be registered with the shim, and only then starts
+/// the process.
+pub struct EarlyAttach {
+    task_created: tokio::sync::watch::Sender<bool>,
+    /// StartContainer's side: one receiver per expected client.
+    expected: Mutex<Vec<tokio::sync::oneshot::Receiver<()>>>,
+    /// The streams' side: each early stream takes one and fires it once
+    /// the shim acknowledged it (or drops it, giving up).
+    arrivals: Mutex<std::collections::VecDeque<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Default for EarlyAttach {
+    fn default() -> Self {
+        Self { task_created: tokio::sync::watch::channel(false).0, expected: Mutex::default(), arrivals: Mutex::default() }
+    }
+}
+
+impl EarlyAttach {
+    /// An attach URL was handed out for the Created container.
+    pub fn expect(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.expected.lock().unwrap_or_else(|e| e.into_inner()).push(rx);
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).push_back(tx);
+    }
+
+    /// An early stream's token to report its registration with.
+    pub fn arrival(&self) -> Option<tokio::sync::oneshot::Sender<()>> {
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+
+    pub fn set_task_created(&self) {
+        self.task_created.send_replace(true);
+    }
+
+    /// Resolves once the shim holds the task (its stdio and attach socket).
+    pub async fn wait_task_created(&self) {
+        let mut rx = self.task_created.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Waits, at most `limit` in all, until every expected client is
+    /// registered with the shim or gave up. True if none was left waiting.
+    pub async fn wait_registered(&self, limit: std::time::Duration) -> bool {
+        let expected = std::mem::take(&mut *self.expected.lock().unwrap_or_else(|e| e.into_inner()));
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut all = true;
+        for rx in expected {
+            all &= tokio::time::timeout_at(deadline, rx).await.is_ok();
+        }
+        all
+    }
 }
 
 impl Container {
@@ -99,6 +158,7 @@ impl Container {
             cpu_sample: Mutex::new(None),
             op: tokio::sync::Mutex::new(()),
             log_drops_seen: Mutex::default(),
+            early_attach: EarlyAttach::default(),
         }
     }
 

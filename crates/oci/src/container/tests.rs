@@ -119,6 +119,20 @@ fn absurd_resources_name_their_field() {
 }
 
 #[test]
+fn the_pids_limit_annotation_sets_the_pids_limit() {
+    let mut config = v1::ContainerConfig { command: vec!["sh".into()], ..Default::default() };
+    assert!(spec_json(&config)["linux"]["resources"].get("pids").is_none());
+    config.annotations.insert(crate::spec::PIDS_LIMIT_ANNOTATION.into(), "42".into());
+    assert_eq!(spec_json(&config)["linux"]["resources"]["pids"]["limit"], 42);
+    let (sandbox, image) = (v1::PodSandboxConfig::default(), image());
+    for bad in ["0", "-1", "many"] {
+        config.annotations.insert(crate::spec::PIDS_LIMIT_ANNOTATION.into(), bad.into());
+        let e = container_spec(&input(&config, &sandbox, &image)).unwrap_err();
+        assert_eq!(e.field, "annotations[io.berth.pids-limit]", "{bad}");
+    }
+}
+
+#[test]
 fn the_spec_joins_the_pod_and_keeps_its_mounts() {
     let c = v1::ContainerConfig {
         working_dir: "/work".into(),
