@@ -18,7 +18,8 @@ use berth_api::admin::v1::{
     images_client::ImagesClient,
     images_server::{Images, ImagesServer},
     pull_event::Event,
-    ImportChunk, ImportResponse, PullEvent, PullRequest, Pulled,
+    HistoryRequest, HistoryResponse, ImportChunk, ImportResponse, LoginRequest, LoginResponse, PullEvent, PullRequest, Pulled, PushEvent, PushRequest,
+    SaveChunk, SaveRequest, TagRequest, TagResponse,
 };
 use berth_h2_authority::AuthorityRepair;
 use hyper_util::rt::TokioIo;
@@ -41,8 +42,37 @@ impl Images for Echo {
     }
 
     async fn import(&self, _: Request<Streaming<ImportChunk>>) -> Result<Response<ImportResponse>, Status> {
-        Err(Status::unimplemented("not part of the benchmark"))
+        Err(not_measured())
     }
+
+    type PushStream = Pin<Box<dyn Stream<Item = Result<PushEvent, Status>> + Send>>;
+
+    async fn push(&self, _: Request<PushRequest>) -> Result<Response<Self::PushStream>, Status> {
+        Err(not_measured())
+    }
+
+    type SaveStream = Pin<Box<dyn Stream<Item = Result<SaveChunk, Status>> + Send>>;
+
+    async fn save(&self, _: Request<SaveRequest>) -> Result<Response<Self::SaveStream>, Status> {
+        Err(not_measured())
+    }
+
+    async fn tag(&self, _: Request<TagRequest>) -> Result<Response<TagResponse>, Status> {
+        Err(not_measured())
+    }
+
+    async fn history(&self, _: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
+        Err(not_measured())
+    }
+
+    async fn login(&self, _: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        Err(not_measured())
+    }
+}
+
+/// Only Pull, a small server-streaming call, is measured.
+fn not_measured() -> Status {
+    Status::unimplemented("not part of the benchmark")
 }
 
 fn serve(socket: &Path, repair: bool) {
