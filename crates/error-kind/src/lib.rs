@@ -34,13 +34,15 @@ pub trait HasKind: std::error::Error {
     fn kind(&self) -> ErrorKind;
 }
 
-/// The kind of an I/O error: a full disk is ResourceExhausted, a missing
-/// file NotFound, the rest Internal.
+/// The kind of an I/O error on berth's own files: a full disk is
+/// ResourceExhausted, a timeout DeadlineExceeded, the rest Internal. A
+/// missing file is Internal too: what a caller names is looked up by berth
+/// (NotFound then comes from that lookup), so a file gone from under berth
+/// is berth's failure, not the caller's.
 pub fn io_kind(e: &std::io::Error) -> ErrorKind {
     use std::io::ErrorKind as Io;
     match e.kind() {
         Io::StorageFull | Io::QuotaExceeded => ErrorKind::ResourceExhausted,
-        Io::NotFound => ErrorKind::NotFound,
         Io::TimedOut => ErrorKind::DeadlineExceeded,
         _ if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => ErrorKind::ResourceExhausted,
         _ => ErrorKind::Internal,
@@ -55,7 +57,7 @@ mod tests {
     fn io_errors_are_classified_by_what_the_caller_can_do() {
         assert_eq!(io_kind(&std::io::Error::from_raw_os_error(libc::ENOSPC)), ErrorKind::ResourceExhausted);
         assert_eq!(io_kind(&std::io::Error::from_raw_os_error(libc::EDQUOT)), ErrorKind::ResourceExhausted);
-        assert_eq!(io_kind(&std::io::Error::from_raw_os_error(libc::ENOENT)), ErrorKind::NotFound);
+        assert_eq!(io_kind(&std::io::Error::from_raw_os_error(libc::ENOENT)), ErrorKind::Internal);
         assert_eq!(io_kind(&std::io::Error::from_raw_os_error(libc::EIO)), ErrorKind::Internal);
     }
 }

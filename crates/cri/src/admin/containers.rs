@@ -54,8 +54,17 @@ impl Containers for AdminContainers {
     type CopyFromStream = CopyFromStream;
 
     async fn copy_from(&self, req: Request<CopyFromRequest>) -> Result<Response<CopyFromStream>, Status> {
-        let req = req.into_inner();
-        let (id, root) = self.root_of(&req.container_id).inspect_err(|e| tracing::info!(container_id = %req.container_id, error = %e, "cp from: refused"))?;
+        crate::error::logged("Containers.CopyFrom", false, self.start_copy_from(req.into_inner())).map(Response::new)
+    }
+
+    async fn copy_to(&self, req: Request<Streaming<CopyToChunk>>) -> Result<Response<CopyToResponse>, Status> {
+        crate::error::logged("Containers.CopyTo", false, self.copy_to_container(req.into_inner()).await).map(Response::new)
+    }
+}
+
+impl AdminContainers {
+    fn start_copy_from(&self, req: CopyFromRequest) -> Result<CopyFromStream, Status> {
+        let (id, root) = self.root_of(&req.container_id)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let errors = tx.clone();
         tokio::task::spawn_blocking(move || match copy_from(root, &req, tx) {
@@ -65,13 +74,12 @@ impl Containers for AdminContainers {
                 let _ = errors.blocking_send(Err(Status::from(e)));
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
-    async fn copy_to(&self, req: Request<Streaming<CopyToChunk>>) -> Result<Response<CopyToResponse>, Status> {
-        let mut stream = req.into_inner();
+    async fn copy_to_container(&self, mut stream: Streaming<CopyToChunk>) -> Result<CopyToResponse, Status> {
         let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("the copy stream is empty"))?;
-        let (id, root) = self.root_of(&first.container_id).inspect_err(|e| tracing::info!(container_id = %first.container_id, error = %e, "cp to: refused"))?;
+        let (id, root) = self.root_of(&first.container_id)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(16);
         let (dest, name) = (first.path.clone(), first.name.clone());
         let worker = tokio::task::spawn_blocking(move || copy_to(root, &dest, &name, ChunkReader { rx, chunk: Vec::new(), at: 0 }));
@@ -92,12 +100,9 @@ impl Containers for AdminContainers {
         match result {
             Ok(entries) => {
                 tracing::info!(container_id = %id, entries, "cp to");
-                Ok(Response::new(CopyToResponse { entries }))
+                Ok(CopyToResponse { entries })
             }
-            Err(e) => {
-                tracing::info!(container_id = %id, error = %e, "cp to failed");
-                Err(e.into())
-            }
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -114,7 +114,7 @@ fn append(out: &mut tar::Builder<ChunkWriter>, dir: &OwnedFd, name: &OsStr, arch
 
 fn append_children(out: &mut tar::Builder<ChunkWriter>, dir: &OwnedFd, archived: &Path) -> Result<u64> {
     let names: Vec<OsString> = {
-        let dup = dir.try_clone().map_err(|e| Error::Internal(format!("dup: {e}")))?;
+        let dup = dir.try_clone().map_err(Error::io("dup"))?;
         let mut listing = Dir::from_fd(dup).map_err(io_error(archived.display()))?;
         listing.iter().filter_map(|e| e.ok()).map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string()).filter(|n| n != "." && n != "..").collect()
     };

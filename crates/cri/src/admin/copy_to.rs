@@ -116,7 +116,7 @@ fn unpack(target: &Target, archive: impl Read) -> Result<u64> {
                 .map_err(io_error(&shown))?;
                 let mut file = std::fs::File::from(made);
                 std::io::copy(&mut entry, &mut file).map_err(|e| Error::Unavailable(format!("{shown}: {e}")))?;
-                file.flush().map_err(|e| Error::Internal(format!("{shown}: {e}")))?;
+                file.flush().map_err(Error::io("{shown}"))?;
                 // Owner first: chown clears set-id bits a mode sets.
                 fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(io_error(&shown))?;
                 fchmod(&file, Mode::from_bits_truncate(mode)).map_err(io_error(&shown))?;
@@ -143,7 +143,7 @@ fn unpack(target: &Target, archive: impl Read) -> Result<u64> {
 /// The directory `parents` below `base`, each step opened without
 /// following a symlink (made if missing).
 fn walk(base: &OwnedFd, parents: &[OsString], path: &Path) -> Result<OwnedFd> {
-    let mut dir = base.try_clone().map_err(|e| Error::Internal(format!("dup: {e}")))?;
+    let mut dir = base.try_clone().map_err(Error::io("dup"))?;
     for name in parents {
         dir = match open_child(&dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
             Ok(d) => d,

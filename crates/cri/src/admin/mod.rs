@@ -51,31 +51,31 @@ impl Images for AdminImages {
     type SaveStream = SaveChunks;
 
     async fn pull(&self, req: Request<PullRequest>) -> Result<Response<PullEvents>, Status> {
-        pull::pull(self.images.clone(), req.into_inner()).map(Response::new)
+        crate::error::logged("Images.Pull", false, pull::pull(self.images.clone(), req.into_inner())).map(Response::new)
     }
 
     async fn import(&self, req: Request<Streaming<ImportChunk>>) -> Result<Response<ImportResponse>, Status> {
-        import::import(&self.images, req.into_inner()).await.map(Response::new)
+        crate::error::logged("Images.Import", false, import::import(&self.images, req.into_inner()).await).map(Response::new)
     }
 
     async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushEvents>, Status> {
-        push::push(self.images.clone(), req.into_inner()).map(Response::new)
+        crate::error::logged("Images.Push", false, push::push(self.images.clone(), req.into_inner())).map(Response::new)
     }
 
     async fn save(&self, req: Request<SaveRequest>) -> Result<Response<SaveChunks>, Status> {
-        save::save(self.images.clone(), req.into_inner()).map(Response::new)
+        crate::error::logged("Images.Save", false, save::save(self.images.clone(), req.into_inner())).map(Response::new)
     }
 
     async fn tag(&self, req: Request<TagRequest>) -> Result<Response<TagResponse>, Status> {
-        tag::tag(&self.images, req.into_inner()).map(Response::new)
+        crate::error::logged("Images.Tag", false, tag::tag(&self.images, req.into_inner())).map(Response::new)
     }
 
     async fn history(&self, req: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
-        history::history(self.images.clone(), req.into_inner()).await.map(Response::new)
+        crate::error::logged("Images.History", false, history::history(self.images.clone(), req.into_inner()).await).map(Response::new)
     }
 
     async fn login(&self, req: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
-        login::login(&self.images, req.into_inner()).await.map(Response::new)
+        crate::error::logged("Images.Login", false, login::login(&self.images, req.into_inner()).await).map(Response::new)
     }
 }
 

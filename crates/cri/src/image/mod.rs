@@ -20,6 +20,8 @@ use berth_snapshot::Overlay;
 use k8s_cri::v1::{self, image_service_server::ImageService};
 use tonic::{Request, Response, Status};
 
+use crate::error::logged;
+
 /// The image stores, shared by the ImageService and (later) container
 /// creation.
 pub struct ImageServer {
@@ -78,15 +80,15 @@ impl ImageService for ImageServer {
     }
 
     async fn pull_image(&self, req: Request<v1::PullImageRequest>) -> Result<Response<v1::PullImageResponse>, Status> {
-        self.pull(req.into_inner()).await.map(Response::new)
+        logged("PullImage", false, self.pull(req.into_inner()).await).map(Response::new)
     }
 
     async fn remove_image(&self, req: Request<v1::RemoveImageRequest>) -> Result<Response<v1::RemoveImageResponse>, Status> {
-        self.remove(req.into_inner()).await.map(Response::new)
+        logged("RemoveImage", false, self.remove(req.into_inner()).await).map(Response::new)
     }
 
     async fn image_fs_info(&self, req: Request<v1::ImageFsInfoRequest>) -> Result<Response<v1::ImageFsInfoResponse>, Status> {
-        self.fs_info(req.into_inner()).await.map(Response::new)
+        logged("ImageFsInfo", true, self.fs_info(req.into_inner()).await).map(Response::new)
     }
 }
 
@@ -104,28 +106,8 @@ pub(crate) fn to_cri(r: &berth_image::index::ImageRecord) -> v1::Image {
     }
 }
 
-/// The one place image errors become gRPC statuses.
+/// An image error as the caller gets it (through [`crate::error`]'s one
+/// mapping of kinds to codes).
 pub(crate) fn status_of(e: berth_image::Error) -> Status {
-    use berth_image::Error as E;
-    if e.is_disk_full() {
-        return Status::resource_exhausted(e.to_string());
-    }
-    match &e {
-        E::InvalidReference { .. } | E::InvalidDigest(_) => Status::invalid_argument(e.to_string()),
-        E::UnknownImage(_) => Status::not_found(e.to_string()),
-        E::AuthFile { .. } => Status::failed_precondition(e.to_string()),
-        E::Registry { kind, .. } | E::Push { kind, .. } => match kind {
-            berth_image::RegistryErrorKind::Unauthorized => Status::unauthenticated(e.to_string()),
-            berth_image::RegistryErrorKind::NotFound => Status::not_found(e.to_string()),
-            // Not Unavailable, which tells a client to retry: TLS set up
-            // wrong (an unknown CA, a missing client certificate, http
-            // against https) fails the same way until an operator acts.
-            berth_image::RegistryErrorKind::Misconfigured => Status::failed_precondition(e.to_string()),
-            berth_image::RegistryErrorKind::Unavailable => Status::unavailable(e.to_string()),
-            // Like a bad image: asking again gets the same manifest.
-            berth_image::RegistryErrorKind::Refused => Status::failed_precondition(e.to_string()),
-        },
-        E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::Escape { .. } | E::BadImage(_) => Status::failed_precondition(e.to_string()),
-        _ => Status::internal(e.to_string()),
-    }
+    crate::error::Error::caused(e).into()
 }

@@ -31,7 +31,7 @@ impl Runtime {
         }
         let pending =
             Pending::Attach { container_id: container.id.clone(), tty: config.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr && !config.tty };
-        let url = self.streaming.url_for(pending).map_err(|e| Error::Internal(format!("streaming token: {e}")))?;
+        let url = self.streaming.url_for(pending).map_err(Error::io("streaming token"))?;
         if early {
             container.early_attach.expect();
         }

@@ -151,9 +151,9 @@ impl Runtime {
         let log_path = log_path(&srec.config.log_directory, &config.log_path)?;
 
         let bundle = self.paths.bundle(id)?;
-        let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(format!("encode spec: {e}")))?;
+        let spec_json = serde_json::to_vec_pretty(&spec).map_err(Error::internal("encode spec"))?;
         blocking(move || {
-            std::fs::create_dir_all(bundle.join("rootfs")).map_err(|e| Error::Internal(format!("create bundle {}: {e}", bundle.display())))?;
+            std::fs::create_dir_all(bundle.join("rootfs")).map_err(Error::io(format!("create bundle {}", bundle.display())))?;
             Ok(berth_store::atomic_write(&bundle.join("config.json"), &spec_json, 0o600)?)
         })
         .await?;
@@ -405,7 +405,7 @@ fn with_cdi(spec: oci_spec::runtime::Spec, injection: &cdi::Injection, privilege
     if injection.is_empty() {
         return Ok(spec);
     }
-    let mut value = serde_json::to_value(&spec).map_err(|e| Error::Internal(format!("encode spec: {e}")))?;
+    let mut value = serde_json::to_value(&spec).map_err(Error::internal("encode spec"))?;
     cdi::apply::apply(&mut value, injection, privileged);
     serde_json::from_value(value).map_err(|e| Error::InvalidArgument(format!("config.CDI_devices: the devices' edits do not make a valid OCI spec: {e}")))
 }

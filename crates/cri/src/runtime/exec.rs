@@ -24,7 +24,7 @@ impl Runtime {
         container.shim_for_exec()?;
         let pending =
             Pending::Exec { container_id: container.id.clone(), cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
-        let url = self.streaming.url_for(pending).map_err(|e| Error::Internal(format!("streaming token: {e}")))?;
+        let url = self.streaming.url_for(pending).map_err(Error::io("streaming token"))?;
         Ok(v1::ExecResponse { url })
     }
 }

@@ -11,8 +11,8 @@ use crate::error::{blocking, Error, Result};
 /// command runs.
 pub(crate) async fn exec_process_json(bundle: PathBuf, cmd: Vec<String>, tty: bool, console_size: Option<(u16, u16)>) -> Result<Vec<u8>> {
     blocking(move || {
-        let text = std::fs::read(bundle.join("config.json")).map_err(|e| Error::Internal(format!("read spec: {e}")))?;
-        let mut spec: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::Internal(format!("parse spec: {e}")))?;
+        let text = std::fs::read(bundle.join("config.json")).map_err(Error::io("read spec"))?;
+        let mut spec: serde_json::Value = serde_json::from_slice(&text).map_err(Error::internal("parse spec"))?;
         let mut process = spec["process"].take();
         process["args"] = serde_json::json!(cmd);
         process["terminal"] = serde_json::json!(tty);

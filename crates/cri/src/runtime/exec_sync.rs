@@ -36,7 +36,7 @@ impl Runtime {
             let (out, err) = (out.clone(), err.clone());
             blocking(move || {
                 for f in [&out, &err] {
-                    std::fs::File::create(f).map_err(|e| Error::Internal(format!("create {}: {e}", f.display())))?;
+                    std::fs::File::create(f).map_err(Error::io(format!("create {}", f.display())))?;
                 }
                 Ok(())
             })
@@ -76,6 +76,6 @@ impl Runtime {
 fn read_capped(path: &PathBuf) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::new();
-    std::fs::File::open(path).and_then(|f| f.take(MAX_OUTPUT).read_to_end(&mut buf)).map_err(|e| Error::Internal(format!("read {}: {e}", path.display())))?;
+    std::fs::File::open(path).and_then(|f| f.take(MAX_OUTPUT).read_to_end(&mut buf)).map_err(Error::io(format!("read {}", path.display())))?;
     Ok(buf)
 }

@@ -28,9 +28,9 @@ pub(super) fn host_devices(dev: &Path) -> Result<Vec<HostDevice>> {
 }
 
 fn walk(root: &Path, dir: &Path, found: &mut Vec<HostDevice>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Internal(format!("list host devices in {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(Error::io(format!("list host devices in {}", dir.display())))?;
     for entry in entries {
-        let entry = entry.map_err(|e| Error::Internal(format!("list host devices in {}: {e}", dir.display())))?;
+        let entry = entry.map_err(Error::io(format!("list host devices in {}", dir.display())))?;
         let path = entry.path();
         // Not following links: /dev/stdin and the like point into /proc.
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };

@@ -127,7 +127,7 @@ impl RuntimeServer {
     pub async fn open(info: RuntimeInfo, paths: berth_store::Paths, images: Arc<ImageServer>, streaming: Arc<berth_streaming::Streaming>) -> Result<Self> {
         let metrics = images.metrics.clone();
         let cni = Cni::new(info.cni.clone().unwrap_or_default());
-        let hierarchy = berth_cgroups::Hierarchy::detect().map_err(|e| Error::Internal(format!("cgroup hierarchy: {e}")))?;
+        let hierarchy = berth_cgroups::Hierarchy::detect().map_err(Error::internal("cgroup hierarchy"))?;
         let rt = Arc::new(Runtime {
             shims: ShimLauncher::new(&info.shim_binary, paths.clone(), info.systemd_cgroup),
             info,
@@ -175,27 +175,10 @@ impl Runtime {
     }
 }
 
-/// Logs the outcome of an RPC once and turns errors into statuses.
-/// Polling RPCs (`quiet`) log at trace level.
+/// Turns errors into statuses and logs the outcome once
+/// ([`crate::error::logged`]). Polling RPCs (`quiet`) log at trace level.
 fn answer<T>(rpc: &'static str, quiet: bool, result: Result<T>) -> Result<Response<T>, Status> {
-    match result {
-        Ok(v) => {
-            if quiet {
-                tracing::trace!(rpc, "ok");
-            } else {
-                tracing::debug!(rpc, "ok");
-            }
-            Ok(Response::new(v))
-        }
-        Err(e) => {
-            match &e {
-                Error::NotFound(_) if quiet => tracing::debug!(rpc, error = %e, "failed"),
-                Error::Internal(_) | Error::Unavailable(_) => tracing::error!(rpc, error = %e, "failed"),
-                _ => tracing::info!(rpc, error = %e, "failed"),
-            }
-            Err(e.into())
-        }
-    }
+    crate::error::logged(rpc, quiet, result.map_err(Status::from)).map(Response::new)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ContainerEventResponse, Status>> + Send + 'static>>;

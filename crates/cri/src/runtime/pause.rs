@@ -31,10 +31,10 @@ impl Runtime {
         // or it cannot make /dev in it.
         let owner = record.id_map().map(|m| (m.host_uid(0), m.host_gid(0)));
         blocking(move || {
-            std::fs::create_dir_all(dir.join("rootfs")).map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir.join("rootfs")).map_err(Error::io(format!("create {}", dir.display())))?;
             if let Some((uid, gid)) = owner {
                 nix::unistd::chown(&dir.join("rootfs"), uid.map(Into::into), gid.map(Into::into))
-                    .map_err(|e| Error::Internal(format!("give {} to the pod's user namespace: {e}", dir.display())))?;
+                    .map_err(Error::io(format!("give {} to the pod's user namespace", dir.display())))?;
             }
             Ok(berth_store::atomic_write(&dir.join("config.json"), &json, 0o600)?)
         })

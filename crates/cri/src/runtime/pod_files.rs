@@ -15,7 +15,7 @@ pub const SHM_SIZE: &str = "size=65536k";
 
 /// Writes hostname, hosts and resolv.conf for the pod into `dir`.
 pub fn write(dir: &Path, hostname: &str, dns: Option<&v1::DnsConfig>, host_network: bool) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     let put = |name: &str, text: String| -> Result<()> {
         let path = dir.join(name);
         berth_store::atomic_write(&path, text.as_bytes(), 0o644).map_err(|e| Error::Internal(e.to_string()))
@@ -50,10 +50,10 @@ pub fn resolv_conf(dns: Option<&v1::DnsConfig>) -> String {
 
 /// Mounts the pod's /dev/shm tmpfs at `target`.
 pub fn mount_shm(target: &Path) -> Result<()> {
-    std::fs::create_dir_all(target).map_err(|e| Error::Internal(format!("create {}: {e}", target.display())))?;
+    std::fs::create_dir_all(target).map_err(Error::io(format!("create {}", target.display())))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("shm"), target, Some("tmpfs"), flags, Some(format!("mode=1777,{SHM_SIZE}").as_str()))
-        .map_err(|e| Error::Internal(format!("mount pod shm at {}: {e}", target.display())))
+        .map_err(Error::io(format!("mount pod shm at {}", target.display())))
 }
 
 /// Unmounts and removes the pod's /dev/shm; gone already is fine.

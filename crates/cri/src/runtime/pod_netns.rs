@@ -23,6 +23,6 @@ pub(crate) async fn in_pod_netns<T: Send + 'static>(netns: Option<PathBuf>, work
             })();
             let _ = tx.send(result);
         })
-        .map_err(|e| Error::Internal(format!("spawn a thread for the pod's netns: {e}")))?;
+        .map_err(Error::io("spawn a thread for the pod's netns"))?;
     rx.await.map_err(|_| Error::Internal("the pod netns thread died".into()))?.map_err(Error::Unavailable)
 }

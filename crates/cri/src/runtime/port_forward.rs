@@ -17,7 +17,7 @@ impl Runtime {
         if !sandbox.is_ready() {
             return Err(Error::FailedPrecondition(format!("pod sandbox {} is not ready", sandbox.id)));
         }
-        let url = self.streaming.url_for(Pending::PortForward { pod_id: sandbox.id.clone() }).map_err(|e| Error::Internal(format!("streaming token: {e}")))?;
+        let url = self.streaming.url_for(Pending::PortForward { pod_id: sandbox.id.clone() }).map_err(Error::io("streaming token"))?;
         Ok(v1::PortForwardResponse { url })
     }
 }

@@ -60,7 +60,7 @@ impl Runtime {
             let dir = std::path::Path::new(&record.log_path).parent().map(|p| p.to_path_buf());
             blocking(move || {
                 if let Some(dir) = dir {
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(format!("create log dir {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(&dir).map_err(Error::io(format!("create log dir {}", dir.display())))?;
                 }
                 Ok(())
             })

@@ -43,7 +43,7 @@ impl Runtime {
         let made = fifos.clone();
         blocking(move || {
             for f in &made {
-                nix::unistd::mkfifo(f, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| Error::Internal(format!("mkfifo {}: {e}", f.display())))?;
+                nix::unistd::mkfifo(f, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(Error::io(format!("mkfifo {}", f.display())))?;
             }
             Ok(())
         })

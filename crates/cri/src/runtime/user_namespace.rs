@@ -113,9 +113,9 @@ pub(super) fn check_mount(i: usize, mount: &v1::Mount, pod: Option<&IdMap>) -> R
 /// Mounts an image volume's snapshot at `target` with its layers shown
 /// through the pod's user namespace (pinned at `pin`), read-only.
 pub(super) fn mount_image_volume(mount: &berth_snapshot::Mount, target: &Path, pin: &Path, map: &IdMap) -> Result<()> {
-    let userns = std::fs::File::open(pin).map_err(|e| Error::Internal(format!("open the pod's user namespace {}: {e}", pin.display())))?;
+    let userns = std::fs::File::open(pin).map_err(Error::io(format!("open the pod's user namespace {}", pin.display())))?;
     let root = (map.host_uid(0).unwrap_or(0), map.host_gid(0).unwrap_or(0));
-    std::fs::create_dir_all(target).map_err(|e| Error::Internal(format!("create {}: {e}", target.display())))?;
+    std::fs::create_dir_all(target).map_err(Error::io(format!("create {}", target.display())))?;
     let idmap_err = |e: berth_userns::Error| Error::Internal(format!("show the image volume through the pod's user namespace: {e}"));
     match mount.typ.as_str() {
         "bind" => {
@@ -127,7 +127,7 @@ pub(super) fn mount_image_volume(mount: &berth_snapshot::Mount, target: &Path, p
             let data = options.into_iter().filter(|o| o != "ro" && o != "rw").collect::<Vec<_>>().join(",");
             let mounted = nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_RDONLY, Some(data.as_str()));
             drop(layers);
-            mounted.map_err(|e| Error::Internal(format!("mount the image volume at {}: {e}", target.display())))?;
+            mounted.map_err(Error::io(format!("mount the image volume at {}", target.display())))?;
         }
         other => return Err(Error::Internal(format!("the snapshotter gave a mount of type {other:?}, which cannot be idmapped"))),
     }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 pub fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
     use std::io::Read;
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| Error::Internal(format!("read /dev/urandom: {e}")))?;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(Error::io("read /dev/urandom"))?;
     Ok(hex::encode(bytes))
 }
 
