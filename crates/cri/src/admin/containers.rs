@@ -13,7 +13,7 @@ use std::{os::fd::OwnedFd, pin::Pin, sync::Arc};
 use berth_api::admin::v1::{containers_server::Containers, CopyFromChunk, CopyFromRequest, CopyToChunk, CopyToResponse};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{copy_from::copy_from, copy_to::copy_to, in_root::container_root};
+use super::{client_stream, copy_from::copy_from, copy_to::copy_to, in_root::container_root};
 use crate::{
     error::{Error, Result},
     runtime::Runtime,
@@ -80,22 +80,10 @@ impl AdminContainers {
     async fn copy_to_container(&self, mut stream: Streaming<CopyToChunk>) -> Result<CopyToResponse, Status> {
         let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("the copy stream is empty"))?;
         let (id, root) = self.root_of(&first.container_id)?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+        let (tx, reader) = client_stream::channel();
         let (dest, name) = (first.path.clone(), first.name.clone());
-        let worker = tokio::task::spawn_blocking(move || copy_to(root, &dest, &name, ChunkReader { rx, chunk: Vec::new(), at: 0 }));
-        let mut next = Some(first);
-        while let Some(chunk) = next.take() {
-            if tx.send(Ok(chunk.data)).await.is_err() {
-                break; // the copy stopped early; its result says why
-            }
-            match stream.message().await {
-                Ok(more) => next = more,
-                Err(status) => {
-                    let _ = tx.send(Err(std::io::Error::other(format!("the client's stream broke: {}", status.message())))).await;
-                }
-            }
-        }
-        drop(tx);
+        let worker = tokio::task::spawn_blocking(move || copy_to(root, &dest, &name, reader));
+        client_stream::feed(first, &mut stream, tx, |chunk| chunk.data).await;
         let result = worker.await.map_err(|e| Status::internal(format!("copy task: {e}")))?;
         match result {
             Ok(entries) => {
@@ -104,27 +92,5 @@ impl AdminContainers {
             }
             Err(e) => Err(e.into()),
         }
-    }
-}
-
-/// The client's chunks as one byte stream, for the blocking unpacker.
-struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(chunk) => (self.chunk, self.at) = (chunk?, 0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }

@@ -13,6 +13,7 @@ mod save;
 mod tag;
 
 // The Containers service (berthctl cp).
+mod client_stream;
 mod containers;
 mod copy_from;
 mod copy_to;
