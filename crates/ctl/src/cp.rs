@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::Context;
 use berth_api::admin::v1::{containers_client::ContainersClient, CopyFromRequest, CopyToChunk};
+use berth_api::chunks::ChunkWriter;
 use clap::Args;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,8 +22,6 @@ use crate::{
     containers::clients,
     resolve,
 };
-
-const CHUNK: usize = 1 << 20;
 
 #[derive(Args)]
 pub struct CpArgs {
@@ -175,7 +174,7 @@ async fn copy_in(socket: &Path, source: Location, reference: &str, path: &str) -
     let (tx, rx) = mpsc::channel::<Vec<u8>>(8);
     let top = name.clone();
     let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
+        let mut sink = ChunkWriter::new(tx, |data| data, "berthd ended the copy");
         match local {
             None => {
                 std::io::copy(&mut std::io::stdin().lock(), &mut sink).context("read stdin")?;
@@ -212,7 +211,7 @@ async fn copy_in(socket: &Path, source: Location, reference: &str, path: &str) -
 
 /// `path` into the archive as `name`: a directory with all below it,
 /// anything else as itself (a symlink as a link).
-fn append(tar: &mut tar::Builder<&mut ChannelWriter>, path: &Path, name: &Path) -> anyhow::Result<()> {
+fn append(tar: &mut tar::Builder<&mut ChunkWriter<Vec<u8>>>, path: &Path, name: &Path) -> anyhow::Result<()> {
     let meta = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
     if meta.is_dir() {
         tar.append_dir_all(name, path).with_context(|| format!("read {}", path.display()))?;
@@ -220,30 +219,6 @@ fn append(tar: &mut tar::Builder<&mut ChannelWriter>, path: &Path, name: &Path) 
         tar.append_path_with_name(path, name).with_context(|| format!("read {}", path.display()))?;
     }
     Ok(())
-}
-
-/// Bytes to the gRPC stream in chunks.
-struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx.blocking_send(data).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "berthd ended the copy"))
-    }
 }
 
 /// The stream's chunks as one byte stream, for the blocking unpacker.

@@ -7,12 +7,11 @@ use std::{fs::File, io::Write, path::Path};
 
 use anyhow::Context;
 use berth_api::admin::v1::{images_client::ImagesClient, ImportChunk};
+use berth_api::chunks::ChunkWriter;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::client::{connect, rpc_error};
-
-const CHUNK: usize = 1 << 20;
 
 pub async fn import(socket: &Path, source: &Path, base_name: Option<String>) -> anyhow::Result<()> {
     let meta = std::fs::metadata(source).with_context(|| format!("{}", source.display()))?;
@@ -20,7 +19,7 @@ pub async fn import(socket: &Path, source: &Path, base_name: Option<String>) -> 
     let (tx, rx) = mpsc::channel::<Vec<u8>>(8);
     let path = source.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
+        let mut sink = ChunkWriter::new(tx, |data| data, "berthd stopped reading the archive");
         if meta.is_dir() {
             let mut tar = tar::Builder::new(&mut sink);
             tar.follow_symlinks(false);
@@ -47,29 +46,4 @@ pub async fn import(socket: &Path, source: &Path, base_name: Option<String>) -> 
         println!("{} {}", image.image_id, image.repo_tags.join(" "));
     }
     Ok(())
-}
-
-/// Bytes written on a blocking thread, sent as 1 MiB chunks.
-struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let n = bytes.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&bytes[..n]);
-        if self.buf.len() == CHUNK {
-            self.flush()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx.blocking_send(chunk).map_err(|_| std::io::Error::other("berthd stopped reading the archive"))
-    }
 }

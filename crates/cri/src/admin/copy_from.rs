@@ -10,7 +10,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use berth_api::admin::v1::{CopyFromChunk, CopyFromRequest};
+use berth_api::{
+    admin::v1::{CopyFromChunk, CopyFromRequest},
+    chunks::ChunkWriter,
+};
 use nix::{
     dir::Dir,
     fcntl::{AtFlags, OFlag},
@@ -22,7 +25,9 @@ use tonic::Status;
 use super::in_root::{io_error, open_child, open_dir, split};
 use crate::error::{Error, Result};
 
-const CHUNK: usize = 256 * 1024;
+/// The tar, sent to the client in chunks; a client gone makes every write
+/// fail, which ends the copy.
+type Out = ChunkWriter<std::result::Result<CopyFromChunk, Status>>;
 
 /// What goes into the archive: `path`, under the name `name` (empty: its
 /// own; `.`: its contents, with names relative to it).
@@ -32,7 +37,7 @@ pub(super) fn copy_from(root: OwnedFd, req: &CopyFromRequest, tx: mpsc::Sender<R
         return Err(Error::InvalidArgument(format!("path {:?} is not absolute", req.path)));
     }
     let follow = req.path.ends_with("/.") || req.path.ends_with('/');
-    let mut out = tar::Builder::new(ChunkWriter { tx, buf: Vec::with_capacity(CHUNK) });
+    let mut out = tar::Builder::new(ChunkWriter::new(tx, |data| Ok(CopyFromChunk { data }), "the client left"));
     out.mode(tar::HeaderMode::Complete);
     let entries = match (req.name.as_str(), split(path)) {
         // The directory's contents: its entries under their own names.
@@ -68,7 +73,7 @@ pub(super) fn copy_from(root: OwnedFd, req: &CopyFromRequest, tx: mpsc::Sender<R
 
 /// Archives `name` (a child of `dir`) as `archived`, and what is below it;
 /// the number of entries, `None` for a kind not archived (socket, device).
-fn append(out: &mut tar::Builder<ChunkWriter>, dir: &OwnedFd, name: &OsStr, archived: &Path) -> Result<Option<u64>> {
+fn append(out: &mut tar::Builder<Out>, dir: &OwnedFd, name: &OsStr, archived: &Path) -> Result<Option<u64>> {
     let what = || archived.display().to_string();
     let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io_error(what()))?;
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
@@ -112,7 +117,7 @@ fn append(out: &mut tar::Builder<ChunkWriter>, dir: &OwnedFd, name: &OsStr, arch
     }
 }
 
-fn append_children(out: &mut tar::Builder<ChunkWriter>, dir: &OwnedFd, archived: &Path) -> Result<u64> {
+fn append_children(out: &mut tar::Builder<Out>, dir: &OwnedFd, archived: &Path) -> Result<u64> {
     let names: Vec<OsString> = {
         let dup = dir.try_clone().map_err(Error::io("dup"))?;
         let mut listing = Dir::from_fd(dup).map_err(io_error(archived.display()))?;
@@ -161,30 +166,5 @@ impl<R: std::io::Read> std::io::Read for PadTo<R> {
         };
         self.left -= n as u64;
         Ok(n)
-    }
-}
-
-/// The archive's bytes, sent to the client in chunks; a client gone makes
-/// every write fail, which ends the copy.
-struct ChunkWriter {
-    tx: mpsc::Sender<Result<CopyFromChunk, Status>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx.blocking_send(Ok(CopyFromChunk { data })).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
     }
 }

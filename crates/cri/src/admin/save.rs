@@ -4,15 +4,16 @@
 
 use std::{io::Write, sync::Arc};
 
-use berth_api::admin::v1::{SaveChunk, SaveFormat, SaveRequest};
+use berth_api::{
+    admin::v1::{SaveChunk, SaveFormat, SaveRequest},
+    chunks::ChunkWriter,
+};
 use berth_image::export::{ArchiveFormat, ToSave};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::SaveChunks;
 use crate::{image::status_of, ImageServer};
-
-const CHUNK: usize = 1 << 20;
 
 pub(super) fn save(images: Arc<ImageServer>, req: SaveRequest) -> Result<SaveChunks, Status> {
     if req.images.is_empty() {
@@ -54,7 +55,7 @@ pub(super) fn save(images: Arc<ImageServer>, req: SaveRequest) -> Result<SaveChu
     }
     tokio::task::spawn_blocking(move || {
         let _lease = lease;
-        let mut sink = ChunkWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+        let mut sink = ChunkWriter::new(tx.clone(), |data| Ok(SaveChunk { data }), "the client stopped reading the archive");
         let written = berth_image::export::write_archive(&to_save, format, &images.content, &mut sink)
             .and_then(|()| sink.flush().map_err(|e| berth_image::Error::Io { op: "send", path: "the archive".into(), source: e }));
         if let Err(e) = written {
@@ -63,29 +64,4 @@ pub(super) fn save(images: Arc<ImageServer>, req: SaveRequest) -> Result<SaveChu
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
-}
-
-/// The archive's bytes, sent as 1 MiB chunks.
-struct ChunkWriter {
-    tx: tokio::sync::mpsc::Sender<Result<SaveChunk, Status>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let n = bytes.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&bytes[..n]);
-        if self.buf.len() == CHUNK {
-            self.flush()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx.blocking_send(Ok(SaveChunk { data })).map_err(|_| std::io::Error::other("the client stopped reading the archive"))
-    }
 }
