@@ -30,6 +30,9 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A container that ran this long restarts with the base back-off again.
 const BACKOFF_RESET: Duration = Duration::from_secs(60);
+/// Looks (a second apart) at a pod berthd does not answer about before
+/// the supervisor gives up.
+const UNREACHABLE_LOOKS: u32 = 60;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Policy {
@@ -89,7 +92,14 @@ pub fn log_path(name: &str, attempt: u32) -> String {
 }
 
 /// Starts the supervisor of `pod` (detached) and records its pid.
-pub fn spawn(socket: &Path, dir: &Path, pod: &str, policy: Policy, pod_config: &v1::PodSandboxConfig, containers: Vec<v1::ContainerConfig>) -> anyhow::Result<u32> {
+pub fn spawn(
+    socket: &Path,
+    dir: &Path,
+    pod: &str,
+    policy: Policy,
+    pod_config: &v1::PodSandboxConfig,
+    containers: Vec<v1::ContainerConfig>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let plan = Plan { policy, pod_config: pod_config.clone(), containers };
     std::fs::write(dir.join("plan.json"), serde_json::to_vec(&plan)?)?;
@@ -110,7 +120,7 @@ pub fn spawn(socket: &Path, dir: &Path, pod: &str, policy: Policy, pod_config: &
     // can), so this pid stays its own.
     let pid = child.id();
     std::fs::write(dir.join("supervisor.pid"), format!("{pid}\n"))?;
-    Ok(pid)
+    Ok(())
 }
 
 /// Whether `pid` is the supervisor of `pod` (and not a reused pid or a
@@ -173,6 +183,7 @@ pub async fn run(socket: &Path, dir: &Path, pod: &str) -> anyhow::Result<()> {
         .collect();
     eprintln!("supervising pod {pod} ({:?}): {} containers", plan.policy, followed.len());
     let mut events = rt.get_container_events(v1::GetEventsRequest {}).await.ok().map(|r| r.into_inner());
+    let mut unreachable_looks = 0;
     loop {
         match rt.pod_sandbox_status(v1::PodSandboxStatusRequest { pod_sandbox_id: pod.into(), verbose: false }).await {
             Err(s) if s.code() == tonic::Code::NotFound => {
@@ -180,8 +191,20 @@ pub async fn run(socket: &Path, dir: &Path, pod: &str) -> anyhow::Result<()> {
                 let _ = std::fs::remove_dir_all(dir);
                 return Ok(());
             }
-            Err(s) => eprintln!("pod status: {}", s.message()),
+            Err(s) => {
+                // berthd away for good (its socket gone, say) must not
+                // leave a supervisor looking forever.
+                unreachable_looks += 1;
+                eprintln!("pod status: {} ({unreachable_looks} failed looks)", s.message());
+                if unreachable_looks >= UNREACHABLE_LOOKS {
+                    eprintln!("berthd does not answer; giving up");
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             Ok(r) => {
+                unreachable_looks = 0;
                 if r.into_inner().status.is_none_or(|s| s.state != v1::PodSandboxState::SandboxReady as i32) {
                     eprintln!("pod {pod} is stopped");
                     let _ = std::fs::remove_file(dir.join("supervisor.pid"));
