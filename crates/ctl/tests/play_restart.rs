@@ -106,6 +106,8 @@ fn play_kube_restart_policies() {
     let file = manifest(work.path(), "always", "Always", &format!("  containers:\n{}", container("once", &image, "echo run; exit 0")));
     let (pod, _) = play(&file);
     assert_eq!(supervisors(&socket).len(), 1, "play kube left a supervisor for pod {pod}");
+    let recorded = std::fs::read_to_string(daemon.dir.path().join("root/berthctl/kube").join(&pod).join("supervisor.pid")).unwrap();
+    assert_eq!(recorded.trim().parse::<i32>().unwrap(), supervisors(&socket)[0], "its pid is recorded for down");
     wait_for("two restarts under Always", Duration::from_secs(20), || restarts(&socket, "once").is_some_and(|n| n >= 2));
     // Attempt 2 exists, so attempts 0 and 1 have finished their logs.
     for log in ["once.log", "once.1.log"] {
