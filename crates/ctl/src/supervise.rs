@@ -156,6 +156,8 @@ struct Followed {
     attempt: u32,
     /// Restarts since the back-off was last reset.
     step: u32,
+    /// Its StartContainer failed: it stays Created, and counts as exited.
+    start_failed: bool,
 }
 
 fn now_nanos() -> i64 {
@@ -178,7 +180,7 @@ pub async fn run(socket: &Path, dir: &Path, pod: &str) -> anyhow::Result<()> {
             let name = config.metadata.as_ref()?.name.clone();
             let ctr = listed.iter().filter(|c| c.metadata.as_ref().is_some_and(|m| m.name == name)).max_by_key(|c| c.created_at)?;
             let attempt = ctr.metadata.as_ref().map_or(0, |m| m.attempt);
-            Some(Followed { config: config.clone(), id: ctr.id.clone(), attempt, step: 0 })
+            Some(Followed { config: config.clone(), id: ctr.id.clone(), attempt, step: 0, start_failed: false })
         })
         .collect();
     eprintln!("supervising pod {pod} ({:?}): {} containers", plan.policy, followed.len());
@@ -262,20 +264,24 @@ async fn step(rt: &mut RuntimeServiceClient<Channel>, pod: &str, plan: &Plan, f:
             return Step::Wait(Duration::from_secs(1));
         }
     };
-    if st.state != v1::ContainerState::ContainerExited as i32 || !plan.policy.restarts(st.exit_code) {
+    // A failed start is a failure (128, as a shell says of a command it
+    // could not run), timed from the container's creation.
+    let failed_start = f.start_failed && st.state == v1::ContainerState::ContainerCreated as i32;
+    let (code, ended) = if failed_start { (128, st.created_at) } else { (st.exit_code, st.finished_at) };
+    if !(failed_start || st.state == v1::ContainerState::ContainerExited as i32) || !plan.policy.restarts(code) {
         return Step::Fine;
     }
-    if Duration::from_nanos((st.finished_at - st.started_at).max(0) as u64) >= BACKOFF_RESET {
+    if !failed_start && Duration::from_nanos((st.finished_at - st.started_at).max(0) as u64) >= BACKOFF_RESET {
         f.step = 0;
     }
-    let due = st.finished_at.saturating_add(backoff(f.step).as_nanos() as i64);
+    let due = ended.saturating_add(backoff(f.step).as_nanos() as i64);
     let now = now_nanos();
     if now < due {
         return Step::Wait(Duration::from_nanos((due - now) as u64));
     }
     let name = f.config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
     let attempt = f.attempt + 1;
-    eprintln!("{name} exited with {}; restart, attempt {attempt}", st.exit_code);
+    eprintln!("{name} exited with {code}; restart, attempt {attempt}");
     // The old attempt goes, so names stay unique for `berthctl logs NAME`
     // (its log file stays).
     if let Err(s) = rt.remove_container(v1::RemoveContainerRequest { container_id: f.id.clone() }).await {
@@ -290,9 +296,11 @@ async fn step(rt: &mut RuntimeServiceClient<Channel>, pod: &str, plan: &Plan, f:
     match rt.create_container(req).await {
         Ok(r) => {
             f.id = r.into_inner().container_id;
+            f.start_failed = false;
             if let Err(s) = rt.start_container(v1::StartContainerRequest { container_id: f.id.clone() }).await {
-                // Exited (a failed start): the next look restarts it again after its back-off.
+                // The next look restarts it again after its back-off.
                 eprintln!("start {name}: {}", s.message());
+                f.start_failed = true;
             }
             Step::Fine
         }
