@@ -61,6 +61,7 @@ fn container_json(s: v1::ContainerStatus, info: &std::collections::HashMap<Strin
         "Id": s.id,
         "Name": s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
         "PodId": pod,
+        "RestartCount": s.metadata.as_ref().map_or(0, |m| m.attempt),
         "State": {
             "Status": crate::ps::state_name(s.state),
             "ExitCode": s.exit_code,

@@ -70,10 +70,11 @@ pub struct PodSpec {
     pub init_containers: Vec<Container>,
     #[serde(default)]
     pub volumes: Vec<Volume>,
-    /// Always (the default), OnFailure or Never: checked, and otherwise
-    /// without effect: `play kube` starts each container once and returns,
-    /// so nothing restarts a container that exits, whatever the policy; a
-    /// failing init container fails the play (as with Never).
+    /// Always (the default), OnFailure or Never. Under Always and
+    /// OnFailure `play kube` leaves a supervisor (`supervise.rs`) that
+    /// restarts the containers as the kubelet would; a failing init
+    /// container is retried a few times by `play kube` itself (under Never
+    /// it fails the play at once).
     #[serde(default)]
     pub restart_policy: Option<String>,
     #[serde(default)]

@@ -25,6 +25,7 @@ mod resolve;
 mod run_flags;
 mod save;
 mod stats;
+mod supervise;
 mod top;
 mod volumes;
 
@@ -170,6 +171,15 @@ enum Command {
     /// Print berthctl's manual page (roff), for `man -l -` or packaging.
     #[command(hide = true)]
     Man,
+    /// The restartPolicy supervisor of a `play kube` pod (play kube starts
+    /// it, `down` ends it).
+    #[command(name = "__supervise-pod", hide = true)]
+    SupervisePod {
+        /// Its directory (the plan, its pid, its log).
+        #[arg(long)]
+        state: PathBuf,
+        pod: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +247,7 @@ async fn main() -> std::process::ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "berthctl", &mut std::io::stdout());
             Ok(0)
         }
+        Command::SupervisePod { state, pod } => supervise::run(socket, &state, &pod).await.map(|()| 0),
         Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map(|()| 0).map_err(anyhow::Error::from),
     };
     match result {

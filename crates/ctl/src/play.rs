@@ -15,6 +15,7 @@ use crate::{
     client::rpc_error,
     containers::{clients, port_annotations, published_ports, run_pod_sandbox, status, Clients},
     kube_manifest::{self, Container, PodSpec},
+    supervise::{self, Policy},
     volumes,
 };
 
@@ -49,10 +50,13 @@ pub async fn play(socket: &Path, args: PlayArgs) -> anyhow::Result<()> {
     }
     let volume_dir = volumes::volume_dir(&mut c.rt).await?;
     let mut made_dirs = Vec::new();
-    let result = run_pod(&mut c, &meta, &spec, &ports, &volume_dir, &args.log_dir, &mut made_dirs).await;
+    let result = run_pod(&mut c, socket, &meta, &spec, &ports, &volume_dir, &args.log_dir, &mut made_dirs).await;
     if result.is_err() {
         for pod in pods_of(&mut c.rt, &meta.name).await.unwrap_or_default() {
+            let dir = supervise::state_dir(&volume_dir, &pod);
+            supervise::stop(&dir, &pod);
             remove_pod(&mut c.rt, &pod).await;
+            let _ = std::fs::remove_dir_all(dir);
         }
         for dir in made_dirs {
             let _ = std::fs::remove_dir_all(dir);
@@ -67,11 +71,15 @@ pub async fn down(socket: &Path, file: &Path) -> anyhow::Result<()> {
     let mut c = clients(socket).await?;
     let pods = pods_of(&mut c.rt, &meta.name).await?;
     anyhow::ensure!(!pods.is_empty(), "no pod {} from {} is running", meta.name, file.display());
+    let volume_dir = volumes::volume_dir(&mut c.rt).await?;
     for pod in pods {
+        // The supervisor first, so that it restarts nothing in between.
+        let dir = supervise::state_dir(&volume_dir, &pod);
+        supervise::stop(&dir, &pod);
         remove_pod(&mut c.rt, &pod).await;
+        let _ = std::fs::remove_dir_all(dir);
         println!("{pod}");
     }
-    let volume_dir = volumes::volume_dir(&mut c.rt).await?;
     let prefix = empty_dir_prefix(&meta.name);
     for entry in std::fs::read_dir(&volume_dir).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
@@ -133,8 +141,10 @@ async fn ensure_image(c: &mut Clients, container: &Container) -> anyhow::Result<
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_pod(
     c: &mut Clients,
+    socket: &Path,
     meta: &kube_manifest::Metadata,
     spec: &PodSpec,
     ports: &[v1::PortMapping],
@@ -184,16 +194,48 @@ async fn run_pod(
         ..Default::default()
     };
     let pod = run_pod_sandbox(c, &pod_config).await?;
+    let policy = Policy::of(spec.restart_policy.as_deref());
     for (i, init) in spec.init_containers.iter().enumerate() {
-        let id = start(c, &pod, &pod_config, init, &volumes, &format!("spec.initContainers[{i}]")).await?;
-        let code = wait_exit(&mut c.rt, &id).await?;
-        anyhow::ensure!(code == 0, "spec.initContainers[{i}] ({}) exited with {code}; the pod is not started", init.name);
+        let field = format!("spec.initContainers[{i}]");
+        // Under Never a failed init container fails the pod; under
+        // OnFailure and Always it is tried again after the supervisor's
+        // back-off, INIT_RETRIES times at most, here in the foreground
+        // (the kubelet would try forever; a command must end).
+        let mut attempt = 0;
+        loop {
+            let id = start(c, &pod, &pod_config, init, &volumes, &field, attempt).await?;
+            let code = wait_exit(&mut c.rt, &id).await?;
+            if code == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                policy != Policy::Never && attempt < INIT_RETRIES,
+                "{field} ({}) exited with {code}{}; the pod is not started",
+                init.name,
+                if attempt > 0 { format!(" at attempt {attempt}") } else { String::new() }
+            );
+            let wait = supervise::backoff(attempt);
+            eprintln!("{field} ({}) exited with {code}; trying again in {wait:?} (restartPolicy {policy:?})", init.name);
+            tokio::time::sleep(wait).await;
+            let _ = c.rt.remove_container(v1::RemoveContainerRequest { container_id: id }).await;
+            attempt += 1;
+        }
     }
+    let mut configs = Vec::new();
     for (i, container) in spec.containers.iter().enumerate() {
-        start(c, &pod, &pod_config, container, &volumes, &format!("spec.containers[{i}]")).await?;
+        let field = format!("spec.containers[{i}]");
+        start(c, &pod, &pod_config, container, &volumes, &field, 0).await?;
+        configs.push(container_config(container, &volumes, &field, 0)?);
+    }
+    if policy != Policy::Never {
+        supervise::spawn(socket, &supervise::state_dir(volume_dir, &pod), &pod, policy, &pod_config, configs)?;
     }
     Ok(pod)
 }
+
+/// How many times a failing init container is tried again under
+/// OnFailure and Always (after 1, 2, 4 and 8 s).
+const INIT_RETRIES: u32 = 4;
 
 async fn wait_exit(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<i32> {
     loop {
@@ -212,15 +254,16 @@ async fn start(
     k: &Container,
     volumes: &HashMap<String, String>,
     field: &str,
+    attempt: u32,
 ) -> anyhow::Result<String> {
-    let config = container_config(k, volumes, field)?;
+    let config = container_config(k, volumes, field, attempt)?;
     let req = v1::CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(config), sandbox_config: Some(pod_config.clone()) };
     let id = c.rt.create_container(req).await.map_err(|s| anyhow::anyhow!("{field} ({}): {} ({:?})", k.name, s.message(), s.code()))?.into_inner().container_id;
     c.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.map_err(|s| anyhow::anyhow!("{field} ({}): {}", k.name, s.message()))?;
     Ok(id)
 }
 
-fn container_config(k: &Container, volumes: &HashMap<String, String>, field: &str) -> anyhow::Result<v1::ContainerConfig> {
+fn container_config(k: &Container, volumes: &HashMap<String, String>, field: &str, attempt: u32) -> anyhow::Result<v1::ContainerConfig> {
     let limits = k.resources.as_ref().map(|r| r.limits.clone()).unwrap_or_default();
     let memory = limits
         .get("memory")
@@ -230,7 +273,7 @@ fn container_config(k: &Container, volumes: &HashMap<String, String>, field: &st
     let sc = k.security_context.clone();
     let caps = sc.as_ref().and_then(|s| s.capabilities.clone()).unwrap_or_default();
     Ok(v1::ContainerConfig {
-        metadata: Some(v1::ContainerMetadata { name: k.name.clone(), attempt: 0 }),
+        metadata: Some(v1::ContainerMetadata { name: k.name.clone(), attempt }),
         image: Some(v1::ImageSpec { image: k.image.clone(), ..Default::default() }),
         command: k.command.clone(),
         args: k.args.clone(),
@@ -241,7 +284,7 @@ fn container_config(k: &Container, volumes: &HashMap<String, String>, field: &st
             .iter()
             .map(|m| v1::Mount { container_path: m.mount_path.clone(), host_path: volumes[&m.name].clone(), readonly: m.read_only, ..Default::default() })
             .collect(),
-        log_path: format!("{}.log", k.name),
+        log_path: supervise::log_path(&k.name, attempt),
         linux: Some(v1::LinuxContainerConfig {
             resources: Some(v1::LinuxContainerResources {
                 memory_limit_in_bytes: memory.unwrap_or(0),

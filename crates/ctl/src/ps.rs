@@ -28,7 +28,8 @@ pub struct PsArgs {
     #[arg(short, long, value_parser = parse_filter)]
     pub filter: Vec<(String, String)>,
     /// `table` (default), `json` (one object a line), or a template of
-    /// fields: {{.ID}} {{.FullID}} {{.Image}} {{.CreatedAt}} {{.Status}} {{.State}} {{.Names}} {{.Pod}} {{.FullPod}}.
+    /// fields: {{.ID}} {{.FullID}} {{.Image}} {{.CreatedAt}} {{.Status}} {{.State}} {{.Names}} {{.Pod}} {{.FullPod}}
+    /// {{.Restarts}} (the container's attempt: how often it was restarted).
     #[arg(long)]
     pub format: Option<String>,
 }
@@ -81,6 +82,7 @@ pub async fn run(socket: &Path, args: PsArgs) -> anyhow::Result<()> {
                 ("Names", ctr.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default()),
                 ("Pod", ctr.pod_sandbox_id[..12.min(ctr.pod_sandbox_id.len())].to_string()),
                 ("FullPod", ctr.pod_sandbox_id.clone()),
+                ("Restarts", ctr.metadata.as_ref().map_or(0, |m| m.attempt).to_string()),
             ]),
             labels: ctr.labels.clone(),
         };
@@ -115,9 +117,9 @@ fn print(rows: &[Row], args: &PsArgs) -> anyhow::Result<()> {
     match args.format.as_deref() {
         None | Some("table") => {
             let mut table = Table::new();
-            table.load_preset(NOTHING).set_header(["CONTAINER", "IMAGE", "STATUS", "CREATED", "NAME", "POD"]);
+            table.load_preset(NOTHING).set_header(["CONTAINER", "IMAGE", "STATUS", "CREATED", "NAME", "POD", "RESTARTS"]);
             for r in rows {
-                table.add_row(["ID", "Image", "Status", "CreatedAt", "Names", "Pod"].map(|f| r.fields[f].clone()));
+                table.add_row(["ID", "Image", "Status", "CreatedAt", "Names", "Pod", "Restarts"].map(|f| r.fields[f].clone()));
             }
             print_table(&mut table);
         }
@@ -157,7 +159,7 @@ fn render(template: &str, fields: &HashMap<&'static str, String>) -> anyhow::Res
         let name = rest[start + 2..end].trim().trim_start_matches('.');
         let value = fields
             .get(name)
-            .ok_or_else(|| anyhow::anyhow!("--format: no field {name:?} (ID, FullID, Image, CreatedAt, Status, State, Names, Pod, FullPod)"))?;
+            .ok_or_else(|| anyhow::anyhow!("--format: no field {name:?} (ID, FullID, Image, CreatedAt, Status, State, Names, Pod, FullPod, Restarts)"))?;
         out.push_str(value);
         rest = &rest[end + 2..];
     }
