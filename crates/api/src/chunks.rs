@@ -1,6 +1,8 @@
-//! Bytes written on a blocking thread (a tar being built, an archive being
-//! saved), cut into the admin API's chunk messages and sent to the async
-//! side of a stream, by berthd and by berthctl alike.
+//! The admin API's byte streams between async and blocking code, by
+//! berthd and by berthctl alike: bytes written on a blocking thread (a tar
+//! being built, an archive being saved) cut into chunk messages for a
+//! stream ([`ChunkWriter`]), and a stream's chunks read back as one byte
+//! stream by a blocking reader (an unpacker: [`ChunkReader`]).
 
 use std::io::Write;
 
@@ -41,6 +43,35 @@ impl<T> Write for ChunkWriter<T> {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
         self.tx.blocking_send((self.wrap)(chunk)).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, self.gone))
+    }
+}
+
+/// Chunks of a stream as one byte stream, for blocking reads. An `Err`
+/// chunk (the stream broke) fails the read; the sender gone is the end.
+pub struct ChunkReader {
+    rx: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChunkReader {
+    pub fn new(rx: mpsc::Receiver<std::io::Result<Vec<u8>>>) -> Self {
+        Self { rx, chunk: Vec::new(), at: 0 }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(chunk) => (self.chunk, self.at) = (chunk?, 0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::Context;
 use berth_api::admin::v1::{containers_client::ContainersClient, CopyFromRequest, CopyToChunk};
-use berth_api::chunks::ChunkWriter;
+use berth_api::chunks::{ChunkReader, ChunkWriter};
 use clap::Args;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -108,9 +108,9 @@ async fn copy_out(socket: &Path, reference: &str, path: &str, dest: Location) ->
     let mut client = ContainersClient::new(connect(socket).await?);
     let request = CopyFromRequest { container_id: id, path: path.into(), name };
     let mut stream = client.copy_from(request).await.map_err(rpc_error(&format!("cp {reference}:{path}")))?.into_inner();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let (tx, rx) = mpsc::channel(8);
     let unpacker = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let reader = ChannelReader { rx, chunk: Vec::new(), at: 0 };
+        let reader = ChunkReader::new(rx);
         match into {
             None => {
                 let mut reader = reader;
@@ -135,7 +135,7 @@ async fn copy_out(socket: &Path, reference: &str, path: &str, dest: Location) ->
     loop {
         match stream.message().await {
             Ok(Some(chunk)) => {
-                if tx.send(chunk.data).is_err() {
+                if tx.send(Ok(chunk.data)).await.is_err() {
                     break;
                 }
             }
@@ -219,28 +219,6 @@ fn append(tar: &mut tar::Builder<&mut ChunkWriter<Vec<u8>>>, path: &Path, name: 
         tar.append_path_with_name(path, name).with_context(|| format!("read {}", path.display()))?;
     }
     Ok(())
-}
-
-/// The stream's chunks as one byte stream, for the blocking unpacker.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.recv() {
-                Err(_) => return Ok(0),
-                Ok(chunk) => (self.chunk, self.at) = (chunk, 0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

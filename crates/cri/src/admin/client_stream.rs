@@ -2,6 +2,7 @@
 //! as one byte stream for the blocking work that reads it, fed as they
 //! arrive: nothing is buffered beyond a few chunks.
 
+use berth_api::chunks::ChunkReader;
 use tokio::sync::mpsc;
 use tonic::Streaming;
 
@@ -13,7 +14,7 @@ const IN_FLIGHT: usize = 16;
 /// A reader of the chunks, and the sender [`feed`] fills.
 pub(super) fn channel() -> (mpsc::Sender<Chunk>, ChunkReader) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
-    (tx, ChunkReader { rx, chunk: Vec::new(), at: 0 })
+    (tx, ChunkReader::new(rx))
 }
 
 /// Sends `first` and the rest of the client's messages (their bytes, by
@@ -32,28 +33,5 @@ pub(super) async fn feed<M>(first: M, stream: &mut Streaming<M>, tx: mpsc::Sende
                 let _ = tx.send(Err(std::io::Error::other(format!("the client's stream broke: {}", status.message())))).await;
             }
         }
-    }
-}
-
-/// The client's chunks as one byte stream (blocking reads, for the
-/// blocking pool).
-pub(super) struct ChunkReader {
-    rx: mpsc::Receiver<Chunk>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(chunk) => (self.chunk, self.at) = (chunk?, 0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
