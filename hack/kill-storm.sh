@@ -5,7 +5,7 @@
 # the kernel, and at the end nothing may be left behind. Prints what it did
 # (kills, restarts, pods and containers churned) and what it found.
 # Usage: sudo hack/kill-storm.sh [SECONDS=600] [SEED]
-# The test itself (crates/daemon/tests/kill_storm.rs) runs 40 s in the suite.
+# The test itself (tests/kill_storm.rs) runs 40 s in the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/setup.sh

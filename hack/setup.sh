@@ -37,7 +37,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python for tests that want another implementation than berth's: gRPC
-# clients other than grpc-go (crates/daemon/tests/grpc_clients.rs) and the
+# clients other than grpc-go (tests/grpc_clients.rs) and the
 # Prometheus text parser (metrics.rs). A venv of its own, so nothing
 # touches the system's Python.
 BERTH_PYTHON_VENV=${BERTH_PYTHON_VENV:-/var/cache/berth/python}

@@ -19,7 +19,7 @@ use k8s_cri::v1::{self, image_service_client::ImageServiceClient, runtime_servic
 use tonic::transport::Channel;
 
 /// The tests' helpers: `channel` connects a tonic client to a unix socket.
-#[path = "../tests/common/mod.rs"]
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 use common::channel;
 

@@ -1,6 +1,6 @@
 //! berth-shim run with containerd's shim v2 command line, by the test in
 //! containerd's place (the whole path through a real containerd is in
-//! crates/daemon/tests/containerd_handler.rs): `start` with the bundle as
+//! tests/containerd_handler.rs): `start` with the bundle as
 //! working directory, the Task API under containerd 1.6's service name
 //! (`containerd.task.v2.Task`), and `delete` after the shim is gone.
 

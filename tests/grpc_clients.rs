@@ -29,7 +29,7 @@ fn python() -> PathBuf {
 
 /// Runs the driver in `mode` against `target` and returns one result per call.
 fn drive(mode: &str, target: &str, calls: Value) -> Vec<Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_clients.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/grpc_clients.py");
     let mut child =
         Command::new(python()).arg(script).args([mode, target]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(calls.to_string().as_bytes()).unwrap();

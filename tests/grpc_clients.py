@@ -1,4 +1,4 @@
-"""Clients that are not grpc-go, for crates/daemon/tests/grpc_clients.rs.
+"""Clients that are not grpc-go, for tests/grpc_clients.rs.
 
 Reads a JSON list of calls on stdin and prints a JSON list of results. The
 messages are protobuf bytes in hex, made and read by the Rust test, so no

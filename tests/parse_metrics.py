@@ -1,6 +1,6 @@
 """Parses a Prometheus text exposition (stdin) with the Prometheus
 project's own parser and prints its samples as JSON, for
-crates/daemon/tests/metrics.rs."""
+tests/metrics.rs."""
 
 import json
 import sys

@@ -38,7 +38,7 @@ fn scrape(port: u16) -> String {
 /// The samples, as the Prometheus parser reads them.
 fn parse(text: &str) -> Vec<Value> {
     let python = std::env::var_os("BERTH_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| "/var/cache/berth/python/bin/python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parse_metrics.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/parse_metrics.py");
     let mut child = Command::new(python).arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
