@@ -12,6 +12,7 @@ pub mod lease;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod reference;
 mod registry;
 pub mod unpack;
 

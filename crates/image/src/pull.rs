@@ -91,9 +91,10 @@ pub struct Pulled {
 }
 
 /// Parses a reference the way the kubelet means it: `busybox` is
-/// `docker.io/library/busybox:latest`.
+/// `docker.io/library/busybox:latest` (berth's own parser: see
+/// [`crate::reference`] for why not oci-spec's).
 pub fn parse_reference(image: &str) -> Result<Reference> {
-    image.parse::<Reference>().map_err(|e| Error::InvalidReference { reference: image.into(), reason: e.to_string() })
+    crate::reference::parse(image).map_err(|reason| Error::InvalidReference { reference: image.into(), reason })
 }
 
 /// One lock per blob digest, so two pulls that share a layer never write
