@@ -34,7 +34,7 @@ pub fn registry_arg(s: &str) -> Result<String, String> {
     // A host is what a reference takes for its registry part.
     let valid = !host.is_empty()
         && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        && format!("{host}/x").parse::<oci_client::Reference>().is_ok_and(|r| r.registry().eq_ignore_ascii_case(host) || is_hub(host));
+        && berth_image::reference::parse(&format!("{host}/x")).is_ok_and(|r| r.registry().eq_ignore_ascii_case(host) || is_hub(host));
     if !valid {
         return Err(format!("{s:?} is not a registry host (host[:port])"));
     }
@@ -113,7 +113,7 @@ pub fn remove(registry: &str) -> anyhow::Result<bool> {
 
 /// The stored user and password for the registry `image` names, if any.
 pub fn for_image(image: &str) -> anyhow::Result<Option<(String, String)>> {
-    let Ok(reference) = image.parse::<oci_client::Reference>() else { return Ok(None) };
+    let Ok(reference) = berth_image::reference::parse(image) else { return Ok(None) };
     let file = config_file()?;
     let config = read(&file)?;
     let Some(Value::Object(auths)) = config.get("auths") else { return Ok(None) };
@@ -130,13 +130,13 @@ pub fn for_image(image: &str) -> anyhow::Result<Option<(String, String)>> {
 
 /// An image name for clap: a malformed one is a usage error naming it.
 pub fn image_arg(s: &str) -> Result<String, String> {
-    s.parse::<oci_client::Reference>().map(|_| s.to_string()).map_err(|e| format!("{s:?} is not an image reference: {e}"))
+    berth_image::reference::parse(s).map(|_| s.to_string()).map_err(|e| format!("{s:?} is not an image reference: {e}"))
 }
 
 /// A name to give an image (`tag`'s target, `push`'s image): a reference
 /// with a tag or none, not a digest.
 pub fn tag_arg(s: &str) -> Result<String, String> {
-    let reference = s.parse::<oci_client::Reference>().map_err(|e| format!("{s:?} is not an image reference: {e}"))?;
+    let reference = berth_image::reference::parse(s).map_err(|e| format!("{s:?} is not an image reference: {e}"))?;
     match reference.digest() {
         Some(_) => Err(format!("{s:?} names a digest; give a tag (NAME[:TAG])")),
         None => Ok(s.to_string()),

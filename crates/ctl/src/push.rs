@@ -33,7 +33,7 @@ fn push_error(image: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
     move |s| {
         let hint = match s.code() {
             tonic::Code::Unauthenticated => {
-                let registry = image.parse::<oci_client::Reference>().map(|r| r.registry().to_string()).unwrap_or_default();
+                let registry = berth_image::reference::parse(image).map(|r| r.registry().to_string()).unwrap_or_default();
                 format!("; log in first: berthctl login {registry}")
             }
             _ => String::new(),
