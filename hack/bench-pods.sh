@@ -2,7 +2,10 @@
 # Prints pod-ready latency (50 pods in sequence, 50 with 4 at a time),
 # ExecSync and streamed-exec (WebSocket) latency and the memory of the runtime with the pods running, for
 # berthd and, when installed, containerd 1.6 + runc, with their ratios.
-# Usage: sudo hack/bench-pods.sh [PODS=50] [--cgroup-driver systemd | --handler | --userns]
+# Usage: sudo hack/bench-pods.sh [PODS=50] [--cgroup-driver systemd | --handler | --userns | --density]
+# With --density (PODS defaults to 110, the kubelet's maxPods) it fills a node:
+# each step's share of one pod's start (CNI included), time to all ready,
+# pod-ready p50/p99, relist p99, daemon threads and memory, against containerd.
 # With --userns it prints pod-ready latency of pods with a user namespace
 # against pods without, alternating on one berthd.
 # With --handler it instead compares containerd 1.6 running the pods with

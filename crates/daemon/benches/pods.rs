@@ -6,7 +6,9 @@
 //! asserted. `--handler`: containerd with berth-shim as its runtime
 //! (handler mode) against containerd with runc's shim (`pods/handler.rs`);
 //! `--cgroup-driver systemd`: berthd's two cgroup drivers (`pods/drivers.rs`);
-//! `--userns`: berth's pods with a user namespace against without (`pods/userns.rs`).
+//! `--userns`: berth's pods with a user namespace against without (`pods/userns.rs`);
+//! `--density`: a node filling up to 110 pods, each step's share of a pod's
+//! start, relist latency, threads and memory, against containerd (`pods/density.rs`).
 
 use std::{
     collections::HashMap,
@@ -23,6 +25,8 @@ use tonic::transport::Channel;
 mod common;
 use common::channel;
 
+#[path = "pods/density.rs"]
+mod density;
 #[path = "pods/drivers.rs"]
 mod drivers;
 #[path = "pods/handler.rs"]
@@ -99,7 +103,9 @@ struct Figures {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let pods: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(50);
+    let density = args.iter().any(|a| a == "--density");
+    // 110: the kubelet's default maxPods.
+    let pods: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(if density { 110 } else { 50 });
     assert!(nix::unistd::geteuid().is_root(), "run as root: sudo hack/bench-pods.sh");
     let registry = berth_testkit::Registry::start();
     let work = tempfile::tempdir().unwrap();
@@ -112,6 +118,10 @@ async fn main() {
     }
     if args.iter().any(|a| a == "--handler") {
         handler::compare(pods, &registry.host(), &image, work.path()).await;
+        return;
+    }
+    if density {
+        density::compare(pods, &registry.host(), &image, work.path()).await;
         return;
     }
     if args.iter().any(|a| a == "--userns") {
