@@ -151,15 +151,16 @@ impl Shims for FakeShims {
         if self.0.fails("shim.launch") {
             return Err(ShimError::Start { id: id.into(), reason: "fake launch failure".into() });
         }
-        if let Some(shim) = self.0.shim(id) {
-            return Ok(shim);
-        }
-        Ok(self.0.put_shim(id, &self.1.shim_socket(id), api::Status::UNKNOWN))
+        let shim = match self.0.shim(id) {
+            Some(shim) => shim,
+            None => self.0.put_shim(id, &self.1.shim_socket(id), api::Status::UNKNOWN),
+        };
+        Ok(Conn::to(shim))
     }
 
     async fn find(&self, id: &str) -> Option<Shim> {
         self.0.record(format!("shim.find {id}"));
-        self.0.shim(id).map(|s| s as Shim)
+        self.0.shim(id).map(Conn::to)
     }
 }
 
@@ -218,8 +219,86 @@ impl FakeShim {
     }
 }
 
+/// A berthd's connection to a shim: it dies with that berthd (a Wait on
+/// it never returns, any other call fails), as a ttrpc connection does.
+struct Conn {
+    shim: Arc<FakeShim>,
+    generation: u64,
+}
+
+impl Conn {
+    fn to(shim: Arc<FakeShim>) -> Shim {
+        let generation = *shim.world.generation.borrow();
+        Arc::new(Conn { shim, generation })
+    }
+
+    fn check(&self) -> Result<(), ShimError> {
+        if *self.shim.world.generation.borrow() != self.generation {
+            return Err(ShimError::Transport("the berthd of this connection is dead".into(), self.shim.id.clone()));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
-impl TaskShim for FakeShim {
+impl TaskShim for Conn {
+    async fn create(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
+        self.check()?;
+        self.shim.create(req).await
+    }
+
+    async fn start(&self, exec_id: &str) -> Result<u32, ShimError> {
+        self.check()?;
+        self.shim.start(exec_id).await
+    }
+
+    async fn wait(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError> {
+        self.shim.wait(exec_id, self.generation).await
+    }
+
+    async fn delete(&self) -> Result<api::DeleteResponse, ShimError> {
+        self.check()?;
+        self.shim.delete().await
+    }
+
+    async fn kill_exec(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
+        self.check()?;
+        self.shim.kill_exec(exec_id, signal, all).await
+    }
+
+    async fn exec_with_stdio(&self, exec_id: &str, process_json: Vec<u8>, stdio: ExecStdio) -> Result<(), ShimError> {
+        self.check()?;
+        self.shim.exec_with_stdio(exec_id, process_json, stdio).await
+    }
+
+    async fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<(), ShimError> {
+        self.check()?;
+        self.shim.resize_pty(exec_id, width, height).await
+    }
+
+    async fn delete_exec(&self, exec_id: &str) -> Result<(), ShimError> {
+        self.check()?;
+        self.shim.delete_exec(exec_id).await
+    }
+
+    async fn state(&self) -> Result<api::StateResponse, ShimError> {
+        self.check()?;
+        self.shim.state().await
+    }
+
+    async fn update(&self, resources_json: Option<Vec<u8>>, annotations: Vec<(String, String)>) -> Result<(), ShimError> {
+        self.check()?;
+        self.shim.update(resources_json, annotations).await
+    }
+
+    async fn shutdown(&self) -> Result<(), ShimError> {
+        self.check()?;
+        self.shim.shutdown().await
+    }
+}
+
+/// The shim's side of each call.
+impl FakeShim {
     async fn create(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
         self.world.record(format!("shim.create {} rootfs={}", self.id, req.rootfs.len()));
         self.gone()?;
@@ -240,7 +319,7 @@ impl TaskShim for FakeShim {
         Ok(FAKE_PID)
     }
 
-    async fn wait(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError> {
+    async fn wait(&self, exec_id: &str, mine: u64) -> Result<api::WaitResponse, ShimError> {
         self.world.record(format!("shim.wait {} {exec_id}", self.id));
         self.gone()?;
         if !exec_id.is_empty() {
@@ -248,9 +327,12 @@ impl TaskShim for FakeShim {
             return Ok(api::WaitResponse { exit_status: 137, ..Default::default() });
         }
         let mut generation = self.world.generation.subscribe();
-        let mine = *generation.borrow_and_update();
         let mut exit = self.exit.subscribe();
         loop {
+            if *generation.borrow_and_update() != mine {
+                // This berthd is dead: its Wait never returns.
+                std::future::pending::<()>().await;
+            }
             if let Some(outcome) = *exit.borrow_and_update() {
                 return match outcome {
                     Ok(code) => Ok(api::WaitResponse { exit_status: code, ..Default::default() }),
@@ -260,10 +342,6 @@ impl TaskShim for FakeShim {
             tokio::select! {
                 _ = exit.changed() => {}
                 _ = generation.changed() => {}
-            }
-            if *generation.borrow() != mine {
-                // This berthd is dead: its Wait never returns.
-                std::future::pending::<()>().await;
             }
         }
     }
