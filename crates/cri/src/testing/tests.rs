@@ -47,7 +47,7 @@ async fn run_pod_sandbox_makes_namespaces_shm_and_network_and_saves_a_ready_reco
     let calls = node.world.calls();
     let order: Vec<&str> = calls.iter().map(|c| c.split_whitespace().next().unwrap()).filter(|c| !c.starts_with("shim.find")).collect();
     assert_eq!(order, ["host.create_namespaces", "host.mount_shm", "cni.setup"], "{calls:?}");
-    assert_eq!(node.pod_records(), [id.clone()]);
+    assert_eq!(node.pod_records(), [id.as_str()]);
     let saved: crate::state::SandboxRecord = berth_store::load_record(&node.paths.sandbox_record(&id).unwrap()).unwrap();
     assert_eq!(saved.state, SandboxState::Ready);
     assert!(saved.cni_result.is_some());
@@ -208,9 +208,9 @@ async fn create_container_prepares_a_thin_layer_writes_the_bundle_and_runs_nothi
     node.world.forget_calls();
     let id = rt.create_container(container_request(&pod, "app")).await.unwrap().container_id;
     assert_eq!(state_of(&rt, &id), ContainerState::Created);
-    assert_eq!(node.thin_layers(), [id.clone()]);
+    assert_eq!(node.thin_layers(), [id.as_str()]);
     assert!(node.paths.bundle(&id).unwrap().join("config.json").exists());
-    assert_eq!(node.container_records(), [id.clone()]);
+    assert_eq!(node.container_records(), [id.as_str()]);
     assert!(node.world.calls_of("shim.").is_empty(), "create started something: {:?}", node.world.calls());
     let again = rt.create_container(container_request(&pod, "app")).await.unwrap_err();
     assert!(matches!(&again, Error::AlreadyExists(m) if m.contains(&id)), "{again:?}");
@@ -350,7 +350,7 @@ async fn a_task_create_that_fails_leaves_no_shim_and_an_exited_start_error() {
     // The live shim undid its own work: no dead-shim cleanup.
     assert!(!calls.contains(&format!("host.unmount {}", node.paths.bundle(&id).unwrap().join("rootfs").display())), "{calls:?}");
     // The thin layer stays until RemoveContainer; the kubelet removes it.
-    assert_eq!(node.thin_layers(), [id.clone()]);
+    assert_eq!(node.thin_layers(), [id.as_str()]);
     rt.remove_container(v1::RemoveContainerRequest { container_id: id.clone() }).await.unwrap();
     assert!(node.thin_layers().is_empty() && node.container_records().is_empty());
 }
