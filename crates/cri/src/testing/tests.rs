@@ -217,6 +217,34 @@ async fn create_container_prepares_a_thin_layer_writes_the_bundle_and_runs_nothi
 }
 
 #[tokio::test]
+async fn concurrent_creates_of_one_name_make_one_container() {
+    let node = Node::new().await;
+    let rt = node.start().await;
+    let pod = ready_pod(&node, &rt, "web").await;
+    let (a, b) = tokio::join!(rt.create_container(container_request(&pod, "app")), rt.create_container(container_request(&pod, "app")));
+    let (ok, err): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 1, "{err:?}");
+    assert!(matches!(&err[0], Err(Error::AlreadyExists(_))), "{:?}", err[0]);
+    assert_eq!(rt.containers.list().len(), 1);
+    assert_eq!(node.thin_layers().len(), 1, "the refused create made a thin layer: {:?}", node.thin_layers());
+}
+
+#[tokio::test]
+async fn concurrent_starts_of_one_container_start_it_once() {
+    let node = Node::new().await;
+    let rt = node.start().await;
+    let pod = ready_pod(&node, &rt, "web").await;
+    let id = rt.create_container(container_request(&pod, "app")).await.unwrap().container_id;
+    let start = || rt.start_container(v1::StartContainerRequest { container_id: id.clone() });
+    let (a, b) = tokio::join!(start(), start());
+    let (ok, err): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 1, "{err:?}");
+    assert!(matches!(&err[0], Err(Error::FailedPrecondition(m)) if m.contains("Running")), "{:?}", err[0]);
+    assert_eq!(node.world.calls_of("shim.launch").len(), 1, "{:?}", node.world.calls());
+    assert_eq!(state_of(&rt, &id), ContainerState::Running);
+}
+
+#[tokio::test]
 async fn a_create_that_fails_after_its_snapshot_removes_it_and_frees_the_name() {
     let node = Node::new().await;
     let rt = node.start().await;
