@@ -10,8 +10,11 @@ pub mod cdi;
 pub mod error;
 pub mod image;
 pub mod runtime;
+pub(crate) mod seams;
 pub mod shim_client;
 pub(crate) mod state;
+#[cfg(test)]
+mod testing;
 
 pub use admin::AdminContainers;
 pub use admin::AdminImages;

@@ -6,9 +6,11 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
+use async_trait::async_trait;
 use containerd_shim_protos::{api, shim_async::TaskClient, ttrpc};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,58 @@ pub enum ShimError {
     Rpc { id: String, status: String, code: ttrpc::Code },
     #[error("shim of {id}: {0}", id = .1)]
     Transport(String, String),
+}
+
+/// A connection to one shim, as the runtime holds it: [`TtrpcShim`] in
+/// berthd, a recording fake in berth-cri's unit tests.
+pub type Shim = Arc<dyn TaskShim>;
+
+/// Starting and finding shims: the seam between the runtime's logic and
+/// the `berth-shim` processes ([`ShimLauncher`] in berthd).
+///
+/// `async_trait` (boxed futures) rather than native async fns in traits:
+/// the runtime holds these as trait objects, which native async methods
+/// do not allow yet; one allocation per call is nothing next to the
+/// process start or ttrpc round trip behind it.
+#[async_trait]
+pub trait Shims: Send + Sync {
+    /// Starts (or finds, if already running) the shim of container `id`.
+    async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError>;
+    /// The shim of `id` if one is listening (after a restart of berthd).
+    async fn find(&self, id: &str) -> Option<Shim>;
+}
+
+/// The Task API calls berthd makes of one shim ([`TtrpcShim`] in berthd).
+#[async_trait]
+pub trait TaskShim: Send + Sync {
+    /// Creates the task (the container's init, not yet running).
+    async fn create(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError>;
+    async fn start(&self, exec_id: &str) -> Result<u32, ShimError>;
+    /// Returns when the process exits (a pending future meanwhile, no thread).
+    async fn wait(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError>;
+    async fn delete(&self) -> Result<api::DeleteResponse, ShimError>;
+    async fn kill(&self, signal: u32, all: bool) -> Result<(), ShimError> {
+        self.kill_exec("", signal, all).await
+    }
+    async fn kill_exec(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError>;
+    /// Registers an exec (an OCI Process as JSON, as containerd sends it);
+    /// it runs at `start(exec_id)`.
+    async fn exec(&self, exec_id: &str, process_json: Vec<u8>, stdout: String, stderr: String) -> Result<(), ShimError> {
+        self.exec_with_stdio(exec_id, process_json, ExecStdio { stdout, stderr, ..Default::default() }).await
+    }
+    /// [`Self::exec`] with every stdio option: a stdin path and a terminal
+    /// (the shim allocates the pty; stdout then carries the terminal).
+    async fn exec_with_stdio(&self, exec_id: &str, process_json: Vec<u8>, stdio: ExecStdio) -> Result<(), ShimError>;
+    /// Sets the terminal size of a process started with a terminal.
+    async fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<(), ShimError>;
+    /// Forgets an exited exec.
+    async fn delete_exec(&self, exec_id: &str) -> Result<(), ShimError>;
+    async fn state(&self) -> Result<api::StateResponse, ShimError>;
+    /// New limits (OCI LinuxResources as JSON) and/or annotations such as
+    /// the log-reopen request.
+    async fn update(&self, resources_json: Option<Vec<u8>>, annotations: Vec<(String, String)>) -> Result<(), ShimError>;
+    /// Asks the shim to exit (it does so only once its container is gone).
+    async fn shutdown(&self) -> Result<(), ShimError>;
 }
 
 /// Starts shims: `berth-shim start`, which returns once the shim listens.
@@ -36,9 +90,11 @@ impl ShimLauncher {
     pub fn new(binary: impl Into<PathBuf>, paths: berth_store::Paths, systemd: bool) -> Self {
         Self { binary: binary.into(), paths, systemd }
     }
+}
 
-    /// Starts (or finds, if already running) the shim of container `id`.
-    pub async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError> {
+#[async_trait]
+impl Shims for ShimLauncher {
+    async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError> {
         let socket = self.paths.shim_socket(id);
         let err = |reason: String| ShimError::Start { id: id.into(), reason };
         let mut command = tokio::process::Command::new(&self.binary);
@@ -53,22 +109,20 @@ impl ShimLauncher {
             return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
         let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Shim::connect(id, &address).await
+        TtrpcShim::connect(id, &address).await
     }
 
-    /// The shim of `id` if one is listening (after a restart of berthd).
-    pub async fn find(&self, id: &str) -> Option<Shim> {
+    async fn find(&self, id: &str) -> Option<Shim> {
         let socket = self.paths.shim_socket(id);
         if !socket.exists() {
             return None;
         }
-        Shim::connect(id, &format!("unix://{}", socket.display())).await.ok()
+        TtrpcShim::connect(id, &format!("unix://{}", socket.display())).await.ok()
     }
 }
 
-/// A connection to one shim.
-#[derive(Clone)]
-pub struct Shim {
+/// A connection to one shim, over ttrpc.
+pub struct TtrpcShim {
     id: String,
     client: TaskClient,
 }
@@ -85,10 +139,10 @@ fn no_deadline() -> ttrpc::context::Context {
     ttrpc::context::with_timeout(0)
 }
 
-impl Shim {
+impl TtrpcShim {
     pub async fn connect(id: &str, address: &str) -> Result<Shim, ShimError> {
         let client = ttrpc::asynchronous::Client::connect(address).await.map_err(|e| ShimError::Transport(e.to_string(), id.to_string()))?;
-        Ok(Shim { id: id.into(), client: TaskClient::new(client) })
+        Ok(Arc::new(TtrpcShim { id: id.into(), client: TaskClient::new(client) }))
     }
 
     fn error(&self, e: ttrpc::Error) -> ShimError {
@@ -97,45 +151,35 @@ impl Shim {
             other => ShimError::Transport(other.to_string(), self.id.clone()),
         }
     }
+}
 
-    pub async fn create(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
+#[async_trait]
+impl TaskShim for TtrpcShim {
+    async fn create(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
         self.client.create(quick(), &req).await.map(|r| r.pid).map_err(|e| self.error(e))
     }
 
-    pub async fn start(&self, exec_id: &str) -> Result<u32, ShimError> {
+    async fn start(&self, exec_id: &str) -> Result<u32, ShimError> {
         let req = api::StartRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
         self.client.start(quick(), &req).await.map(|r| r.pid).map_err(|e| self.error(e))
     }
 
-    /// Returns when the process exits (a pending future meanwhile, no thread).
-    pub async fn wait(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError> {
+    async fn wait(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError> {
         let req = api::WaitRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
         self.client.wait(no_deadline(), &req).await.map_err(|e| self.error(e))
     }
 
-    pub async fn delete(&self) -> Result<api::DeleteResponse, ShimError> {
+    async fn delete(&self) -> Result<api::DeleteResponse, ShimError> {
         let req = api::DeleteRequest { id: self.id.clone(), ..Default::default() };
         self.client.delete(quick(), &req).await.map_err(|e| self.error(e))
     }
 
-    pub async fn kill(&self, signal: u32, all: bool) -> Result<(), ShimError> {
-        self.kill_exec("", signal, all).await
-    }
-
-    pub async fn kill_exec(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
+    async fn kill_exec(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
         let req = api::KillRequest { id: self.id.clone(), exec_id: exec_id.into(), signal, all, ..Default::default() };
         self.client.kill(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
-    /// Registers an exec (an OCI Process as JSON, as containerd sends it);
-    /// it runs at `start(exec_id)`.
-    pub async fn exec(&self, exec_id: &str, process_json: Vec<u8>, stdout: String, stderr: String) -> Result<(), ShimError> {
-        self.exec_with_stdio(exec_id, process_json, ExecStdio { stdout, stderr, ..Default::default() }).await
-    }
-
-    /// [`Self::exec`] with every stdio option: a stdin path and a terminal
-    /// (the shim allocates the pty; stdout then carries the terminal).
-    pub async fn exec_with_stdio(&self, exec_id: &str, process_json: Vec<u8>, stdio: ExecStdio) -> Result<(), ShimError> {
+    async fn exec_with_stdio(&self, exec_id: &str, process_json: Vec<u8>, stdio: ExecStdio) -> Result<(), ShimError> {
         let spec = protobuf::well_known_types::any::Any {
             type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
             value: process_json,
@@ -154,26 +198,22 @@ impl Shim {
         self.client.exec(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
-    /// Sets the terminal size of a process started with a terminal.
-    pub async fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<(), ShimError> {
+    async fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<(), ShimError> {
         let req = api::ResizePtyRequest { id: self.id.clone(), exec_id: exec_id.into(), width, height, ..Default::default() };
         self.client.resize_pty(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
-    /// Forgets an exited exec.
-    pub async fn delete_exec(&self, exec_id: &str) -> Result<(), ShimError> {
+    async fn delete_exec(&self, exec_id: &str) -> Result<(), ShimError> {
         let req = api::DeleteRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
         self.client.delete(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
-    pub async fn state(&self) -> Result<api::StateResponse, ShimError> {
+    async fn state(&self) -> Result<api::StateResponse, ShimError> {
         let req = api::StateRequest { id: self.id.clone(), ..Default::default() };
         self.client.state(quick(), &req).await.map_err(|e| self.error(e))
     }
 
-    /// New limits (OCI LinuxResources as JSON) and/or annotations such as
-    /// the log-reopen request.
-    pub async fn update(&self, resources_json: Option<Vec<u8>>, annotations: Vec<(String, String)>) -> Result<(), ShimError> {
+    async fn update(&self, resources_json: Option<Vec<u8>>, annotations: Vec<(String, String)>) -> Result<(), ShimError> {
         let resources = resources_json.map(|value| protobuf::well_known_types::any::Any {
             type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
             value,
@@ -184,8 +224,7 @@ impl Shim {
         self.client.update(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }
 
-    /// Asks the shim to exit (it does so only once its container is gone).
-    pub async fn shutdown(&self) -> Result<(), ShimError> {
+    async fn shutdown(&self) -> Result<(), ShimError> {
         let req = api::ShutdownRequest { id: self.id.clone(), ..Default::default() };
         self.client.shutdown(quick(), &req).await.map(drop).map_err(|e| self.error(e))
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use berth_cri::shim_client::ShimLauncher;
+use berth_cri::shim_client::{ShimLauncher, Shims};
 use berth_image::{
     content::ContentStore,
     pull::{pull, PullOptions},

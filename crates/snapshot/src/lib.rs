@@ -19,3 +19,49 @@ mod overlay;
 
 pub use error::{Error, Result};
 pub use overlay::{Info, Kind, Mount, Overlay};
+
+/// What a container runtime asks of a snapshotter once the image is
+/// unpacked: a thin layer for each container (and image volume), its
+/// mounts, and its removal. [`Overlay`] is the implementation; the trait
+/// is the seam berth-cri's unit tests put a recording fake in (the image
+/// side, unpack and garbage collection, uses the `Overlay` itself).
+/// Synchronous, like `Overlay`: callers run it on the blocking pool.
+pub trait Snapshotter: Send + Sync {
+    /// A writable snapshot `key` on the committed snapshot `parent`.
+    fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>>;
+    /// The mounts that show snapshot `key`.
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
+    /// Removes snapshot `key`; missing is fine.
+    fn remove(&self, key: &str) -> Result<()>;
+    /// Every snapshot, in no particular order.
+    fn list(&self) -> Result<Vec<Info>>;
+    fn stat(&self, key: &str) -> Result<Info>;
+    /// The directory holding a snapshot's files.
+    fn fs_dir(&self, info: &Info) -> std::path::PathBuf;
+}
+
+impl Snapshotter for Overlay {
+    fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        Overlay::prepare(self, key, parent)
+    }
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        Overlay::mounts(self, key)
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        Overlay::remove(self, key)
+    }
+
+    fn list(&self) -> Result<Vec<Info>> {
+        Overlay::list(self)
+    }
+
+    fn stat(&self, key: &str) -> Result<Info> {
+        Overlay::stat(self, key)
+    }
+
+    fn fs_dir(&self, info: &Info) -> std::path::PathBuf {
+        Overlay::fs_dir(self, info)
+    }
+}

@@ -51,7 +51,7 @@ fn parse_loaded(text: &str) -> Vec<String> {
 
 /// The profile the container's process runs under (None: unconfined),
 /// after loading berth's default profile if it is the one and is missing.
-pub(super) fn profile(sc: Option<&v1::LinuxContainerSecurityContext>) -> Result<Option<String>> {
+pub(crate) fn profile(sc: Option<&v1::LinuxContainerSecurityContext>) -> Result<Option<String>> {
     let host = Host::read();
     let chosen = choose(sc, &host)?;
     if chosen.as_deref() == Some(apparmor_default::NAME) && !host.has(apparmor_default::NAME) {

@@ -160,7 +160,7 @@ impl Runtime {
 
     /// Bytes and inodes in the container's thin layer.
     async fn writable_layer(&self, id: &str) -> (u64, u64) {
-        let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
+        let (snapshots, key) = (self.snapshots.clone(), id.to_string());
         blocking(move || {
             let info = snapshots.stat(&key)?;
             Ok(disk_usage(&snapshots.fs_dir(&info)))

@@ -9,7 +9,7 @@ use berth_image::index::ImageRecord;
 use berth_oci::container::{container_spec, ContainerInput, HostDevice, ImageDefaults, ImageVolume, Namespace, Namespaces};
 use k8s_cri::v1;
 
-use super::{apparmor, host_devices, pod_files, user, user_namespace, Runtime};
+use super::{host_devices, pod_files, user, user_namespace, Runtime};
 use crate::{
     cdi,
     error::{blocking, Error, Result},
@@ -56,7 +56,8 @@ impl Runtime {
         // So is the AppArmor profile (an unloaded localhost one is refused;
         // berth's default is loaded if missing).
         let sc = config.linux.as_ref().and_then(|l| l.security_context.clone());
-        let apparmor = blocking(move || apparmor::profile(sc.as_ref())).await?;
+        let host = self.host.clone();
+        let apparmor = blocking(move || host.apparmor_profile(sc.as_ref())).await?;
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         // The lease lasts until this function returns, after the
         // container's snapshot is built on the image's top layer.
@@ -100,7 +101,7 @@ impl Runtime {
         let (image, image_name) = (&checked.image, checked.image_name.as_str());
         let srec = sandbox.snapshot();
         let image_config = self.image_config(image).await?;
-        let (snapshots, top, key) = (self.images.snapshots.clone(), image.chain_ids.last().cloned(), id.to_string());
+        let (snapshots, top, key) = (self.snapshots.clone(), image.chain_ids.last().cloned(), id.to_string());
         let rootfs = blocking(move || Ok(snapshots.prepare(&key, top.as_deref())?)).await?;
 
         let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
@@ -268,7 +269,7 @@ impl Runtime {
                 .lease_image(&reference)
                 .ok_or_else(|| Error::InvalidArgument(format!("{field}.image: image {reference:?} is not present; pull it first")))?;
             let top = image.chain_ids.last().cloned().ok_or_else(|| Error::InvalidArgument(format!("{field}.image: image {reference:?} has no layers")))?;
-            let (snapshots, key) = (self.images.snapshots.clone(), format!("{id}-image-{i}"));
+            let (snapshots, key) = (self.snapshots.clone(), format!("{id}-image-{i}"));
             let shown = blocking(move || Ok(snapshots.prepare(&key, Some(&top))?)).await?;
             // Built on: the image's layer is now a parent, which no
             // collection removes.
@@ -306,7 +307,7 @@ impl Runtime {
     /// while the record is still on disk (it would be back after a
     /// restart); the kubelet's retry finishes the job.
     pub(crate) async fn remove_container_files(&self, id: &str) -> Result<()> {
-        let (snapshots, key) = (self.images.snapshots.clone(), id.to_string());
+        let (snapshots, key, host) = (self.snapshots.clone(), id.to_string(), self.host.clone());
         let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
         let sockets = [self.paths.shim_socket(id), self.paths.attach_socket(id)];
         let result = blocking(move || {
@@ -321,7 +322,7 @@ impl Runtime {
                 // Normally the shim's Delete unmounted it; not if the shim
                 // died. Removing the snapshot and the bundle under a live
                 // overlay would fail (busy) and leave the mount.
-                let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+                let _ = host.unmount(&bundle.join("rootfs"));
             }
             let volumes = format!("{key}-image-");
             for info in snapshots.list()?.into_iter().filter(|s| s.key.starts_with(&volumes)) {

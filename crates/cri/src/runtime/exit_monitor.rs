@@ -94,7 +94,7 @@ impl Runtime {
     pub(crate) async fn clean_up_after_dead_shim(&self, id: &str, cgroups_path: &str, rootfs: Option<PathBuf>) {
         let cgroup = self.cgroup_of(cgroups_path);
         let sockets = [self.paths.shim_socket(id), self.paths.attach_socket(id)];
-        let id = id.to_string();
+        let (id, host) = (id.to_string(), self.host.clone());
         let _ = blocking(move || {
             match cgroup {
                 Ok(cg) => {
@@ -118,9 +118,8 @@ impl Runtime {
                 Err(e) => tracing::warn!(id = %id, error = %e, "the cgroup of a dead shim"),
             }
             if let Some(rootfs) = rootfs {
-                match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
-                    Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-                    Err(e) => tracing::warn!(id = %id, path = %rootfs.display(), error = %e, "unmount the rootfs of a dead shim"),
+                if let Err(e) = host.unmount(&rootfs) {
+                    tracing::warn!(id = %id, path = %rootfs.display(), error = %e, "unmount the rootfs of a dead shim");
                 }
             }
             for socket in sockets {

@@ -1,7 +1,7 @@
 //! RuntimeService: one file per RPC (or per family of stats RPCs); this
 //! file holds the shared state and routes.
 
-mod apparmor;
+pub(crate) mod apparmor;
 mod apparmor_default;
 mod attach;
 mod cgroup_paths;
@@ -22,12 +22,12 @@ mod log_drops;
 mod metrics;
 mod orphaned_execs;
 mod pause;
-mod pod_files;
+pub(crate) mod pod_files;
 mod pod_netns;
 mod pod_network_stats;
 mod pod_sandbox_status;
 mod port_forward;
-mod recover;
+pub(crate) mod recover;
 mod remove_container;
 mod remove_pod_sandbox;
 mod reopen_container_log;
@@ -56,7 +56,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use berth_network::{Cni, CniConfig};
+use berth_network::CniConfig;
 use berth_store::NameIndex;
 use k8s_cri::v1::{self, runtime_service_server::RuntimeService};
 use tokio_stream::Stream;
@@ -66,7 +66,8 @@ use crate::{
     error::{Error, Result},
     image::ImageServer,
     not_yet,
-    shim_client::ShimLauncher,
+    seams::{PodHost, PodNetworks, Seams},
+    shim_client::Shims,
     state::{Container, Registry, Sandbox},
 };
 
@@ -96,8 +97,12 @@ pub struct Runtime {
     pub(crate) containers: Registry<Container>,
     pub(crate) pod_names: NameIndex,
     pub(crate) container_names: NameIndex,
-    pub(crate) cni: Cni,
-    pub(crate) shims: ShimLauncher,
+    /// The seams to root (see [`crate::seams`]): CNI, shims, the node's
+    /// namespaces and mounts, the containers' snapshots.
+    pub(crate) cni: Arc<dyn PodNetworks>,
+    pub(crate) shims: Arc<dyn Shims>,
+    pub(crate) host: Arc<dyn PodHost>,
+    pub(crate) snapshots: Arc<dyn berth_snapshot::Snapshotter>,
     pub(crate) events: tokio::sync::broadcast::Sender<v1::ContainerEventResponse>,
     pub(crate) pod_cidr: Mutex<String>,
     /// This host's cgroup layout, read once: stats and exits need it often.
@@ -126,10 +131,32 @@ impl RuntimeServer {
     /// its URLs.
     pub async fn open(info: RuntimeInfo, paths: berth_store::Paths, images: Arc<ImageServer>, streaming: Arc<berth_streaming::Streaming>) -> Result<Self> {
         let metrics = images.metrics.clone();
-        let cni = Cni::new(info.cni.clone().unwrap_or_default());
-        let hierarchy = berth_cgroups::Hierarchy::detect().map_err(Error::internal("cgroup hierarchy"))?;
-        let rt = Arc::new(Runtime {
-            shims: ShimLauncher::new(&info.shim_binary, paths.clone(), info.systemd_cgroup),
+        let seams = Seams::real(&info, &paths, images.snapshots.clone())?;
+        let rt = Runtime::new(info, paths, images, streaming.clone(), seams);
+        recover::recover(&rt).await?;
+        metrics.set_state_source(Arc::new(state_counts::StateCounts(Arc::downgrade(&rt))));
+        streaming.serve(Arc::new(streaming_backend::StreamingBackend(rt.clone())));
+        Ok(Self { rt })
+    }
+}
+
+impl Runtime {
+    /// A runtime on `seams`, before recovery (berthd's from
+    /// [`RuntimeServer::open`], fakes in unit tests).
+    pub(crate) fn new(
+        info: RuntimeInfo,
+        paths: berth_store::Paths,
+        images: Arc<ImageServer>,
+        streaming: Arc<berth_streaming::Streaming>,
+        seams: Seams,
+    ) -> Arc<Self> {
+        let Seams { shims, network, host, snapshots, hierarchy } = seams;
+        Arc::new(Runtime {
+            metrics: images.metrics.clone(),
+            shims,
+            cni: network,
+            host,
+            snapshots,
             info,
             paths,
             images,
@@ -137,18 +164,12 @@ impl RuntimeServer {
             containers: Registry::new("container"),
             pod_names: NameIndex::default(),
             container_names: NameIndex::default(),
-            cni,
             events: tokio::sync::broadcast::channel(1024).0,
             pod_cidr: Mutex::new(String::new()),
             hierarchy,
             host_capabilities: create_container::host_capabilities(),
-            streaming: streaming.clone(),
-            metrics: metrics.clone(),
-        });
-        recover::recover(&rt).await?;
-        metrics.set_state_source(Arc::new(state_counts::StateCounts(Arc::downgrade(&rt))));
-        streaming.serve(Arc::new(streaming_backend::StreamingBackend(rt.clone())));
-        Ok(Self { rt })
+            streaming,
+        })
     }
 }
 

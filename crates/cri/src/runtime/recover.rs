@@ -5,17 +5,16 @@
 
 use std::{collections::HashSet, path::Path, sync::Arc};
 
-use berth_network::PodNamespaces;
 use berth_store::load_record;
 use containerd_shim_protos::api;
 
-use super::{pod_files, Runtime};
+use super::Runtime;
 use crate::{
     error::{blocking, Result},
     state::{now_nanos, Container, ContainerRecord, ContainerState, ExitInfo, Sandbox, SandboxRecord, SandboxState},
 };
 
-pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
+pub(crate) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
     let root = rt.paths.root().to_path_buf();
     let sandboxes: Vec<SandboxRecord> = blocking({
         let dir = root.join("sandboxes");
@@ -23,7 +22,7 @@ pub(super) async fn recover(rt: &Arc<Runtime>) -> Result<()> {
     })
     .await?;
     for mut record in sandboxes {
-        let pins = PodNamespaces::find(&rt.paths.sandbox_state(&record.id)?.join("ns"));
+        let pins = rt.host.find_namespaces(&rt.paths.sandbox_state(&record.id)?.join("ns"));
         let lost = (record.netns.is_some() && pins.net.is_none()) || (record.userns.is_some() && pins.user.is_none());
         if record.state == SandboxState::Ready && lost {
             // The pinned namespaces are gone (a reboot emptied /run).
@@ -159,7 +158,7 @@ fn load_all<T: berth_store::Versioned>(dir: &Path, file: &str) -> Vec<T> {
 async fn collect_orphans(rt: &Arc<Runtime>) -> Result<()> {
     let pods: HashSet<String> = rt.sandboxes.list().iter().map(|s| s.id.clone()).collect();
     let containers: HashSet<String> = rt.containers.list().iter().map(|c| c.id.clone()).collect();
-    let (state, snapshots) = (rt.paths.state().to_path_buf(), rt.images.snapshots.clone());
+    let (state, snapshots, host) = (rt.paths.state().to_path_buf(), rt.snapshots.clone(), rt.host.clone());
     let live_pods: HashSet<String> = rt.sandboxes.list().iter().filter(|s| s.is_ready()).map(|s| s.id.clone()).collect();
     blocking(move || {
         let mut removed = 0;
@@ -169,8 +168,8 @@ async fn collect_orphans(rt: &Arc<Runtime>) -> Result<()> {
             if live_pods.contains(&id) {
                 continue;
             }
-            let _ = PodNamespaces::remove(&entry.path().join("ns"));
-            let _ = pod_files::unmount_shm(&entry.path().join("shm"));
+            let _ = host.remove_namespaces(&entry.path().join("ns"));
+            let _ = host.unmount_shm(&entry.path().join("shm"));
             if !pods.contains(&id) {
                 let _ = std::fs::remove_dir_all(entry.path());
                 removed += 1;
@@ -179,7 +178,7 @@ async fn collect_orphans(rt: &Arc<Runtime>) -> Result<()> {
         for entry in std::fs::read_dir(state.join("containers")).into_iter().flatten().flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
             if !containers.contains(&id) {
-                let _ = nix::mount::umount2(&entry.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+                let _ = host.unmount(&entry.path().join("rootfs"));
                 let _ = std::fs::remove_dir_all(entry.path());
                 removed += 1;
             }

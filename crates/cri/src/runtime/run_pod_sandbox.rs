@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use berth_network::{NamespaceSet, PodNamespaces, PodNetwork, PortMapping};
+use berth_network::{NamespaceSet, PodNetwork, PortMapping};
 use k8s_cri::v1;
 
 use super::{cgroup_paths::check_cgroup_parent, pod_files, user_namespace, Runtime};
@@ -73,14 +73,15 @@ impl Runtime {
         let dns = config.dns_config.clone();
         let hostname_owned = hostname.to_string();
         let want = NamespaceSet { net: !host_network, ipc: !host_ipc, uts: !host_network, user: sandbox.snapshot().id_map() };
+        let host = self.host.clone();
         let (pins, shm) = blocking(move || {
             pod_files::write(&dir, &hostname_owned, dns.as_ref(), host_network)?;
-            let pins = PodNamespaces::create(&state_dir.join("ns"), want, Some(&hostname_owned))?;
+            let pins = host.create_namespaces(&state_dir.join("ns"), want, Some(&hostname_owned))?;
             let shm = if host_ipc {
                 None
             } else {
                 let target = state_dir.join("shm");
-                pod_files::mount_shm(&target)?;
+                host.mount_shm(&target)?;
                 Some(target)
             };
             Ok((pins, shm))

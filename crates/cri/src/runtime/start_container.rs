@@ -67,7 +67,7 @@ impl Runtime {
             .await?;
         }
         let bundle = self.paths.bundle(&record.id)?;
-        let (snapshots, key) = (self.images.snapshots.clone(), record.id.clone());
+        let (snapshots, key) = (self.snapshots.clone(), record.id.clone());
         let rootfs = blocking(move || Ok(snapshots.mounts(&key)?)).await?;
         let shim = self.shims.start(&record.id, &bundle).await?;
         let output = if record.log_path.is_empty() { String::new() } else { format!("cri-log://{}", record.log_path) };

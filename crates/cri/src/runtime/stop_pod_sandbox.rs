@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
-use berth_network::{PodNamespaces, PodNetwork};
+use berth_network::PodNetwork;
 use k8s_cri::v1;
 
-use super::{pod_files, run_pod_sandbox::pod_ports, Runtime};
+use super::{run_pod_sandbox::pod_ports, Runtime};
 use crate::{
     error::{blocking, Error, Result},
     state::Sandbox,
@@ -51,11 +51,11 @@ impl Runtime {
             }
         }
         let state_dir = self.paths.sandbox_state(&record.id)?;
-        let shm = record.shm.clone();
+        let (shm, host) = (record.shm.clone(), self.host.clone());
         blocking(move || {
-            PodNamespaces::remove(&state_dir.join("ns")).map_err(Error::from)?;
+            host.remove_namespaces(&state_dir.join("ns")).map_err(Error::from)?;
             if let Some(shm) = shm {
-                pod_files::unmount_shm(&shm)?;
+                host.unmount_shm(&shm)?;
             }
             Ok(())
         })
