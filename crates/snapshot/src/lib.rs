@@ -33,6 +33,10 @@ pub trait Snapshotter: Send + Sync {
     fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
     /// Removes snapshot `key`; missing is fine.
     fn remove(&self, key: &str) -> Result<()>;
+    /// Removes snapshot `key`'s record and returns its directory for the
+    /// caller to delete when it suits it (`None`: no such snapshot). Until
+    /// then the directory is an orphan that start-up collection removes.
+    fn detach(&self, key: &str) -> Result<Option<std::path::PathBuf>>;
     /// Every snapshot, in no particular order.
     fn list(&self) -> Result<Vec<Info>>;
     fn stat(&self, key: &str) -> Result<Info>;
@@ -51,6 +55,10 @@ impl Snapshotter for Overlay {
 
     fn remove(&self, key: &str) -> Result<()> {
         Overlay::remove(self, key)
+    }
+
+    fn detach(&self, key: &str) -> Result<Option<std::path::PathBuf>> {
+        Overlay::detach(self, key)
     }
 
     fn list(&self) -> Result<Vec<Info>> {

@@ -67,6 +67,13 @@ impl Paths {
         self.root.join("snapshots/overlayfs")
     }
 
+    /// Directories whose record is gone, moved here by one rename to be
+    /// deleted in the background (a container's thin layer and its
+    /// directory): emptied again at start-up if berthd died first.
+    pub fn trash(&self) -> PathBuf {
+        self.root.join("trash")
+    }
+
     pub fn cri_socket(&self) -> PathBuf {
         self.state.join("berth.sock")
     }

@@ -308,7 +308,7 @@ impl Runtime {
     /// restart); the kubelet's retry finishes the job.
     pub(crate) async fn remove_container_files(&self, id: &str) -> Result<()> {
         let (snapshots, key, host) = (self.snapshots.clone(), id.to_string(), self.host.clone());
-        let dirs = [self.paths.bundle(id), self.paths.container_dir(id)];
+        let (bundle, record_dir, trash) = (self.paths.bundle(id), self.paths.container_dir(id), self.paths.trash());
         let sockets = [self.paths.shim_socket(id), self.paths.attach_socket(id)];
         let result = blocking(move || {
             // The shim removes them when it exits, unless it died half way
@@ -317,33 +317,78 @@ impl Runtime {
             for socket in sockets {
                 let _ = std::fs::remove_file(socket);
             }
-            if let Ok(bundle) = &dirs[0] {
-                user_namespace::unmount_image_volumes(bundle);
-                // Normally the shim's Delete unmounted it; not if the shim
-                // died. Removing the snapshot and the bundle under a live
-                // overlay would fail (busy) and leave the mount.
-                let _ = host.unmount(&bundle.join("rootfs"));
-            }
+            let bundle = bundle?;
+            user_namespace::unmount_image_volumes(&bundle);
+            // Normally the shim's Delete unmounted it; not if the shim
+            // died. Removing the snapshot and the bundle under a live
+            // overlay would fail (busy) and leave the mount.
+            let _ = host.unmount(&bundle.join("rootfs"));
+            // The thin layers and the record's directory hold the most
+            // files, on the persistent disk, where each unlink is a journal
+            // write: they leave by one rename each and are deleted after
+            // the reply (RemoveContainer took 2.5 times containerd's under
+            // critest's benchmark while it deleted them first).
+            let mut doomed = Vec::new();
             let volumes = format!("{key}-image-");
             for info in snapshots.list()?.into_iter().filter(|s| s.key.starts_with(&volumes)) {
-                snapshots.remove(&info.key)?;
+                doomed.extend(snapshots.detach(&info.key)?);
             }
-            snapshots.remove(&key)?;
-            for dir in dirs {
-                let dir = dir?;
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::Internal(format!("remove {}: {e}", dir.display()))),
+            doomed.extend(snapshots.detach(&key)?);
+            doomed.push(record_dir?);
+            // The bundle is in the state directory (tmpfs on a node).
+            remove_dir_if_present(&bundle)?;
+            let mut deferred = Vec::new();
+            for (n, dir) in doomed.into_iter().enumerate() {
+                match move_to_trash(&dir, &trash, &format!("{key}.{n}")) {
+                    Some(moved) => deferred.push(moved),
+                    None => remove_dir_if_present(&dir)?,
                 }
             }
-            Ok(())
+            Ok(deferred)
         })
         .await;
-        if let Err(e) = &result {
-            tracing::error!(container_id = %id, error = %e, "remove container files");
+        match result {
+            Ok(deferred) => {
+                tokio::task::spawn_blocking(move || {
+                    for dir in deferred {
+                        if let Err(e) = std::fs::remove_dir_all(&dir) {
+                            tracing::warn!(path = %dir.display(), error = %e, "delete a removed container's files (start-up retries)");
+                        }
+                    }
+                });
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(container_id = %id, error = %e, "remove container files");
+                Err(e)
+            }
         }
-        result
+    }
+}
+
+/// Renames `dir` into `trash` as `name`; `None` if it cannot be (another
+/// filesystem, say), for the caller to delete it in place. A missing
+/// `dir` is nothing to do.
+fn move_to_trash(dir: &std::path::Path, trash: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    if !dir.exists() {
+        return None;
+    }
+    let target = trash.join(name);
+    let moved = std::fs::create_dir_all(trash).and_then(|()| std::fs::rename(dir, &target));
+    match moved {
+        Ok(()) => Some(target),
+        Err(e) => {
+            tracing::debug!(path = %dir.display(), error = %e, "not moved to the trash; deleted in place");
+            None
+        }
+    }
+}
+
+fn remove_dir_if_present(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", dir.display()))(e)),
     }
 }
 

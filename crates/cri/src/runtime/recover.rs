@@ -158,10 +158,15 @@ fn load_all<T: berth_store::Versioned>(dir: &Path, file: &str) -> Vec<T> {
 async fn collect_orphans(rt: &Arc<Runtime>) -> Result<()> {
     let pods: HashSet<String> = rt.sandboxes.list().iter().map(|s| s.id.clone()).collect();
     let containers: HashSet<String> = rt.containers.list().iter().map(|c| c.id.clone()).collect();
-    let (state, snapshots, host) = (rt.paths.state().to_path_buf(), rt.snapshots.clone(), rt.host.clone());
+    let (state, snapshots, host, trash) = (rt.paths.state().to_path_buf(), rt.snapshots.clone(), rt.host.clone(), rt.paths.trash());
     let live_pods: HashSet<String> = rt.sandboxes.list().iter().filter(|s| s.is_ready()).map(|s| s.id.clone()).collect();
     blocking(move || {
         let mut removed = 0;
+        // Files of removed containers that berthd had not deleted yet.
+        for entry in std::fs::read_dir(&trash).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+            removed += 1;
+        }
         // Pod state of removed pods, and of pods whose namespaces are gone.
         for entry in std::fs::read_dir(state.join("sandboxes")).into_iter().flatten().flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();

@@ -527,6 +527,12 @@ impl berth_snapshot::Snapshotter for FakeSnapshots {
         self.1.remove(key)
     }
 
+    /// Recorded as a removal: to the runtime, the snapshot is gone.
+    fn detach(&self, key: &str) -> berth_snapshot::Result<Option<PathBuf>> {
+        self.0.record(format!("snapshot.remove {key}"));
+        self.1.detach(key)
+    }
+
     fn list(&self) -> berth_snapshot::Result<Vec<berth_snapshot::Info>> {
         self.1.list()
     }

@@ -633,3 +633,32 @@ async fn recovery_drops_containers_of_removed_pods() {
     // The pod's stale state (pins) is unpinned.
     assert!(node.world.calls().contains(&format!("host.remove_namespaces {}", node.paths.sandbox_state(&pod).unwrap().join("ns").display())));
 }
+
+#[tokio::test]
+async fn remove_container_answers_once_the_records_are_gone_and_deletes_the_files_after() {
+    let node = Node::new().await;
+    let rt = node.start().await;
+    let pod = ready_pod(&node, &rt, "web").await;
+    let id = running_container(&rt, &pod, "app").await;
+    let layer = rt.snapshots.stat(&id).unwrap();
+    let layer_dir = rt.snapshots.fs_dir(&layer);
+    let record_dir = node.paths.container_dir(&id).unwrap();
+    std::fs::write(layer_dir.join("written-by-the-container"), "x").unwrap();
+    rt.remove_container(v1::RemoveContainerRequest { container_id: id.clone() }).await.unwrap();
+    // At the answer: no record, no thin layer, no bundle, nothing under
+    // the old paths; what is left is in the trash.
+    assert!(node.thin_layers().is_empty() && node.container_records().is_empty());
+    assert!(!layer_dir.exists() && !record_dir.exists() && !node.paths.bundle(&id).unwrap().exists());
+    let trash = node.paths.trash();
+    eventually("the trash is emptied", || std::fs::read_dir(&trash).map(|d| d.count() == 0).unwrap_or(true)).await;
+}
+
+#[tokio::test]
+async fn files_left_in_the_trash_by_a_crash_are_deleted_at_start() {
+    let node = Node::new().await;
+    let trash = node.paths.trash();
+    std::fs::create_dir_all(trash.join("c1.0/fs/etc")).unwrap();
+    std::fs::write(trash.join("c1.0/fs/etc/hosts"), "x").unwrap();
+    let _rt = node.start().await;
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+}
