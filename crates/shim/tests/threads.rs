@@ -135,6 +135,23 @@ fn report_memory() {
     report("with an exec", &shim);
     let client = attach(&shim);
     report("with an attached client", &shim);
+    // A burst of calls at once on the one connection, as berthd's async
+    // client makes them (ContainerStatus, ExecSync, ListContainers...).
+    let burst: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, id) = (shim.client.clone(), shim.id.clone());
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let state = api::StateRequest { id: id.clone(), ..Default::default() };
+                    client.state(Shim::ctx(), &state).unwrap();
+                    let pids = api::PidsRequest { id: id.clone(), ..Default::default() };
+                    client.pids(Shim::ctx(), &pids).unwrap();
+                }
+            })
+        })
+        .collect();
+    burst.into_iter().for_each(|t| t.join().unwrap());
+    report("after 400 calls, 8 at a time", &shim);
     if let Ok(dir) = std::env::var("BERTH_SMAPS_DIR") {
         fs::copy(format!("/proc/{}/smaps", shim.shim_pid), Path::new(&dir).join("smaps-running")).unwrap();
     }

@@ -159,7 +159,13 @@ struct Handlers(Arc<TaskService>);
 impl Handlers {
     async fn blocking<T: Send + 'static>(&self, verb: &'static str, id: String, f: impl FnOnce(&TaskService) -> Result<T> + Send + 'static) -> ttrpc::Result<T> {
         let service = self.0.clone();
-        let result = tokio::task::spawn_blocking(move || f(&service)).await.unwrap_or_else(|e| Err(ShimError::Internal(format!("{verb} failed: {e}"))));
+        let result = tokio::task::spawn_blocking(move || {
+            let result = f(&service);
+            crate::serve::release_free_memory();
+            result
+        })
+        .await
+        .unwrap_or_else(|e| Err(ShimError::Internal(format!("{verb} failed: {e}"))));
         reply(verb, &id, result)
     }
 }
