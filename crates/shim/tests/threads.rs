@@ -177,3 +177,36 @@ fn report_memory() {
     init_wait.join().unwrap();
     shim.delete_and_assert_clean(pid);
 }
+
+/// Per shim, with `BERTH_IDLE_SHIMS` (30) shims each supervising a running
+/// container with a Wait outstanding: PSS shares the binary's and libc's
+/// pages among them, as on a node.
+/// `BERTH_SHIM_BIN=<release berth-shim> cargo nextest run -p berth-shim --test threads --run-ignored only --no-capture report_memory_of_many`
+#[test]
+#[ignore]
+fn report_memory_of_many() {
+    let n: usize = std::env::var("BERTH_IDLE_SHIMS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let shims: Vec<(Shim, u32, std::thread::JoinHandle<u32>)> = (0..n)
+        .map(|i| {
+            let shim = Shim::start(&format!("many{i}"));
+            let pid = shim.run(&spec(&shim.id, &["sh", "-c", "while :; do echo tick; sleep 1; done"]));
+            let wait = wait_in_background(&shim, "");
+            (shim, pid, wait)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let (mut rss, mut pss, mut threads) = (0, 0, 0);
+    for (shim, _, _) in &shims {
+        let (r, p) = smaps_rollup(shim.shim_pid);
+        rss += r;
+        pss += p;
+        threads += thread_names(shim.shim_pid).len();
+    }
+    let n = shims.len() as u64;
+    println!("{n} shims: per shim RSS {} KiB PSS {} KiB threads {:.1}", rss / n, pss / n, threads as f64 / n as f64);
+    for (shim, pid, wait) in shims {
+        shim.kill("", 9, true).unwrap();
+        wait.join().unwrap();
+        shim.delete_and_assert_clean(pid);
+    }
+}

@@ -150,10 +150,10 @@ fn reply<T>(verb: &str, id: &str, result: Result<T>) -> ttrpc::Result<T> {
 }
 
 /// The service as the event loop calls it. Calls that may block (fork and
-/// exec, mounts, cgroup files, waiting for a process to go) run on tokio's
-/// blocking pool, whose threads exist only while there is such a call (and
-/// a moment after); Wait and the calls that only read the shim's state run
-/// on the loop.
+/// exec, mounts, cgroup writes and removal, waiting for a process to go)
+/// run on tokio's blocking pool, whose threads exist only while there is
+/// such a call (and a moment after); Wait and the calls that only read
+/// (the shim's state, cgroup counters) run on the loop.
 struct Handlers(Arc<TaskService>);
 
 impl Handlers {
@@ -189,7 +189,7 @@ impl Task for Handlers {
     }
 
     async fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
-        self.blocking("pids", req.id.clone(), move |s| s.list_pids(&req)).await
+        reply("pids", &req.id, self.0.list_pids(&req))
     }
 
     async fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
@@ -217,7 +217,7 @@ impl Task for Handlers {
     }
 
     async fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
-        self.blocking("stats", req.id.clone(), move |s| s.stats_of(&req)).await
+        reply("stats", &req.id, self.0.stats_of(&req))
     }
 
     async fn connect(&self, _: &TtrpcContext, req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
