@@ -419,4 +419,3 @@ async fn feed_stdin(path: &PathBuf, stdin: &Stdin) {
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ShimError::Internal(format!("pipe: {e}")))
 }
-

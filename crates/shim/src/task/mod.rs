@@ -157,7 +157,12 @@ fn reply<T>(verb: &str, id: &str, result: Result<T>) -> ttrpc::Result<T> {
 struct Handlers(Arc<TaskService>);
 
 impl Handlers {
-    async fn blocking<T: Send + 'static>(&self, verb: &'static str, id: String, f: impl FnOnce(&TaskService) -> Result<T> + Send + 'static) -> ttrpc::Result<T> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        verb: &'static str,
+        id: String,
+        f: impl FnOnce(&TaskService) -> Result<T> + Send + 'static,
+    ) -> ttrpc::Result<T> {
         let service = self.0.clone();
         let result = tokio::task::spawn_blocking(move || {
             let result = f(&service);
