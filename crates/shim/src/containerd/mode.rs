@@ -106,11 +106,17 @@ impl ContainerdMode {
         let mode = self.clone();
         tokio::spawn(async move {
             let pid = proc_.state().pid;
-            let exit = reaper.exited(pid).await;
-            // Delete published it (and may have forgotten the pid): done.
-            if proc_.exit_event_sent.load(Ordering::SeqCst) {
-                return;
-            }
+            let exited = reaper.exited(pid);
+            tokio::pin!(exited);
+            let exit = loop {
+                // Delete published it (and may have forgotten the pid): done.
+                if proc_.exit_event_sent.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(exit) = tokio::time::timeout(Duration::from_secs(1), exited.as_mut()).await {
+                    break exit;
+                }
+            };
             if exec_id.is_empty() {
                 mode.record_init_exit(&exit);
             }
