@@ -2,8 +2,8 @@
 //! container, with an exec running and a client attached: the Task API,
 //! the reaper, the stdio copies and attach clients are tasks of that loop.
 //! Calls that block (Create, Start, Delete...) run on tokio's blocking
-//! pool, whose threads exit soon after. (The shim of thread-per-job
-//! design had 12 to 20 here.)
+//! pool, whose threads exit soon after. (The thread-per-job shim
+//! had 11 to 21 here.)
 
 mod common;
 
