@@ -4,7 +4,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{self, Read, Write},
+    io::{self, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -113,44 +113,70 @@ impl CriLog {
 
     /// Copies `source` into the log until EOF, splitting it into records.
     /// Fails only if reading fails: a log that refuses writes drops them.
-    pub fn copy_from(&self, stream: Stream, source: impl Read) -> io::Result<()> {
-        let result = self.copy_records(stream, source);
-        self.settle();
+    #[cfg(test)]
+    pub fn copy_from(&self, stream: Stream, mut source: impl std::io::Read) -> io::Result<()> {
+        let mut records = self.records(stream);
+        let result = loop {
+            match source.read(records.space()) {
+                Ok(0) => break Ok(()),
+                Ok(n) => records.filled(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        records.finish();
         result
     }
 
-    fn copy_records(&self, stream: Stream, mut source: impl Read) -> io::Result<()> {
-        let mut buf = vec![0u8; MAX_LINE];
-        let mut filled = 0;
-        loop {
-            let n = match source.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A pty master reports EIO once the last slave fd closes.
-                Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-                Err(e) => return Err(e),
-            };
-            filled += n;
-            let mut start = 0;
-            while let Some(pos) = buf[start..filled].iter().position(|b| *b == b'\n') {
-                let end = start + pos;
-                let line = strip_cr(&buf[start..end]);
-                self.write_record(stream, false, line);
-                start = end + 1;
-            }
-            if start == 0 && filled == buf.len() {
-                self.write_record(stream, true, &buf[..filled]);
-                filled = 0;
-            } else if start > 0 {
-                buf.copy_within(start..filled, 0);
-                filled -= start;
-            }
+    /// Splits one stream's output into records of this log: the caller
+    /// reads into [`Records::space`] and reports what it read.
+    pub fn records(&self, stream: Stream) -> Records {
+        Records { log: self.clone(), stream, buf: vec![0u8; MAX_LINE], filled: 0 }
+    }
+}
+
+/// One stream's output on its way into a [`CriLog`]: the line being
+/// assembled, at most [`MAX_LINE`] bytes.
+pub struct Records {
+    log: CriLog,
+    stream: Stream,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Records {
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// The last `n` bytes read into [`Self::space`]: whole lines become
+    /// records, a line that filled the buffer a partial one.
+    pub fn filled(&mut self, n: usize) {
+        self.filled += n;
+        let (buf, filled, log, stream) = (&mut self.buf, self.filled, &self.log, self.stream);
+        let mut start = 0;
+        while let Some(pos) = buf[start..filled].iter().position(|b| *b == b'\n') {
+            let end = start + pos;
+            log.write_record(stream, false, strip_cr(&buf[start..end]));
+            start = end + 1;
         }
-        if filled > 0 {
-            self.write_record(stream, false, &buf[..filled]);
+        if start == 0 && filled == buf.len() {
+            log.write_record(stream, true, &buf[..filled]);
+            self.filled = 0;
+        } else if start > 0 {
+            buf.copy_within(start..filled, 0);
+            self.filled -= start;
         }
-        Ok(())
+    }
+
+    /// The output ended: what is left becomes a last record, and the log
+    /// settles (see [`CriLog::settle`]).
+    pub fn finish(self) {
+        if self.filled > 0 {
+            self.log.write_record(self.stream, false, &self.buf[..self.filled]);
+        }
+        self.log.settle();
     }
 }
 

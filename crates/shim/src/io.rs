@@ -1,11 +1,10 @@
 //! Stdio of one container process: where its output goes (a CRI log, a
 //! fifo, a file, nowhere), where its input comes from, and the pty when it
-//! has a terminal. Copy threads are counted so that Wait can return only
-//! after the last line reached the log.
+//! has a terminal. The copies are tasks on the shim's event loop, counted
+//! so that Wait can return only after the last line reached the log.
 
 use std::{
     fs::{File, OpenOptions},
-    io::{Read, Write},
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::fs::{FileTypeExt, OpenOptionsExt},
@@ -15,10 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::Notify;
+
 use crate::{
     attach::Attachments,
     cri_log::{CriLog, Stream},
     error::{Result, ShimError},
+    fdio::Fd,
 };
 
 /// URI scheme for "write my output as a CRI log file at this path".
@@ -55,15 +57,60 @@ enum Sink {
     Fd(File),
 }
 
-/// Thread stacks of copiers: they only shuffle a 16 KiB heap buffer.
-const COPY_STACK: usize = 64 * 1024;
+/// Buffer of a copy that does not go to a CRI log (which has its own).
+const COPY_BUFFER: usize = 16 * 1024;
+
+/// The child's input as the shim holds it: the write end of its stdin
+/// pipe, or the pty master.
+#[derive(Default)]
+struct Stdin {
+    target: Mutex<Option<Arc<Fd>>>,
+    /// One writer at a time, so two clients' input never interleaves
+    /// within a write.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Stdin {
+    fn set(&self, fd: Fd) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fd));
+    }
+
+    fn current(&self) -> Option<Arc<Fd>> {
+        self.target.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Writes `data` in full; false once there is no input to write to.
+    async fn write(&self, data: &[u8]) -> bool {
+        let _turn = self.turn.lock().await;
+        match self.current() {
+            Some(target) => target.write_all(data).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Drops the shim's end (a write in progress keeps it until it ends).
+    fn take(&self) -> Option<Arc<Fd>> {
+        self.target.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Output copies still running; Wait and Delete wait for none.
+#[derive(Default)]
+struct Copiers {
+    running: Mutex<usize>,
+    /// For waits on the blocking pool (Delete's teardown).
+    cv: Condvar,
+    /// For waits on the event loop (Wait).
+    notify: Notify,
+}
 
 pub struct ProcessIo {
     config: StdioConfig,
     log: Option<CriLog>,
-    stdin_pipe: Arc<Mutex<Option<File>>>,
-    console: Mutex<Option<File>>,
-    running_copiers: Arc<(Mutex<usize>, Condvar)>,
+    stdin: Arc<Stdin>,
+    /// The pty master, for resizes.
+    console: Mutex<Option<OwnedFd>>,
+    copiers: Arc<Copiers>,
     /// Where tty output goes once the console arrives.
     tty_sink: Mutex<Option<Sink>>,
     /// Clients attached to this process's stdio.
@@ -71,8 +118,9 @@ pub struct ProcessIo {
 }
 
 impl ProcessIo {
-    /// Opens the targets and starts the copiers that need no pty. Returns
-    /// the fds for the child.
+    /// Opens the targets and starts the copies that need no pty. Returns
+    /// the fds for the child. Runs within the shim's runtime (the copies
+    /// are its tasks).
     pub fn prepare(config: &StdioConfig) -> Result<(ProcessIo, ChildStdio)> {
         let stdout = open_sink(&config.stdout, &config.log_drops)?;
         let stderr = if config.stderr == config.stdout {
@@ -91,9 +139,9 @@ impl ProcessIo {
         let io = ProcessIo {
             config: config.clone(),
             log,
-            stdin_pipe: Arc::new(Mutex::new(None)),
+            stdin: Arc::default(),
             console: Mutex::new(None),
-            running_copiers: Arc::new((Mutex::new(0), Condvar::new())),
+            copiers: Arc::default(),
             tty_sink: Mutex::new(None),
             attachments: Arc::default(),
         };
@@ -113,83 +161,68 @@ impl ProcessIo {
     /// The fd the child writes to for one stream.
     fn sink_fd(&self, sink: Sink, stream: Stream) -> Result<OwnedFd> {
         Ok(match sink {
-            // Not attachable: straight to /dev/null, no thread.
+            // Not attachable: straight to /dev/null, no copy.
             Sink::Null if !self.config.attachable => OpenOptions::new().write(true).open("/dev/null").map_err(ShimError::internal("open /dev/null"))?.into(),
             // A container with no log (crictl, critest; never the kubelet)
             // can still be attached to: its output goes through a pipe the
             // shim reads and, but for attached clients, discards.
             Sink::Null => {
                 let (read, write) = pipe()?;
-                let read = Tee { inner: read, stream, attachments: self.attachments.clone() };
-                self.spawn_copier("null-copy", move || copy_raw(read, std::io::sink()))?;
+                let (read, attachments) = (Fd::reader(read).map_err(ShimError::internal("poll pipe"))?, self.attachments.clone());
+                self.spawn_copier(async move { copy_raw(read, stream, &attachments, None).await });
                 write
             }
             Sink::Fd(f) => f.into(),
             Sink::Log(log) => {
                 let (read, write) = pipe()?;
-                let read = Tee { inner: read, stream, attachments: self.attachments.clone() };
-                self.spawn_copier("log-copy", move || {
-                    if let Err(e) = log.copy_from(stream, read) {
-                        log::warn!("copy {stream:?} to {}: {e}", log.path().display());
-                    }
-                })?;
+                let (read, attachments) = (Fd::reader(read).map_err(ShimError::internal("poll pipe"))?, self.attachments.clone());
+                self.spawn_copier(async move { copy_to_log(read, stream, &attachments, log).await });
                 write
             }
         })
     }
 
     /// With a stdin path: a pipe whose read end is the child's stdin and a
-    /// thread that feeds it from the path. The shim keeps the write end so
+    /// task that feeds it from the path. The shim keeps the write end so
     /// CloseIO can end the child's input.
     fn stdin_into_pipe(&self) -> Result<Option<OwnedFd>> {
         if self.config.stdin.is_empty() {
             return Ok(None);
         }
         let (read, write) = pipe()?;
-        *self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(write));
-        if self.config.stdin == ATTACH_STDIN {
-            return Ok(Some(read.into()));
+        self.stdin.set(Fd::writer(write).map_err(ShimError::internal("poll stdin pipe"))?);
+        if self.config.stdin != ATTACH_STDIN {
+            let (path, stdin) = (PathBuf::from(&self.config.stdin), self.stdin.clone());
+            tokio::spawn(async move {
+                feed_stdin(&path, &stdin).await;
+                // The source ended: so does the child's input.
+                stdin.take();
+            });
         }
-        let (path, target) = (PathBuf::from(&self.config.stdin), self.stdin_pipe.clone());
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .stack_size(COPY_STACK)
-            .spawn(move || {
-                feed_stdin(&path, &target);
-                target.lock().unwrap_or_else(|e| e.into_inner()).take();
-            })
-            .map_err(ShimError::internal("spawn stdin thread"))?;
-        Ok(Some(read.into()))
+        Ok(Some(read))
     }
 
     /// Takes over the pty master the init sent: output to the sink, stdin
     /// into the terminal.
     pub fn attach_console(&self, master: OwnedFd) -> Result<()> {
-        let master = File::from(master);
-        let reader = master.try_clone().map_err(ShimError::internal("dup pty master"))?;
+        let dup = || master.try_clone().map_err(ShimError::internal("dup pty master"));
+        let reader = Fd::reader(dup()?).map_err(ShimError::internal("poll pty master"))?;
         let sink = self.tty_sink.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or(Sink::Null);
-        let reader = Tee { inner: reader, stream: Stream::Stdout, attachments: self.attachments.clone() };
-        self.spawn_copier("tty-copy", move || match sink {
-            Sink::Log(log) => {
-                if let Err(e) = log.copy_from(Stream::Stdout, reader) {
-                    log::warn!("copy tty to {}: {e}", log.path().display());
-                }
+        let attachments = self.attachments.clone();
+        match sink {
+            Sink::Log(log) => self.spawn_copier(async move { copy_to_log(reader, Stream::Stdout, &attachments, log).await }),
+            Sink::Fd(out) => {
+                let out = Fd::writer(out.into()).map_err(ShimError::internal("poll stdout"))?;
+                self.spawn_copier(async move { copy_raw(reader, Stream::Stdout, &attachments, Some(out)).await })
             }
-            Sink::Fd(out) => copy_raw(reader, out),
-            Sink::Null => copy_raw(reader, std::io::sink()),
-        })?;
-        if self.config.stdin == ATTACH_STDIN {
-            let writer = master.try_clone().map_err(ShimError::internal("dup pty master"))?;
-            *self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
-        } else if !self.config.stdin.is_empty() {
-            let writer = master.try_clone().map_err(ShimError::internal("dup pty master"))?;
-            *self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
-            let (path, target) = (PathBuf::from(&self.config.stdin), self.stdin_pipe.clone());
-            std::thread::Builder::new()
-                .name("tty-stdin".into())
-                .stack_size(COPY_STACK)
-                .spawn(move || feed_stdin(&path, &target))
-                .map_err(ShimError::internal("spawn stdin thread"))?;
+            Sink::Null => self.spawn_copier(async move { copy_raw(reader, Stream::Stdout, &attachments, None).await }),
+        }
+        if !self.config.stdin.is_empty() {
+            self.stdin.set(Fd::writer(dup()?).map_err(ShimError::internal("poll pty master"))?);
+        }
+        if !self.config.stdin.is_empty() && self.config.stdin != ATTACH_STDIN {
+            let (path, stdin) = (PathBuf::from(&self.config.stdin), self.stdin.clone());
+            tokio::spawn(async move { feed_stdin(&path, &stdin).await });
         }
         *self.console.lock().unwrap_or_else(|e| e.into_inner()) = Some(master);
         Ok(())
@@ -207,21 +240,17 @@ impl ProcessIo {
     }
 
     /// Input from an attach client.
-    pub fn write_stdin(&self, data: &[u8]) {
-        if let Some(target) = self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            let _ = target.write_all(data);
-        }
+    pub async fn write_stdin(&self, data: &[u8]) {
+        self.stdin.write(data).await;
     }
 
     /// Ends the child's input (EOF on a pipe, ^D on a terminal).
     pub fn close_stdin(&self) {
-        let mut stdin = self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner());
-        if self.config.terminal {
-            if let Some(master) = stdin.as_mut() {
-                let _ = master.write_all(&[4]);
+        if let Some(target) = self.stdin.take() {
+            if self.config.terminal {
+                let _ = target.try_write(&[4]);
             }
         }
-        stdin.take();
     }
 
     pub fn reopen_log(&self) -> Result<()> {
@@ -231,13 +260,13 @@ impl ProcessIo {
         }
     }
 
-    /// Waits until every output copier has seen EOF, so that the log holds
+    /// Blocks until every output copy has seen EOF, so that the log holds
     /// the process's last line. Bounded: a daemonised grandchild may keep
-    /// the pipe open forever.
+    /// the pipe open forever. Not on the event loop (the copies run there).
     pub fn wait_drained(&self, timeout: Duration) {
-        let (lock, cv) = &*self.running_copiers;
+        let Copiers { running, cv, .. } = &*self.copiers;
         let deadline = Instant::now() + timeout;
-        let mut n = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = running.lock().unwrap_or_else(|e| e.into_inner());
         while *n > 0 {
             let now = Instant::now();
             if now >= deadline {
@@ -248,10 +277,29 @@ impl ProcessIo {
         }
     }
 
-    /// Drops the console and stdin so copy threads end (on Delete).
+    /// [`Self::wait_drained`] for the event loop.
+    pub async fn drained(&self, timeout: Duration) {
+        let copiers = &*self.copiers;
+        let all_done = async {
+            loop {
+                let notified = copiers.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if *copiers.running.lock().unwrap_or_else(|e| e.into_inner()) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all_done).await.is_err() {
+            log::warn!("output of the process still open after it exited; not waiting longer");
+        }
+    }
+
+    /// Drops the console and stdin so the copies end (on Delete).
     pub fn close(&self) {
         self.attachments.stop();
-        self.stdin_pipe.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.stdin.take();
         self.console.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
@@ -259,43 +307,62 @@ impl ProcessIo {
         &self.config
     }
 
-    fn spawn_copier(&self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
-        let counter = self.running_copiers.clone();
+    fn spawn_copier(&self, copy: impl std::future::Future<Output = ()> + Send + 'static) {
+        let copiers = self.copiers.clone();
         let attachments = self.attachments.clone();
-        *counter.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        let result = std::thread::Builder::new().name(name.into()).stack_size(COPY_STACK).spawn(move || {
-            f();
-            let (lock, cv) = &*counter;
-            let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *copiers.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        tokio::spawn(async move {
+            copy.await;
+            let mut left = copiers.running.lock().unwrap_or_else(|e| e.into_inner());
             *left -= 1;
             if *left == 0 {
                 // All output is out: attached clients get their EOF.
                 attachments.close_all();
             }
-            cv.notify_all();
+            drop(left);
+            copiers.cv.notify_all();
+            copiers.notify.notify_waiters();
         });
-        if let Err(e) = result {
-            *self.running_copiers.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-            return Err(ShimError::Internal(format!("spawn copy thread: {e}")));
-        }
-        Ok(())
     }
 }
 
-/// Output on its way to the log, copied to attached clients as it passes.
-struct Tee<R> {
-    inner: R,
-    stream: Stream,
-    attachments: Arc<Attachments>,
+/// Copies one stream into the log until EOF, passing it to attached
+/// clients on the way.
+async fn copy_to_log(source: Fd, stream: Stream, attachments: &Attachments, log: CriLog) {
+    let mut records = log.records(stream);
+    loop {
+        match source.read(records.space()).await {
+            Ok(0) => break,
+            Ok(n) => {
+                attachments.broadcast(stream, &records.space()[..n]);
+                records.filled(n);
+            }
+            // A pty master reports EIO once the last slave fd closes.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => {
+                log::warn!("copy {stream:?} to {}: {e}", log.path().display());
+                break;
+            }
+        }
+    }
+    records.finish();
 }
 
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.attachments.broadcast(self.stream, &buf[..n]);
+/// Copies one stream to `to` (or nowhere) until EOF, passing it to
+/// attached clients on the way.
+async fn copy_raw(source: Fd, stream: Stream, attachments: &Attachments, to: Option<Fd>) {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = match source.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        attachments.broadcast(stream, &buf[..n]);
+        if let Some(to) = &to {
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
         }
-        Ok(n)
     }
 }
 
@@ -324,47 +391,31 @@ fn open_sink(target: &str, log_drops: &Option<PathBuf>) -> Result<Sink> {
     file.map(Sink::Fd).map_err(|e| ShimError::InvalidArgument(format!("open {path}: {e}")))
 }
 
-fn feed_stdin(path: &PathBuf, target: &Arc<Mutex<Option<File>>>) {
-    // Opening a fifo for reading blocks until a writer comes: done here, in
-    // the thread, never in an RPC.
-    let mut source = match File::open(path) {
+/// Feeds the child's input from `path` (a fifo, usually) until it ends.
+async fn feed_stdin(path: &PathBuf, stdin: &Stdin) {
+    // Non-blocking: a fifo with no writer yet opens at once and polls
+    // readable only once a writer came (and wrote, or went).
+    let source = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(path).map(OwnedFd::from).and_then(Fd::reader);
+    let source = match source {
         Ok(f) => f,
         Err(e) => {
             log::warn!("open stdin {}: {e}", path.display());
             return;
         }
     };
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        let n = match source.read(&mut buf) {
+        let n = match source.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut guard = target.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(out) = guard.as_mut() else { return };
-        if out.write_all(&buf[..n]).is_err() {
+        if !stdin.write(&buf[..n]).await {
             return;
         }
     }
 }
 
-fn copy_raw(mut from: impl Read, mut to: impl Write) {
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        }
-    }
-}
-
-fn pipe() -> Result<(File, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ShimError::Internal(format!("pipe: {e}")))?;
-    Ok((File::from(r), w))
+/// (read end, write end).
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ShimError::Internal(format!("pipe: {e}")))
 }

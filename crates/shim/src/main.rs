@@ -22,6 +22,7 @@ mod container_cgroup;
 mod containerd;
 mod cri_log;
 mod error;
+mod fdio;
 mod io;
 mod logger;
 mod metrics;

@@ -15,7 +15,10 @@ use nix::{
     sys::wait::{waitpid, WaitPidFlag, WaitStatus},
     unistd::Pid,
 };
-use signal_hook::{consts::SIGCHLD, iterator::Signals};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::Notify,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
@@ -28,6 +31,8 @@ pub struct Exit {
 /// Exits of pids nobody claims (e.g. the init's intermediate stage) are
 /// dropped after this long.
 const UNCLAIMED_TTL: Duration = Duration::from_secs(60);
+/// How often a blocking [`Reaper::wait`] reaps by itself.
+const BLOCKING_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Default)]
 struct Table {
@@ -35,29 +40,39 @@ struct Table {
     watched: std::collections::HashSet<i32>,
 }
 
+#[derive(Default)]
+struct Shared {
+    table: Mutex<Table>,
+    /// Blocking waiters (RPCs on the blocking pool).
+    cv: Condvar,
+    /// Waiters on the event loop.
+    notify: Notify,
+}
+
 #[derive(Clone, Default)]
 pub struct Reaper {
-    inner: Arc<(Mutex<Table>, Condvar)>,
+    inner: Arc<Shared>,
 }
 
 impl Reaper {
-    /// Starts the reaping thread. SIGCHLD is registered before the thread
-    /// exists so that no exit between here and the first wait is missed.
+    /// Starts reaping: a task on the shim's event loop woken by SIGCHLD.
+    /// Must be called within the runtime. The signal is registered here,
+    /// before any child exists, so no exit is missed.
     pub fn start() -> std::io::Result<Reaper> {
         let reaper = Reaper::default();
-        let mut signals = Signals::new([SIGCHLD])?;
+        let mut sigchld = signal(SignalKind::child())?;
         let r = reaper.clone();
-        std::thread::Builder::new().name("reaper".into()).stack_size(64 * 1024).spawn(move || {
+        tokio::spawn(async move {
             r.reap();
-            for _ in signals.forever() {
+            while sigchld.recv().await.is_some() {
                 r.reap();
             }
-        })?;
+        });
         Ok(reaper)
     }
 
     fn reap(&self) {
-        let (lock, cv) = &*self.inner;
+        let Shared { table: lock, cv, notify } = &*self.inner;
         let mut reaped = false;
         let mut table = lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -75,45 +90,65 @@ impl Reaper {
             let Table { exits, watched } = &mut *table;
             exits.retain(|pid, (_, at)| watched.contains(pid) || at.elapsed() < UNCLAIMED_TTL);
             cv.notify_all();
+            notify.notify_waiters();
         }
     }
 
     /// Marks a pid as one whose exit will be asked for: it is kept until
     /// [`Reaper::forget`].
     pub fn watch(&self, pid: i32) {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).watched.insert(pid);
+        self.inner.table.lock().unwrap_or_else(|e| e.into_inner()).watched.insert(pid);
     }
 
     pub fn forget(&self, pid: i32) {
-        let mut t = self.inner.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.inner.table.lock().unwrap_or_else(|e| e.into_inner());
         t.watched.remove(&pid);
         t.exits.remove(&pid);
     }
 
     /// The exit of `pid`, if it has exited.
     pub fn exit_of(&self, pid: i32) -> Option<Exit> {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).exits.get(&pid).map(|(e, _)| *e)
+        self.inner.table.lock().unwrap_or_else(|e| e.into_inner()).exits.get(&pid).map(|(e, _)| *e)
     }
 
-    /// Blocks until `pid` exits, or `timeout` passes (`None` = forever).
-    pub fn wait(&self, pid: i32, timeout: Option<Duration>) -> Option<Exit> {
-        let (lock, cv) = &*self.inner;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut table = lock.lock().unwrap_or_else(|e| e.into_inner());
+    /// Returns once `pid` has exited (on the event loop: no thread waits).
+    pub async fn exited(&self, pid: i32) -> Exit {
         loop {
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the look, so an exit between the two wakes us.
+            notified.as_mut().enable();
+            if let Some(exit) = self.exit_of(pid) {
+                return exit;
+            }
+            notified.await;
+        }
+    }
+
+    /// Blocks until `pid` exits (never call it on the event loop: the
+    /// reaper runs there), or `timeout` passes (`None` = forever).
+    pub fn wait(&self, pid: i32, timeout: Option<Duration>) -> Option<Exit> {
+        let Shared { table: lock, cv, .. } = &*self.inner;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            // Reaps here too: this wait must not depend on the event loop,
+            // which may itself be waiting for a lock this caller holds.
+            self.reap();
+            let table = lock.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((exit, _)) = table.exits.get(&pid) {
                 return Some(*exit);
             }
-            table = match deadline {
-                None => cv.wait(table).unwrap_or_else(|e| e.into_inner()),
+            let slice = match deadline {
+                None => BLOCKING_POLL,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return None;
                     }
-                    cv.wait_timeout(table, d - now).unwrap_or_else(|e| e.into_inner()).0
+                    (d - now).min(BLOCKING_POLL)
                 }
             };
+            drop(cv.wait_timeout(table, slice).unwrap_or_else(|e| e.into_inner()));
         }
     }
 }

@@ -99,33 +99,31 @@ impl ContainerdMode {
         self.publish(topics::TASK_EXIT_EVENT_TOPIC, &event);
     }
 
-    /// Starts a thread that publishes the process's TaskExit once it exits
+    /// Starts a task that publishes the process's TaskExit once it exits
     /// (for the container's init: with TaskOOM, and its exit recorded in
-    /// the bundle).
+    /// the bundle). Called within the shim's runtime.
     pub fn watch_exit(&self, reaper: Reaper, container_id: String, exec_id: String, proc_: Arc<Proc>, cgroup: Option<Cgroup>) {
         let mode = self.clone();
-        let what = format!("{container_id} {exec_id}");
-        let spawned = std::thread::Builder::new().name("exit-watch".into()).stack_size(128 * 1024).spawn(move || {
+        tokio::spawn(async move {
             let pid = proc_.state().pid;
+            let exited = reaper.exited(pid);
+            tokio::pin!(exited);
             let exit = loop {
                 // Delete published it (and may have forgotten the pid): done.
                 if proc_.exit_event_sent.load(Ordering::SeqCst) {
                     return;
                 }
-                if let Some(exit) = reaper.wait(pid, Some(Duration::from_secs(1))) {
+                if let Ok(exit) = tokio::time::timeout(Duration::from_secs(1), exited.as_mut()).await {
                     break exit;
                 }
             };
             if exec_id.is_empty() {
                 mode.record_init_exit(&exit);
             }
-            proc_.io.wait_drained(DRAIN_TIMEOUT);
+            proc_.io.drained(DRAIN_TIMEOUT).await;
             let oom_killed = exec_id.is_empty() && oom_killed(cgroup.as_ref());
             mode.publish_exit_once(&container_id, &exec_id, &proc_, &exit, oom_killed);
         });
-        if let Err(e) = spawned {
-            log::error!("no exit watcher for {what}: {e}; its TaskExit will come with Delete");
-        }
     }
 }
 

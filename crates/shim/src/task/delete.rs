@@ -39,7 +39,7 @@ impl TaskService {
         let Some(container) = guard.take() else { return Err(ShimError::NotFound(format!("container {:?} not found in this shim", req.id))) };
         drop(guard);
         // Waits on execs that never started end (NotFound).
-        self.exec_changed.notify_all();
+        self.exec_changed.notify_waiters();
         if let (Some(mode), Some(exit)) = (&self.containerd, exit.filter(|_| container.init.state().started)) {
             // TaskExit (if the watcher has not sent it) goes before
             // TaskDelete, and reads the OOM count before the cgroup goes.
@@ -77,7 +77,7 @@ impl TaskService {
                 Some(_) => {
                     c.pending_execs.remove(&req.exec_id);
                     // A Wait on it ends (NotFound).
-                    self.exec_changed.notify_all();
+                    self.exec_changed.notify_waiters();
                     return Ok(resp);
                 }
                 None => {}

@@ -18,11 +18,16 @@ mod wait;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Condvar, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
-use containerd_shim_protos::{api, create_task, protobuf::well_known_types::empty::Empty, Task};
-use ttrpc::TtrpcContext;
+use containerd_shim_protos::{
+    api,
+    protobuf::well_known_types::empty::Empty,
+    shim_async::{create_task, Task},
+};
+use tokio::sync::Notify;
+use ttrpc::r#async::TtrpcContext;
 
 use crate::{
     containerd::ContainerdMode,
@@ -35,21 +40,26 @@ use crate::{
 #[derive(Default)]
 pub struct ShutdownSignal {
     requested: Mutex<bool>,
-    cv: Condvar,
+    notify: Notify,
 }
 
 impl ShutdownSignal {
     /// Returns whether this was the first request.
     pub fn request(&self) -> bool {
         let first = !std::mem::replace(&mut *self.requested.lock().unwrap_or_else(|e| e.into_inner()), true);
-        self.cv.notify_all();
+        self.notify.notify_waiters();
         first
     }
 
-    pub fn wait(&self) {
-        let mut r = self.requested.lock().unwrap_or_else(|e| e.into_inner());
-        while !*r {
-            r = self.cv.wait(r).unwrap_or_else(|e| e.into_inner());
+    pub async fn requested(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if *self.requested.lock().unwrap_or_else(|e| e.into_inner()) {
+                return;
+            }
+            notified.await;
         }
     }
 }
@@ -58,11 +68,11 @@ pub struct TaskService {
     pub id: String,
     pub reaper: Reaper,
     container: Mutex<Option<Container>>,
-    /// Notified (with `container`'s lock) when an added exec started, failed
-    /// to start or was deleted, or the container went: a Wait on an exec
-    /// that was not started yet waits on it. containerd calls Wait before
-    /// Start (ExecSync does), so it must not fail then.
-    exec_changed: Condvar,
+    /// Notified when an added exec started, failed to start or was
+    /// deleted, or the container went: a Wait on an exec that was not
+    /// started yet waits on it. containerd calls Wait before Start
+    /// (ExecSync does), so it must not fail then.
+    exec_changed: Notify,
     pub shutdown: Arc<ShutdownSignal>,
     /// Where attach clients of the container connect (none: no attach).
     pub attach_socket: Option<std::path::PathBuf>,
@@ -75,7 +85,7 @@ pub struct TaskService {
 
 impl TaskService {
     pub fn new(id: String, reaper: Reaper, shutdown: Arc<ShutdownSignal>) -> Self {
-        Self { id, reaper, container: Mutex::new(None), exec_changed: Condvar::new(), shutdown, attach_socket: None, socket: None, containerd: None }
+        Self { id, reaper, container: Mutex::new(None), exec_changed: Notify::new(), shutdown, attach_socket: None, socket: None, containerd: None }
     }
 
     /// Has the shim exit once the current call has answered.
@@ -120,13 +130,14 @@ impl TaskService {
 /// `containerd.task.v2.Task` (containerd 1.6; 2.x for shims that answer
 /// `start` with a bare address) and `containerd.task.v3.Task` (berthd;
 /// containerd 2.x). The two protos have the same messages and methods.
-pub fn methods(service: Arc<TaskService>) -> HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {
-    const V3: &str = "/containerd.task.v3.Task/";
-    const V2: &str = "/containerd.task.v2.Task/";
-    let mut all = create_task(service.clone());
-    let v2: Vec<_> =
-        create_task(service).into_iter().filter_map(|(path, handler)| path.strip_prefix(V3).map(|method| (format!("{V2}{method}"), handler))).collect();
-    all.extend(v2);
+pub fn methods(service: Arc<TaskService>) -> HashMap<String, ttrpc::r#async::Service> {
+    const V3: &str = "containerd.task.v3.Task";
+    const V2: &str = "containerd.task.v2.Task";
+    let handlers = Arc::new(Handlers(service));
+    let mut all = create_task(handlers.clone());
+    if let Some(v3) = create_task(handlers).remove(V3) {
+        all.insert(V2.to_string(), v3);
+    }
     all
 }
 
@@ -138,61 +149,88 @@ fn reply<T>(verb: &str, id: &str, result: Result<T>) -> ttrpc::Result<T> {
     })
 }
 
-impl Task for TaskService {
-    fn state(&self, _: &TtrpcContext, req: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
-        reply("state", &req.id, self.state_of(&req))
+/// The service as the event loop calls it. Calls that may block (fork and
+/// exec, mounts, cgroup writes and removal, waiting for a process to go)
+/// run on tokio's blocking pool, whose threads exist only while there is
+/// such a call (and a moment after); Wait and the calls that only read
+/// (the shim's state, cgroup counters) run on the loop.
+struct Handlers(Arc<TaskService>);
+
+impl Handlers {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        verb: &'static str,
+        id: String,
+        f: impl FnOnce(&TaskService) -> Result<T> + Send + 'static,
+    ) -> ttrpc::Result<T> {
+        let service = self.0.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let result = f(&service);
+            crate::serve::release_free_memory();
+            result
+        })
+        .await
+        .unwrap_or_else(|e| Err(ShimError::Internal(format!("{verb} failed: {e}"))));
+        reply(verb, &id, result)
+    }
+}
+
+#[async_trait::async_trait]
+impl Task for Handlers {
+    async fn state(&self, _: &TtrpcContext, req: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
+        reply("state", &req.id, self.0.state_of(&req))
     }
 
-    fn create(&self, _: &TtrpcContext, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
-        reply("create", &req.id.clone(), self.create_task(req))
+    async fn create(&self, _: &TtrpcContext, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
+        self.blocking("create", req.id.clone(), move |s| s.create_task(req)).await
     }
 
-    fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
-        reply("start", &req.id, self.start_process(&req))
+    async fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
+        self.blocking("start", req.id.clone(), move |s| s.start_process(&req)).await
     }
 
-    fn delete(&self, _: &TtrpcContext, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
-        reply("delete", &req.id, self.delete_process(&req))
+    async fn delete(&self, _: &TtrpcContext, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
+        self.blocking("delete", req.id.clone(), move |s| s.delete_process(&req)).await
     }
 
-    fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
-        reply("pids", &req.id, self.list_pids(&req))
+    async fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
+        reply("pids", &req.id, self.0.list_pids(&req))
     }
 
-    fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
-        reply("kill", &req.id, self.kill_process(&req))
+    async fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
+        self.blocking("kill", req.id.clone(), move |s| s.kill_process(&req)).await
     }
 
-    fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
-        reply("exec", &req.id.clone(), self.add_exec(req))
+    async fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
+        reply("exec", &req.id.clone(), self.0.add_exec(req))
     }
 
-    fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> ttrpc::Result<Empty> {
-        reply("resize_pty", &req.id, self.resize(&req))
+    async fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> ttrpc::Result<Empty> {
+        reply("resize_pty", &req.id, self.0.resize(&req))
     }
 
-    fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
-        reply("close_io", &req.id, self.close_stdin(&req))
+    async fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
+        reply("close_io", &req.id, self.0.close_stdin(&req))
     }
 
-    fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<Empty> {
-        reply("update", &req.id, self.update_task(&req))
+    async fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        self.blocking("update", req.id.clone(), move |s| s.update_task(&req)).await
     }
 
-    fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {
-        reply("wait", &req.id, self.wait_process(&req))
+    async fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {
+        reply("wait", &req.id, self.0.wait_process(&req).await)
     }
 
-    fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
-        reply("stats", &req.id, self.stats_of(&req))
+    async fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
+        reply("stats", &req.id, self.0.stats_of(&req))
     }
 
-    fn connect(&self, _: &TtrpcContext, req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
-        reply("connect", &req.id, self.connect_info(&req))
+    async fn connect(&self, _: &TtrpcContext, req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
+        reply("connect", &req.id, self.0.connect_info(&req))
     }
 
-    fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
-        reply("shutdown", &req.id, self.shutdown_shim(&req))
+    async fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
+        reply("shutdown", &req.id, self.0.shutdown_shim(&req))
     }
 }
 
@@ -212,12 +250,13 @@ mod tests {
     #[test]
     fn every_method_is_served_under_both_service_names() {
         let service = Arc::new(TaskService::new("c".into(), Reaper::default(), Arc::default()));
-        let methods = methods(service);
+        let services = methods(service);
+        assert_eq!(services.len(), 2);
         for verb in ["Create", "Start", "Delete", "Wait", "Kill", "Exec", "State", "Stats", "Connect", "Shutdown", "Update", "Pids", "CloseIO", "ResizePty"] {
             for service in ["containerd.task.v2.Task", "containerd.task.v3.Task"] {
-                assert!(methods.contains_key(&format!("/{service}/{verb}")), "/{service}/{verb} missing");
+                assert!(services[service].methods.contains_key(verb), "/{service}/{verb} missing");
             }
         }
-        assert_eq!(methods.keys().filter(|k| k.starts_with("/containerd.task.v2.Task/")).count(), methods.len() / 2);
+        assert_eq!(services["containerd.task.v2.Task"].methods.len(), services["containerd.task.v3.Task"].methods.len());
     }
 }

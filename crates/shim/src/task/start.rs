@@ -77,7 +77,7 @@ impl TaskService {
                 if let Some(c) = container {
                     c.pending_execs.remove(exec_id);
                 }
-                self.exec_changed.notify_all();
+                self.exec_changed.notify_waiters();
                 return Err(e);
             }
         };
@@ -90,7 +90,7 @@ impl TaskService {
             // Deleted while it was spawned: teardown killed the cgroup it joined.
             None => return Err(ShimError::NotFound(format!("container {id:?} not found in this shim"))),
         }
-        self.exec_changed.notify_all();
+        self.exec_changed.notify_waiters();
         drop(guard);
         log::info!("started exec {exec_id} in {id} pid={}", spawned.pid);
         if let Some(mode) = &self.containerd {

@@ -9,16 +9,16 @@ use crate::error::{Result, ShimError};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl TaskService {
-    /// Blocks until the process exits and its output is in the log. Holds
-    /// no lock while blocked: other RPCs go on. An exec that was added but
+    /// Returns once the process exited and its output is in the log: a
+    /// future on the event loop, no thread, while it waits. An exec that was added but
     /// not started is waited for until its Start (containerd's ExecSync
     /// calls Wait first, as runc's shim allows), and fails only if it is
     /// deleted, fails to start, or the container goes first.
-    pub(super) fn wait_process(&self, req: &WaitRequest) -> Result<WaitResponse> {
-        let p = self.await_started(&req.id, &req.exec_id)?;
+    pub(super) async fn wait_process(&self, req: &WaitRequest) -> Result<WaitResponse> {
+        let p = self.await_started(&req.id, &req.exec_id).await?;
         let pid = p.state().pid;
-        let exit = self.reaper.wait(pid, None).ok_or_else(|| ShimError::Internal("wait ended without an exit".into()))?;
-        p.io.wait_drained(DRAIN_TIMEOUT);
+        let exit = self.reaper.exited(pid).await;
+        p.io.drained(DRAIN_TIMEOUT).await;
         p.state().exit = Some(exit);
         let mut resp = WaitResponse::new();
         resp.exit_status = exit.status;
@@ -27,20 +27,32 @@ impl TaskService {
     }
 
     /// The process, once it exists (see `wait_process`).
-    fn await_started(&self, id: &str, exec_id: &str) -> Result<std::sync::Arc<crate::state::Proc>> {
-        let mut guard = self.lock();
+    async fn await_started(&self, id: &str, exec_id: &str) -> Result<std::sync::Arc<crate::state::Proc>> {
         loop {
-            let c = match guard.as_ref() {
-                Some(c) if c.id == id => c,
-                _ => return Err(ShimError::NotFound(format!("container {id:?} not found in this shim"))),
-            };
-            if let Some(p) = c.process(exec_id) {
-                return Ok(p);
+            let changed = self.exec_changed.notified();
+            tokio::pin!(changed);
+            // Registered before the look: a change in between wakes us.
+            changed.as_mut().enable();
+            if let Some(found) = self.started(id, exec_id) {
+                return found;
             }
-            if !c.pending_execs.contains_key(exec_id) {
-                return Err(ShimError::NotFound(format!("exec {exec_id:?} not found")));
-            }
-            guard = self.exec_changed.wait(guard).unwrap_or_else(|e| e.into_inner());
+            changed.await;
         }
+    }
+
+    /// The process, an error, or None while the exec is pending.
+    fn started(&self, id: &str, exec_id: &str) -> Option<Result<std::sync::Arc<crate::state::Proc>>> {
+        let guard = self.lock();
+        let c = match guard.as_ref() {
+            Some(c) if c.id == id => c,
+            _ => return Some(Err(ShimError::NotFound(format!("container {id:?} not found in this shim")))),
+        };
+        if let Some(p) = c.process(exec_id) {
+            return Some(Ok(p));
+        }
+        if !c.pending_execs.contains_key(exec_id) {
+            return Some(Err(ShimError::NotFound(format!("exec {exec_id:?} not found"))));
+        }
+        None
     }
 }

@@ -74,6 +74,12 @@ pub fn spec(id: &str, args: &[&str]) -> Spec {
     spec
 }
 
+/// The shim under test: this build's, or `BERTH_SHIM_BIN` (to measure
+/// another build, e.g. a release binary, with the same harness).
+pub fn shim_binary() -> PathBuf {
+    std::env::var_os("BERTH_SHIM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
+}
+
 pub struct Shim {
     pub id: String,
     pub dir: tempfile::TempDir,
@@ -94,7 +100,7 @@ impl Shim {
         let bundle = dir.path().join("bundle");
         fs::create_dir_all(&bundle).unwrap();
         let socket = dir.path().join("shim.sock");
-        let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        let out = Command::new(shim_binary())
             .args(["start", "--id", &id, "--socket", socket.to_str().unwrap(), "--bundle", bundle.to_str().unwrap()])
             .output()
             .unwrap();
