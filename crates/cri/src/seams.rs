@@ -91,7 +91,7 @@ impl PodHost for KernelHost {
     fn unmount(&self, path: &Path) -> Result<()> {
         match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-            Err(e) => Err(crate::error::Error::Internal(format!("unmount {}: {e}", path.display()))),
+            Err(e) => Err(crate::error::Error::io(format!("unmount {}", path.display()))(e)),
         }
     }
 

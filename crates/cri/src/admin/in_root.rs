@@ -78,7 +78,7 @@ pub(super) fn io_error(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> Er
         Errno::ENOTDIR => Error::FailedPrecondition(format!("{what}: not a directory")),
         Errno::ELOOP => Error::FailedPrecondition(format!("{what}: a symlink where a directory was expected")),
         Errno::EISDIR => Error::FailedPrecondition(format!("{what}: is a directory")),
-        other => Error::Internal(format!("{what}: {other}")),
+        other => Error::io(what.to_string())(other),
     }
 }
 

@@ -60,12 +60,12 @@ pub fn mount_shm(target: &Path) -> Result<()> {
 pub fn unmount_shm(target: &Path) -> Result<()> {
     match umount2(target, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => return Err(Error::Internal(format!("unmount {}: {e}", target.display()))),
+        Err(e) => return Err(Error::io(format!("unmount {}", target.display()))(e)),
     }
     match std::fs::remove_dir(target) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Internal(format!("remove {}: {e}", target.display()))),
+        Err(e) => Err(Error::io(format!("remove {}", target.display()))(e)),
     }
 }
 

@@ -80,7 +80,7 @@ impl Runtime {
                 match std::fs::remove_dir_all(&d) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::Internal(format!("remove {}: {e}", d.display()))),
+                    Err(e) => return Err(Error::io(format!("remove {}", d.display()))(e)),
                 }
             }
             Ok(())

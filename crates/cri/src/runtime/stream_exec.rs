@@ -71,7 +71,7 @@ impl Runtime {
         mut io: ProcessIo,
         (stdin_path, stdout_path, stderr_path): (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>),
     ) -> Result<i32> {
-        let fifo_err = |p: &PathBuf, e: std::io::Error| Error::Internal(format!("open {}: {e}", p.display()));
+        let fifo_err = |p: &PathBuf, e: std::io::Error| Error::io(format!("open {}", p.display()))(e);
         let readers = [(&stdout_path, io.stdout.take()), (&stderr_path, io.stderr.take())]
             .into_iter()
             .filter_map(|(path, tx)| Some((path.as_ref()?, tx?)))

@@ -116,7 +116,7 @@ pub(super) fn mount_image_volume(mount: &berth_snapshot::Mount, target: &Path, p
     let userns = std::fs::File::open(pin).map_err(Error::io(format!("open the pod's user namespace {}", pin.display())))?;
     let root = (map.host_uid(0).unwrap_or(0), map.host_gid(0).unwrap_or(0));
     std::fs::create_dir_all(target).map_err(Error::io(format!("create {}", target.display())))?;
-    let idmap_err = |e: berth_userns::Error| Error::Internal(format!("show the image volume through the pod's user namespace: {e}"));
+    let idmap_err = Error::internal::<berth_userns::Error>("show the image volume through the pod's user namespace");
     match mount.typ.as_str() {
         "bind" => {
             berth_userns::bind_idmapped(Path::new(&mount.source), target, userns.as_fd(), false).map_err(idmap_err)?;
