@@ -166,6 +166,9 @@ async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, d: &Daemon, name: &str,
     if host_network {
         let options = config.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut().unwrap();
         options.network = v1::NamespaceMode::Node as i32;
+        // As the kubelet sends it: a host-network pod has the node's name
+        // (runc refuses to set one without a UTS namespace of its own).
+        config.hostname.clear();
     }
     let t = Instant::now();
     let id = rt.run_pod_sandbox(v1::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await.unwrap().into_inner().pod_sandbox_id;
