@@ -119,6 +119,12 @@ pub struct RuntimeServer {
 }
 
 impl RuntimeServer {
+    /// The server on a runtime the unit tests made.
+    #[cfg(test)]
+    pub(crate) fn for_runtime(rt: Arc<Runtime>) -> Self {
+        Self { rt }
+    }
+
     /// berth's admin Containers service (`berthctl cp`) on this runtime.
     pub fn admin_containers(&self) -> crate::AdminContainers {
         crate::AdminContainers::new(self.rt.clone())
@@ -198,6 +204,16 @@ impl Runtime {
 
 /// Turns errors into statuses and logs the outcome once
 /// ([`crate::error::logged`]). Polling RPCs (`quiet`) log at trace level.
+/// Runs a call that changes state to its end, whatever the client does:
+/// tonic drops a handler's future when the client cancels or its deadline
+/// passes, and a StartContainer dropped between the shim's start and the
+/// task's creation left a running shim that nothing knew of (a CI run
+/// found one). The kubelet retries a call that timed out; it finds the
+/// work done (or under way, behind the object's lock).
+async fn to_completion<T: Send + 'static>(work: impl std::future::Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    tokio::spawn(work).await.map_err(Error::internal("the call's task"))?
+}
+
 fn answer<T>(rpc: &'static str, quiet: bool, result: Result<T>) -> Result<Response<T>, Status> {
     crate::error::logged(rpc, quiet, result.map_err(Status::from)).map(Response::new)
 }
@@ -225,15 +241,18 @@ impl RuntimeService for RuntimeServer {
     }
 
     async fn run_pod_sandbox(&self, req: Request<v1::RunPodSandboxRequest>) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        answer("RunPodSandbox", false, self.rt.run_pod_sandbox(req.into_inner()).await)
+        let rt = self.rt.clone();
+        answer("RunPodSandbox", false, to_completion(async move { rt.run_pod_sandbox(req.into_inner()).await }).await)
     }
 
     async fn stop_pod_sandbox(&self, req: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
-        answer("StopPodSandbox", false, self.rt.stop_pod_sandbox(req.into_inner()).await)
+        let rt = self.rt.clone();
+        answer("StopPodSandbox", false, to_completion(async move { rt.stop_pod_sandbox(req.into_inner()).await }).await)
     }
 
     async fn remove_pod_sandbox(&self, req: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
-        answer("RemovePodSandbox", false, self.rt.remove_pod_sandbox(req.into_inner()).await)
+        let rt = self.rt.clone();
+        answer("RemovePodSandbox", false, to_completion(async move { rt.remove_pod_sandbox(req.into_inner()).await }).await)
     }
 
     async fn pod_sandbox_status(&self, req: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
@@ -245,19 +264,23 @@ impl RuntimeService for RuntimeServer {
     }
 
     async fn create_container(&self, req: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {
-        answer("CreateContainer", false, self.rt.create_container(req.into_inner()).await)
+        let rt = self.rt.clone();
+        answer("CreateContainer", false, to_completion(async move { rt.create_container(req.into_inner()).await }).await)
     }
 
     async fn start_container(&self, req: Request<v1::StartContainerRequest>) -> Result<Response<v1::StartContainerResponse>, Status> {
-        answer("StartContainer", false, self.rt.start_container(req.into_inner()).await)
+        let rt = self.rt.clone();
+        answer("StartContainer", false, to_completion(async move { rt.start_container(req.into_inner()).await }).await)
     }
 
     async fn stop_container(&self, req: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
-        answer("StopContainer", false, self.rt.stop_container(req.into_inner()).await)
+        let rt = self.rt.clone();
+        answer("StopContainer", false, to_completion(async move { rt.stop_container(req.into_inner()).await }).await)
     }
 
     async fn remove_container(&self, req: Request<v1::RemoveContainerRequest>) -> Result<Response<v1::RemoveContainerResponse>, Status> {
-        answer("RemoveContainer", false, self.rt.remove_container(req.into_inner()).await)
+        let rt = self.rt.clone();
+        answer("RemoveContainer", false, to_completion(async move { rt.remove_container(req.into_inner()).await }).await)
     }
 
     async fn list_containers(&self, req: Request<v1::ListContainersRequest>) -> Result<Response<v1::ListContainersResponse>, Status> {

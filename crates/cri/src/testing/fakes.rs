@@ -24,6 +24,7 @@ use crate::{
 /// Every fault a test can switch on (`World::fail`).
 pub const FAULTS: &[&str] = &[
     "shim.launch",      // ShimLauncher::start: the shim binary fails
+    "shim.launch_slow", // ShimLauncher::start takes 300 ms (a loaded node)
     "shim.create",      // Task Create answers an error
     "shim.task_start",  // Task Start answers an error
     "shim.delete_dies", // the shim dies during Delete (a transport error)
@@ -155,6 +156,10 @@ impl Shims for FakeShims {
             Some(shim) => shim,
             None => self.0.put_shim(id, &self.1.shim_socket(id), api::Status::UNKNOWN),
         };
+        if self.0.fails("shim.launch_slow") {
+            // The shim runs; berthd has not heard back yet.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
         Ok(Conn::to(shim))
     }
 

@@ -662,3 +662,20 @@ async fn files_left_in_the_trash_by_a_crash_are_deleted_at_start() {
     let _rt = node.start().await;
     assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn a_start_whose_client_gives_up_still_finishes() {
+    use k8s_cri::v1::runtime_service_server::RuntimeService;
+    let node = Node::new().await;
+    let rt = node.start().await;
+    let pod = ready_pod(&node, &rt, "web").await;
+    let id = rt.create_container(container_request(&pod, "app")).await.unwrap().container_id;
+    let server = crate::runtime::RuntimeServer::for_runtime(rt.clone());
+    node.world.fail("shim.launch_slow");
+    // The client's deadline passes while the shim starts: tonic drops the
+    // handler's future, as here.
+    let call = server.start_container(tonic::Request::new(v1::StartContainerRequest { container_id: id.clone() }));
+    assert!(tokio::time::timeout(Duration::from_millis(50), call).await.is_err(), "the call was meant to outlast its deadline");
+    eventually("the start finishes without its client", || rt.containers.get(&id).unwrap().snapshot().state == ContainerState::Running).await;
+    assert_eq!(node.world.live_shims(), [id.as_str()]);
+}
