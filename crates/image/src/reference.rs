@@ -13,13 +13,15 @@
 //! checks it with a few loops instead, and still hands out oci-client's
 //! `Reference` (built with its constructors, which parse nothing).
 //!
-//! It accepts what oci-spec's parser accepts, with two exceptions that
-//! follow Docker: a tag is ASCII (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; the
-//! distribution grammar's `\w` is Go's, which is ASCII), and a first
+//! It accepts what oci-spec's parser accepts, with exceptions that follow
+//! Docker and containerd: a tag is ASCII (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`;
+//! the distribution grammar's `\w` is Go's, which is ASCII); a first
 //! component that is not a registry host (no `.` or `:`, not `localhost`)
 //! is part of the repository, so it must be lowercase (`Foo/bar` is
-//! refused, where oci-spec made it `docker.io/Foo/bar`). The fuzz target
-//! `image_reference` (crates/fuzz) compares the two parsers on every input.
+//! refused, where oci-spec made it `docker.io/Foo/bar`); one that names a
+//! host must be a valid host; and a digest's hex is lowercase, as
+//! go-digest has it. The fuzz target `image_reference` (crates/fuzz)
+//! compares the two parsers on every input.
 
 use oci_client::Reference;
 
@@ -144,7 +146,9 @@ fn check_digest(digest: &str) -> Result<&str, String> {
         && algorithm
             .split(['-', '_', '+', '.'])
             .all(|c| c.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && c.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !algorithm_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Lowercase only, as go-digest and containerd have it: the content
+    // store names blobs by the lowercase hex.
+    if !algorithm_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(format!("{digest:?} is not a digest (algorithm:hex)"));
     }
     let want = match algorithm {
@@ -214,6 +218,7 @@ mod tests {
             ("a@sha256:g123456789abcdef0123456789abcdef", "not a digest"),
             ("a@1sha:0123456789abcdef0123456789abcdef", "not a digest"),
             ("a@@sha256:x", "not a digest"),
+            (&format!("a@sha256:{}", "A".repeat(64)), "not a digest"),
         ] {
             let e = parse(input).unwrap_err();
             assert!(e.contains(says), "{input:?}: {e}");

@@ -337,32 +337,31 @@ impl Runtime {
             doomed.push(record_dir?);
             // The bundle is in the state directory (tmpfs on a node).
             remove_dir_if_present(&bundle)?;
-            let mut deferred = Vec::new();
+            // What is in the trash is deleted whatever happens next.
+            let (mut deferred, mut failed) = (Vec::new(), Ok(()));
             for (n, dir) in doomed.into_iter().enumerate() {
                 match move_to_trash(&dir, &trash, &format!("{key}.{n}")) {
                     Some(moved) => deferred.push(moved),
-                    None => remove_dir_if_present(&dir)?,
+                    None => failed = failed.and(remove_dir_if_present(&dir)),
                 }
             }
-            Ok(deferred)
+            Ok((deferred, failed))
         })
         .await;
-        match result {
-            Ok(deferred) => {
-                tokio::task::spawn_blocking(move || {
-                    for dir in deferred {
-                        if let Err(e) = std::fs::remove_dir_all(&dir) {
-                            tracing::warn!(path = %dir.display(), error = %e, "delete a removed container's files (start-up retries)");
-                        }
+        let result = result.and_then(|(deferred, failed)| {
+            tokio::task::spawn_blocking(move || {
+                for dir in deferred {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(path = %dir.display(), error = %e, "delete a removed container's files (start-up retries)");
                     }
-                });
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(container_id = %id, error = %e, "remove container files");
-                Err(e)
-            }
+                }
+            });
+            failed
+        });
+        if let Err(e) = &result {
+            tracing::error!(container_id = %id, error = %e, "remove container files");
         }
+        result
     }
 }
 
