@@ -113,12 +113,19 @@ impl Reaper {
 
     /// Returns once `pid` has exited (on the event loop: no thread waits).
     pub async fn exited(&self, pid: i32) -> Exit {
+        self.exited_or_saved(pid, || None).await
+    }
+
+    /// [`Reaper::exited`], also looking at `saved`: where the caller keeps
+    /// an exit it read. A Delete on the blocking pool can record the exit
+    /// and [`Reaper::forget`] the pid between the wake-up and the look.
+    pub async fn exited_or_saved(&self, pid: i32, saved: impl Fn() -> Option<Exit>) -> Exit {
         loop {
             let notified = self.inner.notify.notified();
             tokio::pin!(notified);
             // Registered before the look, so an exit between the two wakes us.
             notified.as_mut().enable();
-            if let Some(exit) = self.exit_of(pid) {
+            if let Some(exit) = self.exit_of(pid).or_else(&saved) {
                 return exit;
             }
             notified.await;

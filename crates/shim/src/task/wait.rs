@@ -17,7 +17,9 @@ impl TaskService {
     pub(super) async fn wait_process(&self, req: &WaitRequest) -> Result<WaitResponse> {
         let p = self.await_started(&req.id, &req.exec_id).await?;
         let pid = p.state().pid;
-        let exit = self.reaper.exited(pid).await;
+        // The exit saved on the process counts too: an exec's Delete may
+        // have read it and forgotten the pid before this task ran.
+        let exit = self.reaper.exited_or_saved(pid, || p.state().exit).await;
         p.io.drained(DRAIN_TIMEOUT).await;
         p.state().exit = Some(exit);
         let mut resp = WaitResponse::new();
