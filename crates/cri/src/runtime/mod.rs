@@ -119,6 +119,16 @@ pub struct RuntimeServer {
 }
 
 impl RuntimeServer {
+    /// Answers a call that changes state, run to its end by
+    /// [`to_completion`] on a handle of its own to the runtime.
+    async fn changing<T, Work>(&self, rpc: &'static str, call: impl FnOnce(Arc<Runtime>) -> Work) -> Result<Response<T>, Status>
+    where
+        T: Send + 'static,
+        Work: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        answer(rpc, false, to_completion(call(self.rt.clone())).await)
+    }
+
     /// The server on a runtime the unit tests made.
     #[cfg(test)]
     pub(crate) fn for_runtime(rt: Arc<Runtime>) -> Self {
@@ -241,18 +251,15 @@ impl RuntimeService for RuntimeServer {
     }
 
     async fn run_pod_sandbox(&self, req: Request<v1::RunPodSandboxRequest>) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        let rt = self.rt.clone();
-        answer("RunPodSandbox", false, to_completion(async move { rt.run_pod_sandbox(req.into_inner()).await }).await)
+        self.changing("RunPodSandbox", |rt| async move { rt.run_pod_sandbox(req.into_inner()).await }).await
     }
 
     async fn stop_pod_sandbox(&self, req: Request<v1::StopPodSandboxRequest>) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
-        let rt = self.rt.clone();
-        answer("StopPodSandbox", false, to_completion(async move { rt.stop_pod_sandbox(req.into_inner()).await }).await)
+        self.changing("StopPodSandbox", |rt| async move { rt.stop_pod_sandbox(req.into_inner()).await }).await
     }
 
     async fn remove_pod_sandbox(&self, req: Request<v1::RemovePodSandboxRequest>) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
-        let rt = self.rt.clone();
-        answer("RemovePodSandbox", false, to_completion(async move { rt.remove_pod_sandbox(req.into_inner()).await }).await)
+        self.changing("RemovePodSandbox", |rt| async move { rt.remove_pod_sandbox(req.into_inner()).await }).await
     }
 
     async fn pod_sandbox_status(&self, req: Request<v1::PodSandboxStatusRequest>) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
@@ -264,23 +271,19 @@ impl RuntimeService for RuntimeServer {
     }
 
     async fn create_container(&self, req: Request<v1::CreateContainerRequest>) -> Result<Response<v1::CreateContainerResponse>, Status> {
-        let rt = self.rt.clone();
-        answer("CreateContainer", false, to_completion(async move { rt.create_container(req.into_inner()).await }).await)
+        self.changing("CreateContainer", |rt| async move { rt.create_container(req.into_inner()).await }).await
     }
 
     async fn start_container(&self, req: Request<v1::StartContainerRequest>) -> Result<Response<v1::StartContainerResponse>, Status> {
-        let rt = self.rt.clone();
-        answer("StartContainer", false, to_completion(async move { rt.start_container(req.into_inner()).await }).await)
+        self.changing("StartContainer", |rt| async move { rt.start_container(req.into_inner()).await }).await
     }
 
     async fn stop_container(&self, req: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
-        let rt = self.rt.clone();
-        answer("StopContainer", false, to_completion(async move { rt.stop_container(req.into_inner()).await }).await)
+        self.changing("StopContainer", |rt| async move { rt.stop_container(req.into_inner()).await }).await
     }
 
     async fn remove_container(&self, req: Request<v1::RemoveContainerRequest>) -> Result<Response<v1::RemoveContainerResponse>, Status> {
-        let rt = self.rt.clone();
-        answer("RemoveContainer", false, to_completion(async move { rt.remove_container(req.into_inner()).await }).await)
+        self.changing("RemoveContainer", |rt| async move { rt.remove_container(req.into_inner()).await }).await
     }
 
     async fn list_containers(&self, req: Request<v1::ListContainersRequest>) -> Result<Response<v1::ListContainersResponse>, Status> {
