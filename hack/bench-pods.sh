@@ -17,7 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/setup.sh
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 1; }
-cargo build --release -p berth-shim -p berth-daemon
+# berthd from the bench build, beside it the shim as it ships (statically
+# linked; hack/build-dist.sh).
+hack/build-dist.sh --shim-only && sync
+export BERTH_SHIM_BIN="${CARGO_TARGET_DIR:-target}/dist/berth-shim"
 status=0
 cargo bench -p berth-daemon --bench pods -- "${@:-50}" || status=$?
 # The runtimes' bridges and pod cgroups (the bench removed every pod).

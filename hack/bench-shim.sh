@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/setup.sh
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 1; }
-# A freshly linked binary's pages are dirty in the page cache and would be
-# counted as private memory; flush them first.
-cargo build --release -p berth-shim && sync
+# The shim as it ships (statically linked; hack/build-dist.sh). A freshly
+# linked binary's pages are dirty in the page cache and would be counted
+# as private memory; flush them first.
+hack/build-dist.sh --shim-only && sync
+export BERTH_SHIM_BIN="${CARGO_TARGET_DIR:-target}/dist/berth-shim"
 exec cargo bench -p berth-shim --bench shim_lifecycle -- "${1:-100}" "${2:-30}"

@@ -5,8 +5,8 @@
 #
 #   hack/build-deb.sh [--bin-dir DIR] [--out DIR] [--version V] [--compression xz|gzip|none]
 #
-# Without --bin-dir it runs `cargo build --release --bins` and packages
-# target/release. The tests package the suite's own debug build instead
+# Without --bin-dir it runs hack/build-dist.sh and packages target/dist
+# (release binaries, berth-shim linked statically). The tests package the suite's own debug build instead
 # (--bin-dir target/debug), which is why this stages a tree and runs
 # `dpkg-deb --build` rather than using cargo-deb: the package is four
 # files plus control data, dpkg-deb ships with dpkg on every Debian host,
@@ -28,8 +28,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ -z "$bin_dir" ]; then
-  cargo build --release --bins
-  bin_dir=target/release
+  hack/build-dist.sh
+  bin_dir=${CARGO_TARGET_DIR:-target}/dist
 fi
 arch=$(dpkg --print-architecture)
 stage=$(mktemp -d)

@@ -11,5 +11,6 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 hack/default-cni.sh   # a pod network, if the node has none
-cargo build --release --bins
-exec target/release/berthd "$@"
+# As berth ships: berthd with the statically linked berth-shim beside it.
+hack/build-dist.sh
+exec "${CARGO_TARGET_DIR:-target}/dist/berthd" "$@"

@@ -9,7 +9,7 @@ mod common;
 use std::{collections::HashMap, path::Path, time::Duration};
 
 use berth_testkit::systemd::{MachineOptions, SystemdMachine};
-use common::{channel, node::TestNet};
+use common::{channel, node::TestNet, shim_binary};
 use k8s_cri::v1::{self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient};
 use tonic::{transport::Channel, Code};
 
@@ -33,18 +33,25 @@ impl SystemdNode {
         berth_testkit::build_and_push(&registry, work.path(), "sd/busybox:1", None);
         let net = TestNet::new(&work.path().join("net"), "");
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_berthd")).parent().unwrap().to_path_buf();
+        // The shim under test may live elsewhere (BERTH_SHIM_BIN: the
+        // statically linked one); its directory goes in too.
+        let shim = shim_binary();
+        let shim_dir = shim.parent().unwrap().to_path_buf();
         // Host paths keep their names inside, so configs written here work there.
-        let machine = SystemdMachine::boot(
-            MachineOptions::new()
-                .bind_ro(&bin_dir, &bin_dir)
-                .bind_rw(work.path(), work.path())
-                .bind_ro("/usr/lib/cni", "/usr/lib/cni")
-                .scratch("/var/lib/berth"),
-        );
+        let mut options = MachineOptions::new()
+            .bind_ro(&bin_dir, &bin_dir)
+            .bind_rw(work.path(), work.path())
+            .bind_ro("/usr/lib/cni", "/usr/lib/cni")
+            .scratch("/var/lib/berth");
+        if shim_dir != bin_dir {
+            options = options.bind_ro(&shim_dir, &shim_dir);
+        }
+        let machine = SystemdMachine::boot(options);
         machine.wait_running(Duration::from_secs(60));
         let config = format!(
-            "socket = \"{w}/b.sock\"\ncgroup_driver = \"systemd\"\nlog_level = \"debug\"\n[registry]\ninsecure = [\"{r}\"]\n[cni]\nconf_dir = \"{c}\"\n",
+            "socket = \"{w}/b.sock\"\ncgroup_driver = \"systemd\"\nlog_level = \"debug\"\nshim_binary = \"{s}\"\n[registry]\ninsecure = [\"{r}\"]\n[cni]\nconf_dir = \"{c}\"\n",
             w = work.path().display(),
+            s = shim.display(),
             r = registry.host(),
             c = net.conf_dir.display()
         );

@@ -33,6 +33,7 @@ use tonic::transport::Channel;
 use super::{
     channel, cri_calls,
     node::{container_config_for, kill_cgroup_tree, leaf_cgroups, pod_config_for, TestNet},
+    shim_binary,
 };
 
 /// The RuntimeClass handler name the installer registers.
@@ -440,14 +441,6 @@ fn installer(dir: &Path, action: &str) {
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
     assert!(out.status.success(), "berth-install {action}: {}\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-}
-
-/// berth-shim as built beside the test binaries (nextest builds the whole
-/// workspace).
-fn shim_binary() -> PathBuf {
-    let shim = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-shim");
-    assert!(shim.exists(), "{} missing: build the workspace (hack/test.sh does)", shim.display());
-    shim
 }
 
 /// containerd's config before berth's installer: the CRI plugin with runc

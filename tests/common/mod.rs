@@ -31,8 +31,14 @@ impl Berthd {
     /// (e.g. a small filesystem), the rest in `dir`.
     pub fn start_with_root(dir: tempfile::TempDir, root: &Path, extra: &str) -> Berthd {
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, format!("socket = \"{0}/b.sock\"\nroot = \"{1}\"\nstate = \"{0}/state\"\n{extra}\n", dir.path().display(), root.display()))
-            .unwrap();
+        // Only when the suite is pointed at another shim: otherwise berthd's
+        // own default (the shim beside it) is what is tested.
+        let shim = std::env::var_os(SHIM_BIN_ENV).map(|_| format!("shim_binary = \"{}\"\n", shim_binary().display())).unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!("socket = \"{0}/b.sock\"\nroot = \"{1}\"\nstate = \"{0}/state\"\n{shim}{extra}\n", dir.path().display(), root.display()),
+        )
+        .unwrap();
         let socket = dir.path().join("b.sock");
         let child = spawn(&config);
         Berthd { child, dir, socket, config }
@@ -78,6 +84,19 @@ impl Berthd {
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
+}
+
+/// Names another berth-shim for the tests than the one built beside
+/// berthd: hack/test.sh runs some of them again on the statically linked
+/// shim that ships (hack/build-dist.sh).
+pub const SHIM_BIN_ENV: &str = "BERTH_SHIM_BIN";
+
+/// The berth-shim under test: `BERTH_SHIM_BIN`, or the one built beside
+/// berthd (nextest builds the whole workspace).
+pub fn shim_binary() -> PathBuf {
+    let shim = std::env::var_os(SHIM_BIN_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-shim"));
+    assert!(shim.is_file(), "{} missing: build the workspace (hack/test.sh does), or hack/build-dist.sh for BERTH_SHIM_BIN", shim.display());
+    shim
 }
 
 fn spawn(config: &Path) -> Child {

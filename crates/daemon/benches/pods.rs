@@ -237,8 +237,8 @@ fn start_berthd(work: &Path, registry: &str, index: u32) -> Daemon {
     std::fs::create_dir_all(&dir).unwrap();
     let conf = cni_dir(&dir, index);
     let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
-    let shim = berthd.with_file_name("berth-shim");
-    assert!(shim.exists(), "build berth-shim in release first (hack/bench-pods.sh does)");
+    // The shim that ships (hack/build-dist.sh; hack/bench-pods.sh sets it).
+    let shim = common::shim_binary();
     let config = dir.join("config.toml");
     std::fs::write(
         &config,

@@ -9,13 +9,12 @@
 //! Both containerds run one after the other, each on its own CNI bridge,
 //! so neither competes with the other for the machine's two cores.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{measure, p, print_figures, ratio, start_containerd};
 
 pub async fn compare(pods: usize, registry: &str, image: &str, work: &Path) {
-    let shim = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-shim");
-    assert!(shim.exists(), "build berth-shim in release first (hack/bench-pods.sh does)");
+    let shim = crate::common::shim_binary();
 
     let Some(runc) = start_containerd(work, registry, 202, None) else {
         println!("containerd: not installed (apt-get install containerd runc): nothing to compare");
