@@ -20,7 +20,8 @@ source hack/setup.sh
 # berthd from the bench build, beside it the shim as it ships (statically
 # linked; hack/build-dist.sh).
 hack/build-dist.sh --shim-only && sync
-export BERTH_SHIM_BIN="${CARGO_TARGET_DIR:-target}/dist/berth-shim"
+# Absolute: cargo runs a bench in its package directory.
+export BERTH_SHIM_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/dist/berth-shim")
 status=0
 cargo bench -p berth-daemon --bench pods -- "${@:-50}" || status=$?
 # The runtimes' bridges and pod cgroups (the bench removed every pod).

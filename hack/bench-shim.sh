@@ -9,5 +9,6 @@ source hack/setup.sh
 # linked binary's pages are dirty in the page cache and would be counted
 # as private memory; flush them first.
 hack/build-dist.sh --shim-only && sync
-export BERTH_SHIM_BIN="${CARGO_TARGET_DIR:-target}/dist/berth-shim"
+# Absolute: cargo runs a bench in its package directory.
+export BERTH_SHIM_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/dist/berth-shim")
 exec cargo bench -p berth-shim --bench shim_lifecycle -- "${1:-100}" "${2:-30}"
