@@ -291,6 +291,28 @@ async fn events_updates_and_log_reopen_reach_the_running_container() {
     node.teardown().await;
 }
 
+/// The kubelet may update a container between its Create and its Start
+/// (in-place resize of a pod whose container waits); the container must
+/// start with the new limits, not the ones it was created with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_updated_before_start_are_the_ones_it_starts_with() {
+    let mut node = Node::start().await;
+    let pod = node.run_pod("resize").await;
+    let mut config = node.container_config("app", &["sleep", "3600"]);
+    config.linux.as_mut().unwrap().resources = Some(v1::LinuxContainerResources { memory_limit_in_bytes: 32 << 20, ..Default::default() });
+    let id = node.create(&pod, config).await.unwrap();
+    let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 40 << 20, cpu_shares: 256, ..Default::default() };
+    node.rt
+        .update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(resources), ..Default::default() })
+        .await
+        .unwrap();
+    node.rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    let cgroup = berth_testkit::cgroups::HostCgroup::new(&format!("{}/resize/{id}", node.cgroup_parent));
+    assert_eq!(cgroup.memory_limit().to_string().trim(), (40u64 << 20).to_string());
+    assert_eq!(node.status(&id).await.resources.unwrap().linux.unwrap().memory_limit_in_bytes, 40 << 20);
+    node.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_context_and_mounts_shape_the_container() {
     let mut node = Node::start().await;

@@ -331,6 +331,38 @@ pub fn resources(r: &v1::LinuxContainerResources) -> Value {
     out
 }
 
+/// A new `r` (already validated) into a container's spec: what
+/// UpdateContainerResources does to a container that has no task yet, so
+/// that its Start runs it with the new limits. As the shim does to a
+/// running container's cgroup, the limits `r` sets replace the old ones
+/// and those it leaves at zero stay; the pids limit (an annotation) and
+/// the device rules are not CRI resources and stay too.
+pub fn update_resources(spec: &mut serde_json::Map<String, Value>, r: &v1::LinuxContainerResources) {
+    let old = object_at(object_at(spec, "linux"), "resources");
+    if let Value::Object(new) = resources(r) {
+        for (key, value) in new {
+            match (old.get_mut(&key), value) {
+                (Some(Value::Object(old_group)), Value::Object(new_group)) => old_group.extend(new_group),
+                (_, value) => {
+                    old.insert(key, value);
+                }
+            }
+        }
+    }
+}
+
+/// The object under `key`, made one if it is missing or not an object.
+fn object_at<'a>(map: &'a mut serde_json::Map<String, Value>, key: &str) -> &'a mut serde_json::Map<String, Value> {
+    let slot = map.entry(key).or_insert_with(|| json!({}));
+    if !slot.is_object() {
+        *slot = json!({});
+    }
+    match slot {
+        Value::Object(object) => object,
+        _ => unreachable!("made an object just above"),
+    }
+}
+
 /// The command line: the config's command replaces the entrypoint, its
 /// args replace the image's cmd (Kubernetes' rules, same as Docker's).
 pub fn process_args(config: &v1::ContainerConfig, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {

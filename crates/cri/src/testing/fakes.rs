@@ -29,6 +29,7 @@ pub const FAULTS: &[&str] = &[
     "shim.task_start",  // Task Start answers an error
     "shim.delete_dies", // the shim dies during Delete (a transport error)
     "shim.ignore_term", // the task ignores SIGTERM
+    "shim.update",      // Task Update answers an error
     "cni.setup",
     "cni.teardown",
     "host.namespaces",
@@ -54,6 +55,25 @@ pub struct World {
     generation: tokio::sync::watch::Sender<u64>,
     /// Runs once, after the next successful CNI ADD, with the pod id.
     after_cni_setup: Mutex<Option<Hook>>,
+    /// What execs added from now on do.
+    exec_script: Mutex<ExecScript>,
+}
+
+/// What an exec does once started (`World::script_execs`): writes its
+/// output to the files it was given and exits, or runs until killed.
+#[derive(Clone)]
+pub struct ExecScript {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// None: it runs until a signal ends it.
+    pub exit: Option<u32>,
+}
+
+impl Default for ExecScript {
+    /// Exits at once, as if killed (what execs did before they were scripted).
+    fn default() -> Self {
+        Self { stdout: Vec::new(), stderr: Vec::new(), exit: Some(137) }
+    }
 }
 
 impl World {
@@ -90,6 +110,11 @@ impl World {
 
     fn fails(&self, what: &str) -> bool {
         Self::lock(&self.faults).contains(what)
+    }
+
+    /// Execs added from now on follow `script`.
+    pub fn script_execs(&self, script: ExecScript) {
+        *Self::lock(&self.exec_script) = script;
     }
 
     pub fn after_cni_setup(&self, hook: impl FnOnce(&str) + Send + 'static) {
@@ -184,6 +209,17 @@ pub struct FakeShim {
     task: Mutex<Task>,
     /// The exit code once the task exited; Err: the shim died.
     exit: tokio::sync::watch::Sender<Option<Result<u32, ()>>>,
+    /// Execs added and not deleted, by exec id.
+    execs: Mutex<HashMap<String, FakeExec>>,
+}
+
+struct FakeExec {
+    script: ExecScript,
+    /// Where its output goes (`file://` URIs taken off); empty: nowhere.
+    stdout: String,
+    stderr: String,
+    /// Its exit code, once it exited.
+    exit: tokio::sync::watch::Sender<Option<u32>>,
 }
 
 impl FakeShim {
@@ -194,6 +230,7 @@ impl FakeShim {
             socket: socket.into(),
             task: Mutex::new(Task { status: api::Status::UNKNOWN, deleted: false }),
             exit: tokio::sync::watch::channel(None).0,
+            execs: Mutex::default(),
         })
     }
 
@@ -320,16 +357,36 @@ impl FakeShim {
         if self.world.fails("shim.task_start") {
             return Err(self.rpc_error("start"));
         }
+        if !exec_id.is_empty() {
+            return self.start_exec(exec_id);
+        }
         World::lock(&self.task).status = api::Status::RUNNING;
         Ok(FAKE_PID)
+    }
+
+    fn start_exec(&self, exec_id: &str) -> Result<u32, ShimError> {
+        let execs = World::lock(&self.execs);
+        let exec = execs.get(exec_id).ok_or_else(|| ShimError::Rpc {
+            id: self.id.clone(),
+            status: format!("exec {exec_id} not found"),
+            code: ttrpc::Code::NOT_FOUND,
+        })?;
+        for (path, bytes) in [(&exec.stdout, &exec.script.stdout), (&exec.stderr, &exec.script.stderr)] {
+            if !path.is_empty() {
+                std::fs::write(path, bytes).unwrap();
+            }
+        }
+        if let Some(code) = exec.script.exit {
+            exec.exit.send_replace(Some(code));
+        }
+        Ok(FAKE_PID + 1)
     }
 
     async fn wait(&self, exec_id: &str, mine: u64) -> Result<api::WaitResponse, ShimError> {
         self.world.record(format!("shim.wait {} {exec_id}", self.id));
         self.gone()?;
         if !exec_id.is_empty() {
-            // Execs are not modelled: each has exited, killed.
-            return Ok(api::WaitResponse { exit_status: 137, ..Default::default() });
+            return self.wait_exec(exec_id).await;
         }
         let mut generation = self.world.generation.subscribe();
         let mut exit = self.exit.subscribe();
@@ -349,6 +406,15 @@ impl FakeShim {
                 _ = generation.changed() => {}
             }
         }
+    }
+
+    async fn wait_exec(&self, exec_id: &str) -> Result<api::WaitResponse, ShimError> {
+        let exit = World::lock(&self.execs).get(exec_id).map(|e| e.exit.subscribe());
+        // One this fake never saw (an exec of a berthd before a restart):
+        // it exited, killed.
+        let Some(mut exit) = exit else { return Ok(api::WaitResponse { exit_status: 137, ..Default::default() }) };
+        let code = *exit.wait_for(Option::is_some).await.map_err(|_| self.rpc_error("exec wait"))?;
+        Ok(api::WaitResponse { exit_status: code.unwrap_or_default(), ..Default::default() })
     }
 
     async fn delete(&self) -> Result<api::DeleteResponse, ShimError> {
@@ -373,7 +439,16 @@ impl FakeShim {
         let exec = if exec_id.is_empty() { String::new() } else { format!(" exec={exec_id}") };
         self.world.record(format!("shim.kill {} {signal}{}{exec}", self.id, if all { " all" } else { "" }));
         self.gone()?;
-        // An exec's kill ends the exec only (execs are not modelled).
+        // An exec's kill ends the exec only.
+        if let Some(exec) = World::lock(&self.execs).get(exec_id) {
+            exec.exit.send_if_modified(|exit| match exit {
+                None => {
+                    *exit = Some(128 + signal);
+                    true
+                }
+                Some(_) => false,
+            });
+        }
         let running = exec_id.is_empty() && World::lock(&self.task).status == api::Status::RUNNING;
         let ignored = signal == 15 && self.world.fails("shim.ignore_term");
         if running && !ignored {
@@ -382,9 +457,18 @@ impl FakeShim {
         Ok(())
     }
 
-    async fn exec_with_stdio(&self, exec_id: &str, _: Vec<u8>, _: ExecStdio) -> Result<(), ShimError> {
+    async fn exec_with_stdio(&self, exec_id: &str, _: Vec<u8>, stdio: ExecStdio) -> Result<(), ShimError> {
         self.world.record(format!("shim.exec {} {exec_id}", self.id));
-        self.gone()
+        self.gone()?;
+        let path = |uri: &str| uri.strip_prefix("file://").unwrap_or(uri).to_string();
+        let exec = FakeExec {
+            script: World::lock(&self.world.exec_script).clone(),
+            stdout: path(&stdio.stdout),
+            stderr: path(&stdio.stderr),
+            exit: tokio::sync::watch::channel(None).0,
+        };
+        World::lock(&self.execs).insert(exec_id.into(), exec);
+        Ok(())
     }
 
     async fn resize_pty(&self, exec_id: &str, _: u32, _: u32) -> Result<(), ShimError> {
@@ -394,7 +478,9 @@ impl FakeShim {
 
     async fn delete_exec(&self, exec_id: &str) -> Result<(), ShimError> {
         self.world.record(format!("shim.delete_exec {} {exec_id}", self.id));
-        self.gone()
+        self.gone()?;
+        World::lock(&self.execs).remove(exec_id);
+        Ok(())
     }
 
     async fn state(&self) -> Result<api::StateResponse, ShimError> {
@@ -404,9 +490,14 @@ impl FakeShim {
         Ok(api::StateResponse { id: self.id.clone(), pid: FAKE_PID, status: status.into(), ..Default::default() })
     }
 
-    async fn update(&self, _: Option<Vec<u8>>, _: Vec<(String, String)>) -> Result<(), ShimError> {
-        self.world.record(format!("shim.update {}", self.id));
-        self.gone()
+    async fn update(&self, resources: Option<Vec<u8>>, _: Vec<(String, String)>) -> Result<(), ShimError> {
+        let resources = resources.map(|json| String::from_utf8_lossy(&json).into_owned()).unwrap_or_default();
+        self.world.record(format!("shim.update {} {resources}", self.id));
+        self.gone()?;
+        if self.world.fails("shim.update") {
+            return Err(self.rpc_error("update"));
+        }
+        Ok(())
     }
 
     async fn shutdown(&self) -> Result<(), ShimError> {

@@ -5,6 +5,7 @@
 //! reads /proc/self/mountinfo or writes under /sys or /run, so these run as
 //! any user.
 
+mod exec_and_update;
 pub mod fakes;
 mod tests;
 
@@ -143,6 +144,23 @@ pub fn container_config(name: &str) -> v1::ContainerConfig {
 
 pub fn container_request(pod_id: &str, name: &str) -> v1::CreateContainerRequest {
     v1::CreateContainerRequest { pod_sandbox_id: pod_id.into(), config: Some(container_config(name)), sandbox_config: None }
+}
+
+/// A Ready pod named `name`.
+pub async fn ready_pod(node: &Node, rt: &Arc<Runtime>, name: &str) -> String {
+    let _ = node;
+    rt.run_pod_sandbox(pod_request(name)).await.unwrap().pod_sandbox_id
+}
+
+/// A container named `name`, created and started in `pod`.
+pub async fn running_container(rt: &Arc<Runtime>, pod: &str, name: &str) -> String {
+    let id = rt.create_container(container_request(pod, name)).await.unwrap().container_id;
+    rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+    id
+}
+
+pub fn state_of(rt: &Runtime, id: &str) -> crate::state::ContainerState {
+    rt.containers.get(id).unwrap().state()
 }
 
 /// Waits (up to 5 s) until `done` holds.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use containerd_shim_protos::api;
 use k8s_cri::v1;
 
-use super::{container_config, container_request, eventually, fakes::FAKE_PID, pod_request, pod_request_with_pid, Node};
+use super::{
+    container_config, container_request, eventually, fakes::FAKE_PID, pod_request, pod_request_with_pid, ready_pod, running_container, state_of, Node,
+};
 use crate::{
     error::Error,
     state::{ContainerState, SandboxState},
@@ -15,21 +17,6 @@ use crate::{
 
 fn id_of(call: &str) -> &str {
     call.split_whitespace().nth(1).unwrap_or_default()
-}
-
-async fn ready_pod(node: &Node, rt: &std::sync::Arc<crate::runtime::Runtime>, name: &str) -> String {
-    let _ = node;
-    rt.run_pod_sandbox(pod_request(name)).await.unwrap().pod_sandbox_id
-}
-
-async fn running_container(rt: &std::sync::Arc<crate::runtime::Runtime>, pod: &str, name: &str) -> String {
-    let id = rt.create_container(container_request(pod, name)).await.unwrap().container_id;
-    rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
-    id
-}
-
-fn state_of(rt: &crate::runtime::Runtime, id: &str) -> ContainerState {
-    rt.containers.get(id).unwrap().state()
 }
 
 // ---- RunPodSandbox ----

@@ -226,3 +226,37 @@ fn the_chosen_apparmor_profile_is_the_process_profile() {
     let spec = serde_json::to_value(container_spec(&confined).unwrap()).unwrap();
     assert_eq!(spec["process"]["apparmorProfile"], "berth-default");
 }
+
+#[test]
+fn an_update_replaces_the_limits_it_sets_and_keeps_the_rest() {
+    let mut config = v1::ContainerConfig::default();
+    config.annotations.insert(crate::spec::PIDS_LIMIT_ANNOTATION.into(), "64".into());
+    config.linux = Some(v1::LinuxContainerConfig {
+        resources: Some(v1::LinuxContainerResources {
+            cpu_shares: 256,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut spec = spec_json(&config);
+    let devices = spec["linux"]["resources"]["devices"].clone();
+    assert!(devices.is_array());
+
+    update_resources(
+        spec.as_object_mut().unwrap(),
+        &v1::LinuxContainerResources { cpu_shares: 512, memory_limit_in_bytes: 128 << 20, cpuset_cpus: "0".into(), ..Default::default() },
+    );
+    let r = &spec["linux"]["resources"];
+    assert_eq!(r["cpu"], json!({ "shares": 512, "quota": 50_000, "period": 100_000, "cpus": "0" }));
+    assert_eq!(r["memory"], json!({ "limit": 128 << 20 }));
+    assert_eq!(r["pids"], json!({ "limit": 64 }));
+    assert_eq!(r["devices"], devices);
+
+    // A spec with no resources at all gets them.
+    let mut bare = json!({ "linux": {} });
+    update_resources(bare.as_object_mut().unwrap(), &v1::LinuxContainerResources { memory_limit_in_bytes: 1 << 30, ..Default::default() });
+    assert_eq!(bare["linux"]["resources"], json!({ "memory": { "limit": 1 << 30 } }));
+}
