@@ -118,7 +118,7 @@ impl Runtime {
                 usage.memory = s.memory.usage;
                 usage.working_set = s.memory.working_set();
                 usage.rss = s.memory.rss();
-                usage.available = s.memory.limit.saturating_sub(usage.working_set);
+                usage.available = available_bytes(s.memory.limit, usage.working_set);
                 usage.faults = s.memory.stat.get("pgfault").or_else(|| s.memory.stat.get("total_pgfault")).copied().unwrap_or(0);
                 usage.major_faults = s.memory.stat.get("pgmajfault").or_else(|| s.memory.stat.get("total_pgmajfault")).copied().unwrap_or(0);
                 usage.processes = s.pids.current;
@@ -170,6 +170,21 @@ impl Runtime {
     }
 }
 
+/// Above this a memory limit is no limit: v2's `max` reads as `u64::MAX`,
+/// v1's unlimited `memory.limit_in_bytes` as 2^63 rounded down to a page.
+/// The kubelet and containerd draw the line at 2^62 too.
+const UNLIMITED_MEMORY: u64 = 1 << 62;
+
+/// What the container may still use before its limit; 0 without a limit,
+/// as containerd and cAdvisor report it (not 16 EiB).
+fn available_bytes(limit: u64, working_set: u64) -> u64 {
+    if limit > UNLIMITED_MEMORY {
+        0
+    } else {
+        limit.saturating_sub(working_set)
+    }
+}
+
 fn cpu_memory(u: &Usage, now: i64) -> (v1::CpuUsage, v1::MemoryUsage) {
     let cpu = v1::CpuUsage { timestamp: now, usage_core_nano_seconds: value(u.cpu_ns), usage_nano_cores: value(u.nano_cores) };
     let memory = v1::MemoryUsage {
@@ -200,4 +215,17 @@ fn disk_usage(dir: &Path) -> (u64, u64) {
         }
     }
     (bytes, inodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::available_bytes;
+
+    #[test]
+    fn no_limit_leaves_nothing_available_to_report() {
+        assert_eq!(available_bytes(u64::MAX, 8 << 20), 0, "v2 memory.max = max");
+        assert_eq!(available_bytes(9_223_372_036_854_771_712, 8 << 20), 0, "v1 unlimited memory.limit_in_bytes");
+        assert_eq!(available_bytes(64 << 20, 8 << 20), 56 << 20);
+        assert_eq!(available_bytes(4 << 20, 8 << 20), 0, "over the limit (a lowered limit) is not negative");
+    }
 }

@@ -7,6 +7,7 @@
 
 mod exec_and_update;
 pub mod fakes;
+mod stats;
 mod tests;
 
 use std::sync::Arc;
