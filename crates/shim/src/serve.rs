@@ -58,7 +58,7 @@ async fn serve(a: args::Args) -> Result<(), String> {
         None => service.attach_socket = Some(a.socket.with_extension("attach")),
         Some(link) => {
             let bundle = a.bundle.clone().ok_or("a shim started by containerd needs --bundle")?;
-            service.containerd = Some(ContainerdMode::new(publisher(link)?, bundle));
+            service.containerd = Some(ContainerdMode::new(publisher(link), bundle));
             yield_to_parent_under_oom();
         }
     }
@@ -73,7 +73,7 @@ async fn serve(a: args::Args) -> Result<(), String> {
     // Let the reply to the Delete/Shutdown that got us here reach the client.
     tokio::time::sleep(Duration::from_millis(50)).await;
     if let Some(mode) = service.containerd.clone() {
-        let _ = tokio::task::spawn_blocking(move || mode.flush(EVENTS_FLUSH_TIMEOUT)).await;
+        mode.flush(EVENTS_FLUSH_TIMEOUT).await;
     }
     // The socket is gone already (`request_exit`); removing the path again
     // now could remove the socket of the shim `start` made next.
@@ -108,12 +108,13 @@ fn one_malloc_arena() {
     }
 }
 
-fn publisher(link: &ContainerdLink) -> Result<Option<Publisher>, String> {
+/// Within the runtime: the publisher is a task on it.
+fn publisher(link: &ContainerdLink) -> Option<Publisher> {
     if link.events_address.is_empty() {
         log::warn!("containerd gave no TTRPC_ADDRESS: no task events will be published");
-        return Ok(None);
+        return None;
     }
-    Publisher::start(link.namespace.clone(), &link.events_address).map(Some).map_err(|e| format!("start events thread: {e}"))
+    Some(Publisher::start(link.namespace.clone(), &link.events_address))
 }
 
 /// Moves the shim into its own cgroup so that stopping the process (or

@@ -9,6 +9,7 @@ mod common;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -45,7 +46,12 @@ impl Bundle {
     /// `containerd-shim-berth-v2 -namespace .. -address .. -publish-binary .. -id ID [more] ACTION`,
     /// in the bundle, as containerd runs it.
     fn shim(&self, more: &[&str], action: &str) -> Output {
+        self.shim_with_env(&[], more, action)
+    }
+
+    fn shim_with_env(&self, env: &[(&str, &str)], more: &[&str], action: &str) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+            .envs(env.iter().copied())
             .args(["-namespace", NAMESPACE, "-address", &self.address, "-publish-binary", "/usr/bin/containerd", "-id", &self.id])
             .args(more)
             .arg(action)
@@ -231,4 +237,75 @@ fn the_task_api_v2_runs_a_container_to_its_end() {
     // real exit, and nothing to clean.
     let resp = bundle.delete();
     assert_eq!(resp.exit_status, 5);
+}
+
+/// containerd's events service, served by the test: the topics it was
+/// forwarded, in order.
+#[derive(Clone, Default)]
+struct EventsRecorder(Arc<Mutex<Vec<String>>>);
+
+impl containerd_shim_protos::Events for EventsRecorder {
+    fn forward(&self, _: &ttrpc::TtrpcContext, req: api::ForwardRequest) -> ttrpc::Result<api::Empty> {
+        self.0.lock().unwrap().push(req.envelope.topic.clone());
+        Ok(api::Empty::new())
+    }
+}
+
+impl EventsRecorder {
+    fn serve(&self, socket: &Path) -> ttrpc::Server {
+        let service = containerd_shim_protos::create_events(Arc::new(self.clone()));
+        let mut server = ttrpc::Server::new().bind(&format!("unix://{}", socket.display())).unwrap().register_service(service);
+        server.start().unwrap();
+        server
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn threads_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|t| t.count()).unwrap_or(0)
+}
+
+/// Task events go to `TTRPC_ADDRESS` in order, from the shim's one thread,
+/// and one sent while containerd is away (restarting) arrives once it is
+/// back.
+#[test]
+fn task_events_reach_containerd_in_order_from_the_one_thread() {
+    let bundle = Bundle::new("ctd-events");
+    let spec = spec(&bundle.id, &["sleep", "1000"]);
+    std::fs::write(bundle.path.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let events_socket = bundle.path.parent().unwrap().join("events.sock");
+    let out = bundle.shim_with_env(&[("TTRPC_ADDRESS", events_socket.to_str().unwrap())], &["-debug"], "start");
+    let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let task = TaskV2::connect(&address);
+    let shim = bundle.shim_pid();
+
+    // Nothing serves the events socket yet: TaskCreate waits in the queue.
+    let create = api::CreateTaskRequest { id: bundle.id.clone(), bundle: bundle.path.display().to_string(), ..Default::default() };
+    let _: api::CreateTaskResponse = task.call("Create", &create).unwrap();
+    let recorder = EventsRecorder::default();
+    let _server = recorder.serve(&events_socket);
+    let _: api::StartResponse = task.call("Start", &api::StartRequest { id: bundle.id.clone(), ..Default::default() }).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorder.topics().len() < 2 {
+        assert!(Instant::now() < deadline, "events so far: {:?}", recorder.topics());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The publisher is a task on the loop; the blocking pool's thread goes
+    // half a second after Start.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_of(shim) != 1 {
+        assert!(Instant::now() < deadline, "the shim has {} threads, not 1", threads_of(shim));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let _: api::Empty = task.call("Kill", &api::KillRequest { id: bundle.id.clone(), signal: 9, ..Default::default() }).unwrap();
+    let waited: api::WaitResponse = task.call("Wait", &api::WaitRequest { id: bundle.id.clone(), ..Default::default() }).unwrap();
+    assert_eq!(waited.exit_status, 137);
+    let _: api::DeleteResponse = task.call("Delete", &api::DeleteRequest { id: bundle.id.clone(), ..Default::default() }).unwrap();
+    // The shim sends what is queued before it exits.
+    wait_gone(shim);
+    assert_eq!(recorder.topics(), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
 }

@@ -7,27 +7,33 @@
 //! way, `containerd publish` through `-publish-binary`, costs a fork and
 //! exec of containerd per event.
 //!
-//! A Task API call never waits for containerd: `publish` only queues. One
-//! thread sends the queue in order, reconnecting and retrying while
-//! containerd restarts (about 15 s), then drops the event with an error in
-//! the log. The queue is bounded; when it is full an event is dropped
-//! rather than blocking the caller.
+//! A Task API call never waits for containerd: `publish` only queues. A
+//! task on the shim's event loop sends the queue in order over ttrpc's
+//! asynchronous client, reconnecting and retrying while containerd
+//! restarts (about 15 s), then drops the event with an error in the log:
+//! no thread of its own, and none waits while containerd is away. The
+//! queue is bounded; when it is full an event is dropped rather than
+//! blocking the caller.
 
 use std::{
     collections::HashMap,
     sync::{
-        mpsc::{sync_channel, Receiver, SyncSender, TrySendError},
-        Arc, Condvar, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        Arc,
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use containerd_shim_protos::{
     api::ForwardRequest,
     protobuf::{well_known_types::any::Any, MessageDyn, MessageField},
     shim::event::Envelope,
+    shim_async::{Client, EventsClient},
     ttrpc::{self, context::Context},
-    Client, EventsClient,
+};
+use tokio::sync::{
+    mpsc::{channel, error::TrySendError, Receiver, Sender as Queue},
+    Notify,
 };
 
 use crate::task::timestamp;
@@ -46,25 +52,45 @@ const NAMESPACE_HEADER: &str = "containerd-namespace-ttrpc";
 
 pub struct Publisher {
     namespace: String,
-    queue: SyncSender<Envelope>,
-    /// Events queued or being sent; `flush` waits for zero.
-    in_flight: Arc<(Mutex<usize>, Condvar)>,
+    queue: Queue<Envelope>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Events queued or being sent; `flush` waits for none.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl InFlight {
+    fn add_one(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn done_with_one(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
 }
 
 impl Publisher {
-    /// Starts the sending thread. `address` is containerd's ttrpc socket
+    /// Starts the sending task on the shim's event loop (call it within
+    /// the runtime). `address` is containerd's ttrpc socket
     /// (`TTRPC_ADDRESS`, a path or `unix://` + path). Nothing is connected
     /// until the first event.
-    pub fn start(namespace: String, address: &str) -> std::io::Result<Publisher> {
+    pub fn start(namespace: String, address: &str) -> Publisher {
         let address = if address.contains("://") { address.to_string() } else { format!("unix://{address}") };
-        let (queue, pending) = sync_channel(QUEUE_LENGTH);
-        let in_flight = Arc::new((Mutex::new(0), Condvar::new()));
+        let (queue, pending) = channel(QUEUE_LENGTH);
+        let in_flight = Arc::new(InFlight::default());
         let sender = Sender { address, namespace: namespace.clone(), client: None, in_flight: in_flight.clone() };
-        std::thread::Builder::new().name("events".into()).stack_size(256 * 1024).spawn(move || sender.run(pending))?;
-        Ok(Publisher { namespace, queue, in_flight })
+        tokio::spawn(sender.run(pending));
+        Publisher { namespace, queue, in_flight }
     }
 
-    /// Queues `event` under `topic` (e.g. `/tasks/exit`). Never blocks.
+    /// Queues `event` under `topic` (e.g. `/tasks/exit`). Never blocks; any
+    /// thread may call it.
     pub fn publish(&self, topic: &str, event: &dyn MessageDyn) {
         let value = match event.write_to_bytes_dyn() {
             Ok(v) => v,
@@ -81,67 +107,61 @@ impl Publisher {
         envelope.namespace = self.namespace.clone();
         envelope.topic = topic.to_string();
         envelope.event = MessageField::some(any);
-        *self.in_flight.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.in_flight.add_one();
         let dropped = match self.queue.try_send(envelope) {
             Ok(()) => return,
             Err(TrySendError::Full(_)) => "the queue is full (containerd unreachable)",
-            Err(TrySendError::Disconnected(_)) => "the events thread is gone",
+            Err(TrySendError::Closed(_)) => "the events task is gone",
         };
         log::error!("dropping {topic} event: {dropped}");
-        self.done_with_one();
+        self.in_flight.done_with_one();
     }
 
     /// Waits until every queued event was sent (or given up on), at most
     /// `timeout`: the shim calls it before exiting, so TaskExit and
     /// TaskDelete reach containerd.
-    pub fn flush(&self, timeout: Duration) {
-        let (lock, cv) = &*self.in_flight;
-        let deadline = Instant::now() + timeout;
-        let mut n = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while *n > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                log::warn!("{} event(s) not sent to containerd before exit", *n);
-                return;
+    pub async fn flush(&self, timeout: Duration) {
+        let all_sent = async {
+            loop {
+                let none_left = self.in_flight.none_left.notified();
+                tokio::pin!(none_left);
+                // Registered before the look: the last one going in between wakes us.
+                none_left.as_mut().enable();
+                if self.in_flight.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                none_left.await;
             }
-            n = cv.wait_timeout(n, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        };
+        if tokio::time::timeout(timeout, all_sent).await.is_err() {
+            log::warn!("{} event(s) not sent to containerd before exit", self.in_flight.count.load(Ordering::SeqCst));
         }
     }
-
-    fn done_with_one(&self) {
-        finish_one(&self.in_flight);
-    }
 }
 
-fn finish_one(in_flight: &(Mutex<usize>, Condvar)) {
-    let mut n = in_flight.0.lock().unwrap_or_else(|e| e.into_inner());
-    *n = n.saturating_sub(1);
-    in_flight.1.notify_all();
-}
-
-/// The sending thread's state.
+/// The sending task's state.
 struct Sender {
     address: String,
     namespace: String,
     client: Option<EventsClient>,
-    in_flight: Arc<(Mutex<usize>, Condvar)>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Sender {
-    fn run(mut self, pending: Receiver<Envelope>) {
-        for envelope in pending {
-            self.deliver(envelope);
-            finish_one(&self.in_flight);
+    async fn run(mut self, mut pending: Receiver<Envelope>) {
+        while let Some(envelope) = pending.recv().await {
+            self.deliver(envelope).await;
+            self.in_flight.done_with_one();
         }
     }
 
-    fn deliver(&mut self, envelope: Envelope) {
+    async fn deliver(&mut self, envelope: Envelope) {
         let topic = envelope.topic.clone();
         let mut request = ForwardRequest::new();
         request.envelope = MessageField::some(envelope);
         let mut pauses = RETRY_PAUSES.iter();
         loop {
-            match self.forward(&request) {
+            match self.forward(&request).await {
                 Ok(()) => {
                     log::debug!("published {topic}");
                     return;
@@ -149,7 +169,7 @@ impl Sender {
                 Err(e) => match pauses.next() {
                     Some(pause) => {
                         log::warn!("publish {topic} to {}: {e}; retrying", self.address);
-                        std::thread::sleep(*pause);
+                        tokio::time::sleep(*pause).await;
                     }
                     None => {
                         log::error!("publish {topic} to {}: {e}; giving up on this event", self.address);
@@ -162,14 +182,14 @@ impl Sender {
 
     /// One attempt. The connection is kept only while it works: after a
     /// failure the next attempt dials again (containerd may have restarted).
-    fn forward(&mut self, request: &ForwardRequest) -> Result<(), ttrpc::Error> {
+    async fn forward(&mut self, request: &ForwardRequest) -> Result<(), ttrpc::Error> {
         let client = match self.client.take() {
             Some(client) => client,
-            None => EventsClient::new(Client::connect(&self.address)?),
+            None => EventsClient::new(Client::connect(&self.address).await?),
         };
         let mut ctx: Context = ttrpc::context::with_duration(FORWARD_TIMEOUT);
         ctx.metadata = HashMap::from([(NAMESPACE_HEADER.to_string(), vec![self.namespace.clone()])]);
-        client.forward(ctx, request)?;
+        client.forward(ctx, request).await?;
         self.client = Some(client);
         Ok(())
     }

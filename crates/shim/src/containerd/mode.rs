@@ -48,9 +48,9 @@ impl ContainerdMode {
     }
 
     /// Before the shim exits: give queued events a moment to go out.
-    pub fn flush(&self, timeout: Duration) {
+    pub async fn flush(&self, timeout: Duration) {
         if let Some(p) = &self.publisher {
-            p.flush(timeout);
+            p.flush(timeout).await;
         }
     }
 
