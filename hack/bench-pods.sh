@@ -19,9 +19,11 @@ source hack/setup.sh
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 1; }
 # berthd from the bench build, beside it the shim as it ships (statically
 # linked; hack/build-dist.sh).
-hack/build-dist.sh --shim-only && sync
+hack/build-dist.sh --shim-only
+sync
 # Absolute: cargo runs a bench in its package directory.
-export BERTH_SHIM_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/dist/berth-shim")
+BERTH_SHIM_BIN=$(realpath -e "${CARGO_TARGET_DIR:-target}/dist/berth-shim")
+export BERTH_SHIM_BIN
 status=0
 cargo bench -p berth-daemon --bench pods -- "${@:-50}" || status=$?
 # The runtimes' bridges and pod cgroups (the bench removed every pod).

@@ -8,7 +8,9 @@ source hack/setup.sh
 # The shim as it ships (statically linked; hack/build-dist.sh). A freshly
 # linked binary's pages are dirty in the page cache and would be counted
 # as private memory; flush them first.
-hack/build-dist.sh --shim-only && sync
+hack/build-dist.sh --shim-only
+sync
 # Absolute: cargo runs a bench in its package directory.
-export BERTH_SHIM_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/dist/berth-shim")
+BERTH_SHIM_BIN=$(realpath -e "${CARGO_TARGET_DIR:-target}/dist/berth-shim")
+export BERTH_SHIM_BIN
 exec cargo bench -p berth-shim --bench shim_lifecycle -- "${1:-100}" "${2:-30}"

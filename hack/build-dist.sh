@@ -19,18 +19,20 @@
 # linked statically; with `--target` the flags reach only target code, but
 # the outputs move to target/<triple>/, so only this build uses it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 shim_only=0 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --shim-only) shim_only=1 ;;
-    --out) out=$2; shift ;;
+    # Relative to where the script was called from.
+    --out) out=$(realpath -m "${2:?--out needs a directory}"); shift ;;
     *) echo "build-dist: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
-target_dir=${CARGO_TARGET_DIR:-target}
+cd "$(dirname "$0")/.."
+# Where cargo puts its output, whichever way it was configured.
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 out=${out:-$target_dir/dist}
 host=$(rustc -vV | sed -n 's/^host: //p')
 case "$host" in
@@ -49,9 +51,9 @@ shim=$target_dir/$host/release/berth-shim
 
 # A static executable has no program interpreter and no dynamic section;
 # a link that went wrong can have one without the other and crash at exec.
-if readelf -lW "$shim" | grep -Eq 'INTERP|DYNAMIC'; then
-  echo "build-dist: $shim is not a static executable:" >&2
-  readelf -lW "$shim" | grep -E 'INTERP|DYNAMIC' >&2
+headers=$(readelf -lW "$shim")
+if grep -E 'INTERP|DYNAMIC' <<<"$headers" >&2; then
+  echo "build-dist: $shim is not a static executable (above)" >&2
   exit 1
 fi
 "$shim" --version >/dev/null

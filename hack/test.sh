@@ -26,19 +26,19 @@ status=0
 cargo nextest run --workspace --no-fail-fast --failure-output final "$@" || status=$?
 
 # The shim that ships is linked statically (hack/build-dist.sh): the shim's
-# own tests, and the pod, restart, streaming and systemd-driver tests of a
-# whole berthd, run again on it. Only for the whole suite, as the VM run
-# below.
-STATIC_SHIM_TESTS='package(berth-shim) | (package(berth-daemon) & (binary(pods) | binary(pods_restart) | binary(streaming) | binary(systemd_driver)))'
+# own tests, and the pod, restart, streaming, systemd-driver and
+# containerd-handler tests of a whole berthd, run again on it. Only for the
+# whole suite, as the VM run below.
+STATIC_SHIM_TESTS='package(berth-shim) | (package(berth-daemon) & (binary(pods) | binary(pods_restart) | binary(streaming) | binary(systemd_driver) | binary(containerd_handler)))'
 if [ $# -eq 0 ] && [ "${BERTH_SKIP_STATIC_SHIM:-0}" != 1 ]; then
   echo "test: the shim's tests again, on the statically linked berth-shim (hack/build-dist.sh)"
-  dist=$(mktemp -d)
+  # Under the target dir, not /tmp: /tmp may be mounted noexec.
+  dist="$(realpath -m "${CARGO_TARGET_DIR:-target}")/dist-test"
   if hack/build-dist.sh --shim-only --out "$dist"; then
     BERTH_SHIM_BIN="$dist/berth-shim" cargo nextest run --no-fail-fast --failure-output final -E "$STATIC_SHIM_TESTS" || status=$?
   else
     status=1
   fi
-  rm -rf "$dist"
 fi
 
 # This host's cgroups are hybrid; most nodes are cgroup-v2-only. The tests

@@ -351,6 +351,40 @@ pub fn update_resources(spec: &mut serde_json::Map<String, Value>, r: &v1::Linux
     }
 }
 
+/// The limits a container has after an update `new` of `old`, by the same
+/// rule as [`update_resources`] and the shim: what the update sets (as
+/// [`resources`] would write it) replaces, what it leaves at zero stays.
+/// `oom_score_adj` stays: no update applies it to a process.
+pub fn merged_resources(old: &v1::LinuxContainerResources, new: &v1::LinuxContainerResources) -> v1::LinuxContainerResources {
+    let mut out = old.clone();
+    if new.cpu_shares > 0 {
+        out.cpu_shares = new.cpu_shares;
+    }
+    if new.cpu_quota > 0 {
+        out.cpu_quota = new.cpu_quota;
+    }
+    if new.cpu_period > 0 {
+        out.cpu_period = new.cpu_period;
+    }
+    if !new.cpuset_cpus.is_empty() {
+        out.cpuset_cpus = new.cpuset_cpus.clone();
+    }
+    if !new.cpuset_mems.is_empty() {
+        out.cpuset_mems = new.cpuset_mems.clone();
+    }
+    if new.memory_limit_in_bytes > 0 {
+        out.memory_limit_in_bytes = new.memory_limit_in_bytes;
+        if new.memory_swap_limit_in_bytes != 0 {
+            out.memory_swap_limit_in_bytes = new.memory_swap_limit_in_bytes;
+        }
+    }
+    if !new.hugepage_limits.is_empty() {
+        out.hugepage_limits = new.hugepage_limits.clone();
+    }
+    out.unified.extend(new.unified.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
 /// The object under `key`, made one if it is missing or not an object.
 fn object_at<'a>(map: &'a mut serde_json::Map<String, Value>, key: &str) -> &'a mut serde_json::Map<String, Value> {
     let slot = map.entry(key).or_insert_with(|| json!({}));

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{busybox_rootfs, require_root, spec};
+use common::{busybox_rootfs, require_root, shim_binary, spec};
 use containerd_shim_protos::{
     api,
     protobuf::Message,
@@ -50,7 +50,7 @@ impl Bundle {
     }
 
     fn shim_with_env(&self, env: &[(&str, &str)], more: &[&str], action: &str) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        let out = Command::new(shim_binary())
             .envs(env.iter().copied())
             .args(["-namespace", NAMESPACE, "-address", &self.address, "-publish-binary", "/usr/bin/containerd", "-id", &self.id])
             .args(more)

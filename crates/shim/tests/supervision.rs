@@ -17,8 +17,7 @@ fn killing_the_shims_parent_leaves_container_and_shim_serving() {
     let id = format!("orphan-{}", std::process::id());
     // A parent that outlives `start` and gets SIGKILLed afterwards, like a
     // berthd crashing.
-    let script =
-        format!("{} start --id {id} --socket {} --bundle {} >/dev/null; exec sleep 1000", env!("CARGO_BIN_EXE_berth-shim"), socket.display(), bundle.display());
+    let script = format!("{} start --id {id} --socket {} --bundle {} >/dev/null; exec sleep 1000", shim_binary().display(), socket.display(), bundle.display());
     let mut parent = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     wait_until("the shim listens", || std::os::unix::net::UnixStream::connect(&socket).is_ok());
     let client = TaskClient::new(ttrpc::Client::connect(&format!("unix://{}", socket.display())).unwrap());
@@ -109,7 +108,7 @@ fn start_right_after_delete_gets_a_new_shim_not_the_exiting_one() {
     let old_pid = shim.shim_pid;
     shim.delete().unwrap();
     // No pause here: berthd's next StartContainer can come this soon.
-    let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+    let out = Command::new(shim_binary())
         .args(["start", "--id", &shim.id, "--socket", shim.socket.to_str().unwrap(), "--bundle", shim.bundle.to_str().unwrap()])
         .output()
         .unwrap();

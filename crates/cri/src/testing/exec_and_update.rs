@@ -102,6 +102,12 @@ async fn an_update_of_a_running_container_goes_to_its_shim_and_survives_a_restar
     let limits = v1::LinuxContainerResources { cpu_shares: 512, memory_limit_in_bytes: 64 << 20, ..Default::default() };
     rt.update_container_resources(update(&id, limits.clone())).await.unwrap();
     assert_eq!(node.world.calls_of("shim.update"), [format!(r#"shim.update {id} {{"cpu":{{"shares":512}},"memory":{{"limit":67108864}}}}"#)]);
+    // A later update that sets only the CPU keeps the memory limit, in the
+    // cgroup (the shim leaves what the update does not name) and so in
+    // the status.
+    rt.update_container_resources(update(&id, v1::LinuxContainerResources { cpu_shares: 1024, ..Default::default() })).await.unwrap();
+    let limits = v1::LinuxContainerResources { cpu_shares: 1024, ..limits };
+    assert_eq!(rt.containers.get(&id).unwrap().snapshot().resources, limits);
     drop(rt);
     node.world.crash_berthd();
     let rt = node.start().await;

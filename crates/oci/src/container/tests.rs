@@ -260,3 +260,28 @@ fn an_update_replaces_the_limits_it_sets_and_keeps_the_rest() {
     update_resources(bare.as_object_mut().unwrap(), &v1::LinuxContainerResources { memory_limit_in_bytes: 1 << 30, ..Default::default() });
     assert_eq!(bare["linux"]["resources"], json!({ "memory": { "limit": 1 << 30 } }));
 }
+
+#[test]
+fn the_recorded_limits_after_an_update_are_the_ones_that_apply() {
+    let old = v1::LinuxContainerResources {
+        cpu_shares: 256,
+        memory_limit_in_bytes: 64 << 20,
+        oom_score_adj: 500,
+        unified: [("memory.high".to_string(), "50M".to_string())].into(),
+        ..Default::default()
+    };
+    let new = v1::LinuxContainerResources {
+        cpu_quota: 20_000,
+        oom_score_adj: -10,
+        unified: [("pids.max".to_string(), "9".to_string())].into(),
+        ..Default::default()
+    };
+    let merged = merged_resources(&old, &new);
+    assert_eq!((merged.cpu_shares, merged.cpu_quota, merged.memory_limit_in_bytes), (256, 20_000, 64 << 20));
+    assert_eq!(merged.oom_score_adj, 500, "no update applies oom_score_adj");
+    assert_eq!(merged.unified.len(), 2);
+    // The spec gets the same: what the update leaves at zero stays.
+    let mut spec = serde_json::json!({ "linux": { "resources": resources(&old) } });
+    update_resources(spec.as_object_mut().unwrap(), &new);
+    assert_eq!(spec["linux"]["resources"], resources(&merged));
+}

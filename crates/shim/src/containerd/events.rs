@@ -29,7 +29,7 @@ use containerd_shim_protos::{
     protobuf::{well_known_types::any::Any, MessageDyn, MessageField},
     shim::event::Envelope,
     shim_async::{Client, EventsClient},
-    ttrpc::{self, context::Context},
+    ttrpc::{self, asynchronous::transport::Socket, context::Context},
 };
 use tokio::sync::{
     mpsc::{channel, error::TrySendError, Receiver, Sender as Queue},
@@ -185,12 +185,26 @@ impl Sender {
     async fn forward(&mut self, request: &ForwardRequest) -> Result<(), ttrpc::Error> {
         let client = match self.client.take() {
             Some(client) => client,
-            None => EventsClient::new(Client::connect(&self.address).await?),
+            None => EventsClient::new(Client::new(Socket::new(self.connect().await?))),
         };
         let mut ctx: Context = ttrpc::context::with_duration(FORWARD_TIMEOUT);
         ctx.metadata = HashMap::from([(NAMESPACE_HEADER.to_string(), vec![self.namespace.clone()])]);
         client.forward(ctx, request).await?;
         self.client = Some(client);
         Ok(())
+    }
+
+    /// Dials containerd without ever blocking the loop: ttrpc's own
+    /// `Client::connect` makes a blocking connect(2), which waits with no
+    /// limit while containerd's listen backlog is full (containerd hung or
+    /// stopped), and this loop is the whole shim. A non-blocking connect
+    /// fails at once then (EAGAIN) and the event is retried.
+    async fn connect(&self) -> Result<tokio::net::UnixStream, ttrpc::Error> {
+        let path = self.address.strip_prefix("unix://").unwrap_or(&self.address);
+        match tokio::time::timeout(FORWARD_TIMEOUT, tokio::net::UnixStream::connect(path)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(ttrpc::Error::Others(format!("connect {path}: {e}"))),
+            Err(_) => Err(ttrpc::Error::Others(format!("connect {path}: no answer in {FORWARD_TIMEOUT:?}"))),
+        }
     }
 }
