@@ -10,7 +10,7 @@ mod token;
 
 use std::{
     net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command},
     time::{Duration, Instant},
 };
@@ -601,6 +601,45 @@ pub fn push_with_opaque_layer(registry: &Registry, work: &Path, name: &str) {
         .arg(format!("docker://{}/{name}", registry.host())));
 }
 
+/// SIGKILLs every process in the cgroup `relative` and below it, in every
+/// hierarchy, waits (up to 2 s) until they are gone, and removes the
+/// cgroups: the cleanup of a test that failed with its container running.
+pub fn end_cgroup_everywhere(relative: &str) {
+    fn procs(dir: &Path, out: &mut Vec<i32>) {
+        let text = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                procs(&e.path(), out);
+            }
+        }
+    }
+    let dirs: Vec<PathBuf> = cgroup_hierarchies().into_iter().map(|h| h.join(relative.trim_start_matches('/'))).filter(|d| d.is_dir()).collect();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut pids = Vec::new();
+        for d in &dirs {
+            procs(d, &mut pids);
+        }
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    remove_cgroup_everywhere(relative);
+}
+
+/// `/sys/fs/cgroup` and every hierarchy mounted below it.
+fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_path_buf()];
+    hierarchies.extend(std::fs::read_dir(root).into_iter().flatten().flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+    hierarchies
+}
+
 /// Removes the (empty) cgroup `relative` (e.g. `/berth-test-1-2`) and
 /// everything below it, in every hierarchy this host mounts: v1
 /// controllers, named hierarchies such as `name=systemd`, and cgroup2.
@@ -615,10 +654,7 @@ pub fn remove_cgroup_everywhere(relative: &str) {
         let _ = std::fs::remove_dir(dir);
     }
     let relative = relative.trim_start_matches('/');
-    let root = Path::new("/sys/fs/cgroup");
-    let mut hierarchies = vec![root.to_path_buf()];
-    hierarchies.extend(std::fs::read_dir(root).into_iter().flatten().flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
-    for h in hierarchies {
+    for h in cgroup_hierarchies() {
         let dir = h.join(relative);
         if dir.is_dir() {
             remove_tree(&dir);
