@@ -265,9 +265,22 @@ async fn events_updates_and_log_reopen_reach_the_running_container() {
         .update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(resources), ..Default::default() })
         .await
         .unwrap();
-    let limit = berth_testkit::cgroups::HostCgroup::new(&format!("{}/ops/{id}", node.cgroup_parent)).memory_limit().to_string();
-    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    let cgroup = berth_testkit::cgroups::HostCgroup::new(&format!("{}/ops/{id}", node.cgroup_parent));
+    assert_eq!(cgroup.memory_limit().to_string().trim(), (48u64 << 20).to_string());
     assert_eq!(node.status(&id).await.resources.unwrap().linux.unwrap().cpu_shares, 512);
+    // A quota, then -1 to lift it (what the update does not name stays).
+    let quota = |q: i64| v1::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(v1::LinuxContainerResources { cpu_quota: q, cpu_period: 100_000, ..Default::default() }),
+        ..Default::default()
+    };
+    node.rt.update_container_resources(quota(50_000)).await.unwrap();
+    let read_quota = || cgroup.read("cpu", "cpu.cfs_quota_us", "cpu.max").split_whitespace().next().unwrap_or_default().to_string();
+    assert_eq!(read_quota(), "50000");
+    node.rt.update_container_resources(quota(-1)).await.unwrap();
+    assert!(matches!(read_quota().as_str(), "-1" | "max"), "the quota is lifted: {}", read_quota());
+    let status = node.status(&id).await.resources.unwrap().linux.unwrap();
+    assert_eq!((status.cpu_quota, status.cpu_shares, status.memory_limit_in_bytes), (-1, 512, 48 << 20));
 
     // The kubelet rotates the log: rename, then ReopenContainerLog.
     let log = node.logs.join("ops/app.log");

@@ -301,7 +301,9 @@ pub fn resources(r: &v1::LinuxContainerResources) -> Value {
     if r.cpu_shares > 0 {
         cpu.insert("shares".into(), json!(r.cpu_shares));
     }
-    if r.cpu_quota > 0 {
+    // -1: no quota, which an update uses to lift one (containerd writes
+    // it too); 0: not set.
+    if r.cpu_quota > 0 || r.cpu_quota == -1 {
         cpu.insert("quota".into(), json!(r.cpu_quota));
     }
     if r.cpu_period > 0 {
@@ -360,7 +362,7 @@ pub fn merged_resources(old: &v1::LinuxContainerResources, new: &v1::LinuxContai
     if new.cpu_shares > 0 {
         out.cpu_shares = new.cpu_shares;
     }
-    if new.cpu_quota > 0 {
+    if new.cpu_quota > 0 || new.cpu_quota == -1 {
         out.cpu_quota = new.cpu_quota;
     }
     if new.cpu_period > 0 {

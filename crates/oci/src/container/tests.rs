@@ -285,3 +285,15 @@ fn the_recorded_limits_after_an_update_are_the_ones_that_apply() {
     update_resources(spec.as_object_mut().unwrap(), &new);
     assert_eq!(spec["linux"]["resources"], resources(&merged));
 }
+
+#[test]
+fn an_update_with_quota_minus_one_lifts_the_quota() {
+    let old = v1::LinuxContainerResources { cpu_quota: 50_000, cpu_period: 100_000, ..Default::default() };
+    let lift = v1::LinuxContainerResources { cpu_quota: -1, ..Default::default() };
+    assert_eq!(merged_resources(&old, &lift).cpu_quota, -1);
+    let mut spec = serde_json::json!({ "linux": { "resources": resources(&old) } });
+    update_resources(spec.as_object_mut().unwrap(), &lift);
+    assert_eq!(spec["linux"]["resources"]["cpu"], json!({ "quota": -1, "period": 100_000 }));
+    // Left at 0 it stays.
+    assert_eq!(merged_resources(&old, &v1::LinuxContainerResources::default()).cpu_quota, 50_000);
+}
