@@ -260,11 +260,16 @@ async fn events_updates_and_log_reopen_reach_the_running_container() {
     assert_eq!(seen, [v1::ContainerEventType::ContainerCreatedEvent as i32, v1::ContainerEventType::ContainerStartedEvent as i32]);
 
     // New limits land in the container's cgroup and in its status.
-    let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 48 << 20, cpu_shares: 512, ..Default::default() };
+    let resources = v1::LinuxContainerResources { memory_limit_in_bytes: 48 << 20, cpu_shares: 512, oom_score_adj: 600, ..Default::default() };
     node.rt
         .update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(resources), ..Default::default() })
         .await
         .unwrap();
+    // oom_score_adj reaches the container's init (raised: lowering needs
+    // CAP_SYS_RESOURCE, which not every host grants).
+    let info = node.rt.container_status(v1::ContainerStatusRequest { container_id: id.clone(), verbose: true }).await.unwrap().into_inner().info;
+    let pid = serde_json::from_str::<serde_json::Value>(&info["info"]).unwrap()["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "600");
     let cgroup = berth_testkit::cgroups::HostCgroup::new(&format!("{}/ops/{id}", node.cgroup_parent));
     assert_eq!(cgroup.memory_limit().to_string().trim(), (48u64 << 20).to_string());
     assert_eq!(node.status(&id).await.resources.unwrap().linux.unwrap().cpu_shares, 512);

@@ -89,7 +89,12 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
 /// CAP_SYS_RESOURCE; without it the value is clamped to the current one, as
 /// containerd's `restrict_oom_score_adj` does, and a warning is returned.
 pub fn set_oom_score_adj(wanted: i32) -> Result<Option<String>> {
-    let path = "/proc/self/oom_score_adj";
+    set_oom_score_adj_at(std::path::Path::new("/proc/self/oom_score_adj"), wanted)
+}
+
+/// [`set_oom_score_adj`] of another process (`/proc/<pid>/oom_score_adj`):
+/// the shim's for a running container's init.
+pub fn set_oom_score_adj_at(path: &std::path::Path, wanted: i32) -> Result<Option<String>> {
     let current: i32 = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     if wanted == current {
         return Ok(None);

@@ -336,10 +336,14 @@ pub fn resources(r: &v1::LinuxContainerResources) -> Value {
 /// A new `r` (already validated) into a container's spec: what
 /// UpdateContainerResources does to a container that has no task yet, so
 /// that its Start runs it with the new limits. As the shim does to a
-/// running container's cgroup, the limits `r` sets replace the old ones
-/// and those it leaves at zero stay; the pids limit (an annotation) and
-/// the device rules are not CRI resources and stay too.
+/// running container, the limits `r` sets replace the old ones and those
+/// it leaves at zero stay (`oom_score_adj` too, into `process`); the pids
+/// limit (an annotation) and the device rules are not CRI resources and
+/// stay too.
 pub fn update_resources(spec: &mut serde_json::Map<String, Value>, r: &v1::LinuxContainerResources) {
+    if r.oom_score_adj != 0 {
+        object_at(spec, "process").insert("oomScoreAdj".into(), json!(r.oom_score_adj));
+    }
     let old = object_at(object_at(spec, "linux"), "resources");
     if let Value::Object(new) = resources(r) {
         for (key, value) in new {
@@ -355,10 +359,13 @@ pub fn update_resources(spec: &mut serde_json::Map<String, Value>, r: &v1::Linux
 
 /// The limits a container has after an update `new` of `old`, by the same
 /// rule as [`update_resources`] and the shim: what the update sets (as
-/// [`resources`] would write it) replaces, what it leaves at zero stays.
-/// `oom_score_adj` stays: no update applies it to a process.
+/// [`resources`] would write it, and `oom_score_adj`) replaces, what it
+/// leaves at zero stays.
 pub fn merged_resources(old: &v1::LinuxContainerResources, new: &v1::LinuxContainerResources) -> v1::LinuxContainerResources {
     let mut out = old.clone();
+    if new.oom_score_adj != 0 {
+        out.oom_score_adj = new.oom_score_adj;
+    }
     if new.cpu_shares > 0 {
         out.cpu_shares = new.cpu_shares;
     }

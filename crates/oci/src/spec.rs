@@ -51,6 +51,16 @@ pub const PAUSE_ANNOTATION: &str = "io.berth.pause";
 /// per pod, on the pod's cgroup). `berthctl run --pids-limit` sets it.
 pub const PIDS_LIMIT_ANNOTATION: &str = "io.berth.pids-limit";
 
+/// Annotation on a Task Update asking the shim to reopen the container's
+/// CRI log (after the kubelet rotated it): the Task API has no verb for
+/// it, and Update is the call that changes a running container.
+pub const REOPEN_LOG_ANNOTATION: &str = "io.berth.log.reopen";
+
+/// Annotation on a Task Update carrying a new oom_score_adj for the
+/// container's init (UpdateContainerResources' `oom_score_adj`): OCI
+/// LinuxResources, the Update's payload, has no field for it.
+pub const OOM_SCORE_ADJ_ANNOTATION: &str = "io.berth.oom-score-adj";
+
 pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A complete spec for `args` in `rootfs`, with every default filled in.

@@ -2,12 +2,10 @@ use std::sync::Arc;
 
 use k8s_cri::v1;
 
+use berth_oci::spec::REOPEN_LOG_ANNOTATION;
+
 use super::Runtime;
 use crate::error::{Error, Result};
-
-/// The shim's Update annotation for "reopen your log" (berth-shim's
-/// contract, docs/architecture.md).
-const REOPEN_LOG_ANNOTATION: &str = "io.berth.log.reopen";
 
 impl Runtime {
     /// After the kubelet rotated the log file, the shim opens it anew.

@@ -33,7 +33,12 @@ impl Runtime {
         if state == ContainerState::Running {
             let shim = container.shim().ok_or_else(|| Error::FailedPrecondition(format!("container {} has no shim", container.id)))?;
             let json = serde_json::to_vec(&berth_oci::container::resources(&resources)).map_err(|e| Error::Internal(e.to_string()))?;
-            shim.update(Some(json), Vec::new()).await?;
+            // The init's oom_score_adj, which OCI resources do not carry.
+            let annotations = match resources.oom_score_adj {
+                0 => Vec::new(),
+                adj => vec![(berth_oci::spec::OOM_SCORE_ADJ_ANNOTATION.to_string(), adj.to_string())],
+            };
+            shim.update(Some(json), annotations).await?;
         } else {
             // No task yet: Start creates it from the bundle's spec, which
             // takes the new limits (as containerd updates a created

@@ -99,9 +99,12 @@ async fn an_update_of_a_running_container_goes_to_its_shim_and_survives_a_restar
     let id = running_container(&rt, &pod, "app").await;
     node.world.forget_calls();
 
-    let limits = v1::LinuxContainerResources { cpu_shares: 512, memory_limit_in_bytes: 64 << 20, ..Default::default() };
+    let limits = v1::LinuxContainerResources { cpu_shares: 512, memory_limit_in_bytes: 64 << 20, oom_score_adj: 500, ..Default::default() };
     rt.update_container_resources(update(&id, limits.clone())).await.unwrap();
-    assert_eq!(node.world.calls_of("shim.update"), [format!(r#"shim.update {id} {{"cpu":{{"shares":512}},"memory":{{"limit":67108864}}}}"#)]);
+    assert_eq!(
+        node.world.calls_of("shim.update"),
+        [format!(r#"shim.update {id} {{"cpu":{{"shares":512}},"memory":{{"limit":67108864}}}} io.berth.oom-score-adj=500"#)]
+    );
     // A later update that sets only the CPU keeps the memory limit, in the
     // cgroup (the shim leaves what the update does not name) and so in
     // the status.
@@ -123,13 +126,16 @@ async fn an_update_of_a_created_container_reaches_the_spec_its_start_uses() {
     let devices = spec_resources(&node, &id)["devices"].clone();
     node.world.forget_calls();
 
-    let limits = v1::LinuxContainerResources { cpu_quota: 50_000, cpu_period: 100_000, memory_limit_in_bytes: 32 << 20, ..Default::default() };
+    let limits =
+        v1::LinuxContainerResources { cpu_quota: 50_000, cpu_period: 100_000, memory_limit_in_bytes: 32 << 20, oom_score_adj: 300, ..Default::default() };
     rt.update_container_resources(update(&id, limits.clone())).await.unwrap();
     assert_eq!(node.world.calls_of("shim."), Vec::<String>::new(), "a created container has no task to update");
     let resources = spec_resources(&node, &id);
     assert_eq!(resources["cpu"], serde_json::json!({ "quota": 50_000, "period": 100_000 }));
     assert_eq!(resources["memory"], serde_json::json!({ "limit": 32 << 20 }));
     assert_eq!(resources["devices"], devices, "the device rules are not the update's");
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(node.paths.bundle(&id).unwrap().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["process"]["oomScoreAdj"], 300);
     assert_eq!(rt.containers.get(&id).unwrap().snapshot().resources, limits);
     rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap();
     assert_eq!(state_of(&rt, &id), ContainerState::Running);

@@ -490,9 +490,10 @@ impl FakeShim {
         Ok(api::StateResponse { id: self.id.clone(), pid: FAKE_PID, status: status.into(), ..Default::default() })
     }
 
-    async fn update(&self, resources: Option<Vec<u8>>, _: Vec<(String, String)>) -> Result<(), ShimError> {
+    async fn update(&self, resources: Option<Vec<u8>>, annotations: Vec<(String, String)>) -> Result<(), ShimError> {
         let resources = resources.map(|json| String::from_utf8_lossy(&json).into_owned()).unwrap_or_default();
-        self.world.record(format!("shim.update {} {resources}", self.id));
+        let annotations: String = annotations.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        self.world.record(format!("shim.update {} {resources}{annotations}", self.id));
         self.gone()?;
         if self.world.fails("shim.update") {
             return Err(self.rpc_error("update"));

@@ -278,12 +278,13 @@ fn the_recorded_limits_after_an_update_are_the_ones_that_apply() {
     };
     let merged = merged_resources(&old, &new);
     assert_eq!((merged.cpu_shares, merged.cpu_quota, merged.memory_limit_in_bytes), (256, 20_000, 64 << 20));
-    assert_eq!(merged.oom_score_adj, 500, "no update applies oom_score_adj");
+    assert_eq!(merged.oom_score_adj, -10);
     assert_eq!(merged.unified.len(), 2);
     // The spec gets the same: what the update leaves at zero stays.
-    let mut spec = serde_json::json!({ "linux": { "resources": resources(&old) } });
+    let mut spec = serde_json::json!({ "process": { "oomScoreAdj": 500 }, "linux": { "resources": resources(&old) } });
     update_resources(spec.as_object_mut().unwrap(), &new);
     assert_eq!(spec["linux"]["resources"], resources(&merged));
+    assert_eq!(spec["process"]["oomScoreAdj"], -10);
 }
 
 #[test]
