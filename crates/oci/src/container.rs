@@ -242,6 +242,11 @@ pub fn validate_resources(r: &v1::LinuxContainerResources) -> Result<(), SpecErr
     if r.memory_swap_limit_in_bytes < -1 {
         return Err(invalid(field("memory_swap_limit_in_bytes"), format!("{} is below -1", r.memory_swap_limit_in_bytes)));
     }
+    // Memory plus swap bounds nothing without a memory limit (the cgroup
+    // files take it only beside one): refused rather than dropped.
+    if r.memory_swap_limit_in_bytes > 0 && r.memory_limit_in_bytes == 0 {
+        return Err(invalid(field("memory_swap_limit_in_bytes"), "is set without memory_limit_in_bytes".to_string()));
+    }
     if r.cpu_shares < 0 || r.cpu_shares > 262_144 {
         return Err(invalid(field("cpu_shares"), format!("{} is outside 0..=262144", r.cpu_shares)));
     }

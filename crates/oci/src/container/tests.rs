@@ -100,8 +100,9 @@ fn absurd_resources_name_their_field() {
         v1::LinuxContainerResources { cpu_shares: 1 << 40, ..Default::default() },
         v1::LinuxContainerResources { cpuset_cpus: "0-x".into(), ..Default::default() },
         v1::LinuxContainerResources { oom_score_adj: 5000, ..Default::default() },
+        v1::LinuxContainerResources { memory_swap_limit_in_bytes: 1 << 30, ..Default::default() },
     ];
-    let fields = ["memory_limit_in_bytes", "cpu_quota", "cpu_shares", "cpuset_cpus", "oom_score_adj"];
+    let fields = ["memory_limit_in_bytes", "cpu_quota", "cpu_shares", "cpuset_cpus", "oom_score_adj", "memory_swap_limit_in_bytes"];
     for (r, f) in cases.iter().zip(fields) {
         let e = validate_resources(r).unwrap_err();
         assert_eq!(e.field, format!("linux.resources.{f}"));
