@@ -10,12 +10,7 @@ use containerd_shim_protos::api;
 #[test]
 fn terminal_mode_allocates_a_pty_logs_its_output_and_resizes() {
     let shim = Shim::start("tty");
-    let mut spec = spec(&shim.id, &["sh", "-c", "tty; sleep 0.5; stty size"]);
-    spec.process_mut().as_mut().unwrap().set_terminal(Some(true));
-    shim.write_spec(&spec);
-    let mut req = shim.create_request();
-    req.terminal = true;
-    req.stderr = String::new();
+    let req = shim.terminal_request(&["sh", "-c", "tty; sleep 0.5; stty size"]);
     let pid = shim.client.create(Shim::ctx(), &req).unwrap().pid;
     shim.start_task("").unwrap();
     let resize = api::ResizePtyRequest { id: shim.id.clone(), width: 123, height: 45, ..Default::default() };

@@ -91,12 +91,7 @@ fn one_thread_with_a_running_container_an_exec_and_an_attached_client() {
 #[test]
 fn one_thread_with_a_terminal() {
     let shim = Shim::start("threads-tty");
-    let mut spec = spec(&shim.id, &["sh", "-c", "while :; do echo tick; sleep 0.1; done"]);
-    spec.process_mut().as_mut().unwrap().set_terminal(Some(true));
-    shim.write_spec(&spec);
-    let mut req = shim.create_request();
-    req.terminal = true;
-    req.stderr = String::new();
+    let mut req = shim.terminal_request(&["sh", "-c", "while :; do echo tick; sleep 0.1; done"]);
     req.stdin = berth_oci::attach::ATTACH_STDIN.into();
     let pid = shim.client.create(Shim::ctx(), &req).unwrap().pid;
     shim.start_task("").unwrap();
@@ -163,12 +158,7 @@ fn report_memory() {
     shim.delete_and_assert_clean(pid);
 
     let shim = Shim::start("mem-tty");
-    let mut spec = spec(&shim.id, &["sh", "-c", "while :; do echo tick; sleep 1; done"]);
-    spec.process_mut().as_mut().unwrap().set_terminal(Some(true));
-    shim.write_spec(&spec);
-    let mut req = shim.create_request();
-    req.terminal = true;
-    req.stderr = String::new();
+    let req = shim.terminal_request(&["sh", "-c", "while :; do echo tick; sleep 1; done"]);
     let pid = shim.client.create(Shim::ctx(), &req).unwrap().pid;
     shim.start_task("").unwrap();
     let init_wait = wait_in_background(&shim, "");

@@ -87,6 +87,22 @@ impl HostCgroup {
     }
 }
 
+/// Every process id in the cgroup directory `dir` and the cgroups below it.
+pub fn pids_below(dir: &Path) -> Vec<u32> {
+    fn collect(dir: &Path, pids: &mut Vec<u32>) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect(&entry.path(), pids);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    collect(dir, &mut pids);
+    pids
+}
+
 /// The controllers a cgroup2 directory offers its children.
 fn controllers_at(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default().split_whitespace().map(String::from).collect()

@@ -605,29 +605,17 @@ pub fn push_with_opaque_layer(registry: &Registry, work: &Path, name: &str) {
 /// hierarchy, waits (up to 2 s) until they are gone, and removes the
 /// cgroups: the cleanup of a test that failed with its container running.
 pub fn end_cgroup_everywhere(relative: &str) {
-    fn procs(dir: &Path, out: &mut Vec<i32>) {
-        let text = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                procs(&e.path(), out);
-            }
-        }
-    }
     let dirs: Vec<PathBuf> = cgroup_hierarchies().into_iter().map(|h| h.join(relative.trim_start_matches('/'))).filter(|d| d.is_dir()).collect();
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let mut pids = Vec::new();
-        for d in &dirs {
-            procs(d, &mut pids);
-        }
+        let pids: Vec<u32> = dirs.iter().flat_map(|d| cgroups::pids_below(d)).collect();
         if pids.is_empty() || Instant::now() > deadline {
             break;
         }
         for pid in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
     remove_cgroup_everywhere(relative);
 }

@@ -760,19 +760,7 @@ fn remove_cgroup_tree(cgroups: &[HostCgroup]) -> bool {
 
 /// Every PID in the machine's cgroup trees.
 fn processes_in(cgroups: &[HostCgroup]) -> Vec<u32> {
-    fn collect(dir: &Path, pids: &mut Vec<u32>) {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                collect(&entry.path(), pids);
-            }
-        }
-    }
-    let mut pids = Vec::new();
-    for cgroup in cgroups {
-        collect(&cgroup.dir, &mut pids);
-    }
+    let mut pids: Vec<u32> = cgroups.iter().flat_map(|c| crate::cgroups::pids_below(&c.dir)).collect();
     pids.sort_unstable();
     pids.dedup();
     pids

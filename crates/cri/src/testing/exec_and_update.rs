@@ -3,7 +3,7 @@
 
 use k8s_cri::v1;
 
-use super::{container_request, fakes::ExecScript, ready_pod, running_container, state_of, Node};
+use super::{container_request, fakes::ExecScript, node_with_running_container, ready_pod, running_container, state_of, Node};
 use crate::{error::Error, state::ContainerState};
 
 fn exec_request(id: &str, cmd: &[&str], timeout: i64) -> v1::ExecSyncRequest {
@@ -25,10 +25,7 @@ fn spec_resources(node: &Node, id: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn exec_sync_answers_the_output_and_exit_code_and_leaves_nothing() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.script_execs(ExecScript { stdout: b"out\n".to_vec(), stderr: b"err\n".to_vec(), exit: Some(3) });
     node.world.forget_calls();
 
@@ -44,10 +41,7 @@ async fn exec_sync_answers_the_output_and_exit_code_and_leaves_nothing() {
 
 #[tokio::test]
 async fn an_exec_sync_past_its_timeout_is_killed_deleted_and_deadline_exceeded() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.script_execs(ExecScript { exit: None, ..Default::default() });
     node.world.forget_calls();
 
@@ -93,10 +87,7 @@ fn update(id: &str, resources: v1::LinuxContainerResources) -> v1::UpdateContain
 
 #[tokio::test]
 async fn an_update_of_a_running_container_goes_to_its_shim_and_survives_a_restart() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.forget_calls();
 
     let limits = v1::LinuxContainerResources { cpu_shares: 512, memory_limit_in_bytes: 64 << 20, oom_score_adj: 500, ..Default::default() };
@@ -143,10 +134,7 @@ async fn an_update_of_a_created_container_reaches_the_spec_its_start_uses() {
 
 #[tokio::test]
 async fn an_update_the_shim_refuses_changes_no_record() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     let before = rt.containers.get(&id).unwrap().snapshot().resources;
     node.world.fail("shim.update");
 
@@ -159,10 +147,7 @@ async fn an_update_the_shim_refuses_changes_no_record() {
 
 #[tokio::test]
 async fn updates_need_valid_limits_and_a_container_that_has_not_exited() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.forget_calls();
 
     let err = rt.update_container_resources(v1::UpdateContainerResourcesRequest { container_id: id.clone(), ..Default::default() }).await.unwrap_err();

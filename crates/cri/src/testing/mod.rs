@@ -160,6 +160,16 @@ pub async fn running_container(rt: &Arc<Runtime>, pod: &str, name: &str) -> Stri
     id
 }
 
+/// A started node with a Ready pod "web" and its running container
+/// "app": (node, runtime, container id).
+pub async fn node_with_running_container() -> (Node, Arc<Runtime>, String) {
+    let node = Node::new().await;
+    let rt = node.start().await;
+    let pod = ready_pod(&node, &rt, "web").await;
+    let id = running_container(&rt, &pod, "app").await;
+    (node, rt, id)
+}
+
 pub fn state_of(rt: &Runtime, id: &str) -> crate::state::ContainerState {
     rt.containers.get(id).unwrap().state()
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use k8s_cri::v1;
 
-use super::{container_request, ready_pod, running_container, Node};
+use super::{container_request, node_with_running_container, ready_pod, running_container, Node};
 
 /// Writes the files the kernel keeps for a container's cgroup.
 fn write_cgroup(node: &Node, rt: &crate::runtime::Runtime, id: &str, files: &[(&str, &str)]) {
@@ -41,10 +41,7 @@ fn figure(v: &Option<v1::UInt64Value>) -> u64 {
 
 #[tokio::test]
 async fn container_stats_are_read_from_its_cgroup() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     write_usage(&node, &rt, &id, "max");
 
     let stats = rt.container_stats(v1::ContainerStatsRequest { container_id: id.clone() }).await.unwrap().stats.unwrap();

@@ -8,7 +8,8 @@ use containerd_shim_protos::api;
 use k8s_cri::v1;
 
 use super::{
-    container_config, container_request, eventually, fakes::FAKE_PID, pod_request, pod_request_with_pid, ready_pod, running_container, state_of, Node,
+    container_config, container_request, eventually, fakes::FAKE_PID, node_with_running_container, pod_request, pod_request_with_pid, ready_pod,
+    running_container, state_of, Node,
 };
 use crate::{
     error::Error,
@@ -299,10 +300,7 @@ async fn bad_create_input_is_invalid_argument_naming_the_field_before_anything_i
 
 #[tokio::test]
 async fn start_runs_the_task_and_its_exit_is_recorded_then_deleted() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     let c = rt.containers.get(&id).unwrap();
     assert_eq!(c.state(), ContainerState::Running);
     assert_eq!(c.snapshot().pid, FAKE_PID);
@@ -330,10 +328,7 @@ async fn start_runs_the_task_and_its_exit_is_recorded_then_deleted() {
 
 #[tokio::test]
 async fn start_is_only_for_created_containers() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.forget_calls();
     let err = rt.start_container(v1::StartContainerRequest { container_id: id.clone() }).await.unwrap_err();
     assert!(matches!(&err, Error::FailedPrecondition(m) if m.contains("Running")), "{err:?}");
@@ -401,10 +396,7 @@ async fn a_shim_that_fails_to_launch_is_a_start_error() {
 
 #[tokio::test]
 async fn stop_sends_the_stop_signal_and_waits_for_the_exit() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.forget_calls();
     rt.stop_container(v1::StopContainerRequest { container_id: id.clone(), timeout: 10 }).await.unwrap();
     let r = rt.containers.get(&id).unwrap().snapshot();
@@ -414,10 +406,7 @@ async fn stop_sends_the_stop_signal_and_waits_for_the_exit() {
 
 #[tokio::test]
 async fn stop_kills_after_the_timeout_when_the_signal_is_ignored() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.fail("shim.ignore_term");
     node.world.forget_calls();
     let began = std::time::Instant::now();
@@ -452,10 +441,7 @@ async fn stop_of_what_is_not_running_is_a_no_op() {
 
 #[tokio::test]
 async fn a_shim_lost_while_running_is_an_unknown_exit() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     node.world.kill_shim(&id);
     let c = rt.containers.get(&id).unwrap();
     tokio::time::timeout(Duration::from_secs(5), c.wait_exited()).await.unwrap();
@@ -623,10 +609,7 @@ async fn recovery_drops_containers_of_removed_pods() {
 
 #[tokio::test]
 async fn remove_container_answers_once_the_records_are_gone_and_deletes_the_files_after() {
-    let node = Node::new().await;
-    let rt = node.start().await;
-    let pod = ready_pod(&node, &rt, "web").await;
-    let id = running_container(&rt, &pod, "app").await;
+    let (node, rt, id) = node_with_running_container().await;
     let layer = rt.snapshots.stat(&id).unwrap();
     let layer_dir = rt.snapshots.fs_dir(&layer);
     let record_dir = node.paths.container_dir(&id).unwrap();

@@ -132,6 +132,18 @@ impl Shim {
         api::CreateTaskRequest { id: self.id.clone(), bundle: self.bundle.display().to_string(), stdout: log.clone(), stderr: log, ..Default::default() }
     }
 
+    /// Writes a spec of `args` with a terminal and returns the Create
+    /// request for it (a pty carries stdout and stderr both).
+    pub fn terminal_request(&self, args: &[&str]) -> api::CreateTaskRequest {
+        let mut spec = spec(&self.id, args);
+        spec.process_mut().as_mut().unwrap().set_terminal(Some(true));
+        self.write_spec(&spec);
+        let mut req = self.create_request();
+        req.terminal = true;
+        req.stderr = String::new();
+        req
+    }
+
     pub fn create(&self, spec: &Spec) -> ttrpc::Result<u32> {
         self.write_spec(spec);
         self.client.create(Self::ctx(), &self.create_request()).map(|r| r.pid)
