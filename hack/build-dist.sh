@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds berth's binaries as they ship, into target/dist: berthd and
-# berthctl as `cargo build --release` makes them, and berth-shim linked
-# statically (glibc and libseccomp inside, position-dependent).
+# berthctl as `cargo build --release` makes them, and berth-shim with
+# berth-runtime (the package's two binaries: the resident shim and what it
+# execs per container step) linked statically (glibc and libseccomp inside,
+# position-dependent).
 #
 #   hack/build-dist.sh [--shim-only] [--out DIR]
 #
@@ -47,19 +49,19 @@ seccomp_a=$(gcc -print-file-name=libseccomp.a)
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static -C relocation-model=static" \
   LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(dirname "$seccomp_a") \
   cargo build --release -p berth-shim --target "$host"
-shim=$target_dir/$host/release/berth-shim
-
-# A static executable has no program interpreter and no dynamic section;
-# a link that went wrong can have one without the other and crash at exec.
-headers=$(readelf -lW "$shim")
-if grep -E 'INTERP|DYNAMIC' <<<"$headers" >&2; then
-  echo "build-dist: $shim is not a static executable (above)" >&2
-  exit 1
-fi
-"$shim" --version >/dev/null
-
 mkdir -p "$out"
-install -m 0755 "$shim" "$out/berth-shim"
+for name in berth-shim berth-runtime; do
+  bin=$target_dir/$host/release/$name
+  # A static executable has no program interpreter and no dynamic section;
+  # a link that went wrong can have one without the other and crash at exec.
+  headers=$(readelf -lW "$bin")
+  if grep -E 'INTERP|DYNAMIC' <<<"$headers" >&2; then
+    echo "build-dist: $bin is not a static executable (above)" >&2
+    exit 1
+  fi
+  "$bin" --version >/dev/null
+  install -m 0755 "$bin" "$out/$name"
+done
 if [ "$shim_only" = 0 ]; then
   cargo build --release -p berth-daemon -p berth-ctl
   install -m 0755 "$target_dir/release/berthd" "$target_dir/release/berthctl" "$out/"

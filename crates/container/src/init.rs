@@ -1,5 +1,5 @@
 //! The container init: runs in a freshly exec'd, single-threaded
-//! `berth-shim init`, never in a process with other threads.
+//! `berth-runtime init`, never in a process with other threads.
 //!
 //! Stage 1 enters the namespaces and forks; stage 2 is the container's
 //! process (pid 1 of a new pid namespace, or the exec'd process), which
@@ -23,7 +23,7 @@ use crate::{
     tty,
 };
 
-/// Entry point of `berth-shim init`. Never returns: in a forked child,
+/// Entry point of `berth-runtime init`. Never returns: in a forked child,
 /// returning into the caller's code would run it twice.
 pub fn run(channel: Channel) -> ! {
     let code = match stage1(&channel) {
@@ -49,6 +49,7 @@ fn stage1(channel: &Channel) -> Result<()> {
         None => return Err(Error::Sync("shim closed the channel before Bootstrap".into())),
     };
     let spec = load_spec(&bootstrap.bundle)?;
+    let exec_process = bootstrap.exec.as_ref().map(|t| t.parse_process()).transpose()?;
     let mut idmapped = IdmappedMounts::default();
     match &bootstrap.exec {
         None => {
@@ -72,7 +73,7 @@ fn stage1(channel: &Channel) -> Result<()> {
     match unsafe { fork() }.map_err(Error::sys("fork"))? {
         ForkResult::Parent { child } => channel.send(&InitMessage::Pid(child.as_raw())),
         ForkResult::Child => {
-            let code = match stage2(channel, &spec, &bootstrap, &idmapped) {
+            let code = match stage2(channel, &spec, &bootstrap, exec_process.as_ref(), &idmapped) {
                 Ok(never) => match never {},
                 Err(e) => {
                     report(channel, &e);
@@ -87,10 +88,10 @@ fn stage1(channel: &Channel) -> Result<()> {
 
 enum Never {}
 
-fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, idmapped: &IdmappedMounts) -> Result<Never> {
+fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, exec_process: Option<&Process>, idmapped: &IdmappedMounts) -> Result<Never> {
     setsid().map_err(Error::sys("setsid"))?;
-    let (process, is_exec) = match &b.exec {
-        Some(t) => (t.process.as_ref(), true),
+    let (process, is_exec) = match exec_process {
+        Some(p) => (p, true),
         None => (spec.process().as_ref().ok_or_else(|| Error::InvalidSpec("no process section".into()))?, false),
     };
     process::validate_user(process)?;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! shim                               init (stage 1)        init (stage 2 = container pid 1)
-//!  spawn `berth-shim init` ──────────▶
+//!  spawn `berth-runtime init` ────────▶
 //!  put pid in cgroup
 //!  Bootstrap ─────────────────────────▶ setns/unshare, fork ─▶
 //!            ◀──────────────────────── Pid(stage 2), exit
@@ -14,6 +14,17 @@
 //! ```
 //! An `Error` can arrive at any step instead; the init then exits. Exec
 //! processes follow the same path but stage 2 execs without waiting for Start.
+//!
+//! A new container's stage 1 starts as `berth-runtime create`, which does
+//! the host-side work first and then becomes the init in place (exec, same
+//! pid), so the shim that stays resident never runs that code:
+//!
+//! ```text
+//!  spawn `berth-runtime create`
+//!  Prepare ───────────────────────────▶ mount rootfs, make the cgroup, join it
+//!          ◀──────────────────────────── Prepared, exec `berth-runtime init`
+//!  Bootstrap ─────────────────────────▶ (as above)
+//! ```
 
 use std::{
     io::{IoSlice, IoSliceMut},
@@ -35,8 +46,27 @@ const MAX_MESSAGE: usize = 1 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ShimMessage {
+    Prepare(Prepare),
     Bootstrap(Bootstrap),
     Start,
+}
+
+/// What `berth-runtime create` sets up on the host before the init runs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Prepare {
+    pub id: String,
+    /// Bundle directory holding `config.json`.
+    pub bundle: PathBuf,
+    /// Mounted in order on `<bundle>/rootfs` (empty: the bundle has its rootfs).
+    pub rootfs: Vec<RootfsMount>,
+}
+
+/// One mount of `CreateTaskRequest.rootfs`, as containerd describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootfsMount {
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,11 +83,23 @@ pub struct Bootstrap {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ExecTarget {
     pub pid: i32,
-    pub process: Box<Process>,
+    /// The OCI process as JSON, parsed by the init alone: the resident
+    /// shim passes it on unread.
+    pub process: String,
+}
+
+impl ExecTarget {
+    pub fn parse_process(&self) -> Result<Process> {
+        serde_json::from_str(&self.process).map_err(|e| Error::InvalidSpec(format!("exec process: {e}")))
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum InitMessage {
+    /// `berth-runtime create` is done with the host: the rootfs is mounted
+    /// (where, if it mounted one) and the cgroup made, with this process in
+    /// it. From here the shim owns undoing both (`berth-runtime delete`).
+    Prepared(Prepared),
     /// Host pid of the process that will exec the user's command.
     Pid(i32),
     /// The pty master travels as SCM_RIGHTS alongside this message.
@@ -70,6 +112,15 @@ pub enum InitMessage {
     },
     /// Non-fatal things the shim should log (e.g. a clamped oom_score_adj).
     Warning(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prepared {
+    pub rootfs_mount: Option<PathBuf>,
+    /// `linux.cgroupsPath` as the helpers take it (berth's default filled in).
+    pub cgroups_path: String,
+    /// The cgroup's directory below each hierarchy's root.
+    pub cgroup_dir: PathBuf,
 }
 
 /// One end of the socketpair.

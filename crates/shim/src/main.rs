@@ -1,24 +1,25 @@
-//! `berth-shim`: one per container. Its role comes from argv before any
-//! thread exists, so the `init` role is a single-threaded process in which
-//! forking is safe (DESIGN.md, "Rules that keep it correct").
+//! `berth-shim`: one per container, resident while it lives. It serves the
+//! Task API, reaps, copies stdio to the CRI log and serves attach; the work
+//! that builds and removes the container (specs, mounts, cgroup drivers,
+//! the init) is `berth-runtime`'s, exec'd beside it per step
+//! (src/bin/berth-runtime), so none of that code is mapped in the shims a
+//! node keeps running.
 //!
 //! ```text
 //! berth-shim start --id ID --socket PATH [--bundle DIR] [--cgroup PATH]
 //!     daemonizes `serve`, prints the ttrpc address, exits
 //! berth-shim serve ...        (internal) the Task API server
-//! berth-shim init             (internal) container init, driven over a socket
 //! berth-shim -namespace NS -address A -publish-binary B -id ID ... start|delete
 //!     containerd's shim v2 invocation (as containerd-shim-berth-v2)
 //! ```
 
-// The shim forks its init and handles raw fds (ptys, pipes, the reaper):
-// one of the three crates where unsafe code is allowed, each block with
-// its SAFETY reasoning.
+// The shim handles raw fds (ptys, pipes, the reaper) and passes one to
+// berth-runtime across an exec: one of the crates where unsafe code is
+// allowed, each block with its SAFETY reasoning.
 #![allow(unsafe_code)]
 
 mod args;
 mod attach;
-mod container_cgroup;
 mod containerd;
 mod cri_log;
 mod error;
@@ -27,7 +28,7 @@ mod io;
 mod logger;
 mod metrics;
 mod reaper;
-mod rootfs_mount;
+mod runtime;
 mod serve;
 mod spawn;
 mod start;
@@ -37,12 +38,9 @@ mod timestamp;
 
 use std::process::ExitCode;
 
-use berth_container::sync::{Channel, SYNC_FD_ENV};
-
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     match argv.get(1).map(String::as_str) {
-        Some("init") => run_init(),
         Some("start") => report(start::run(&argv[2..])),
         Some("serve") => report(serve::run(&argv[2..])),
         Some("--version") | Some("version") => {
@@ -58,17 +56,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn run_init() -> ExitCode {
-    let fd = std::env::var(SYNC_FD_ENV).ok().and_then(|v| v.parse().ok());
-    let Some(fd) = fd else {
-        eprintln!("berth-shim init is started by berth-shim itself ({SYNC_FD_ENV} missing)");
-        return ExitCode::from(2);
-    };
-    // SAFETY: the shim passed this fd to us and nothing else uses it.
-    let channel = unsafe { Channel::from_raw_fd(fd) };
-    berth_container::init::run(channel)
 }
 
 /// Prints the error of `start`/`serve` (a message for stderr) and exits.

@@ -7,10 +7,10 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     args::{self, ContainerdLink},
-    container_cgroup::ContainerCgroup,
     containerd::{ContainerdMode, Publisher},
     logger,
     reaper::Reaper,
+    runtime,
     task::{self, ShutdownSignal, TaskService},
 };
 
@@ -123,9 +123,10 @@ fn publisher(link: &ContainerdLink) -> Option<Publisher> {
 ///
 /// `path` has either driver's form: under systemd the shim gets a scope of
 /// its own (`slice:berth-shim:<id>`), which systemd removes when the shim
-/// exits.
+/// exits. `berth-runtime` does it: the D-Bus client stays out of the shim.
+/// Called before the reaper starts, so the helper is waited for directly.
 fn leave_parent_cgroup(path: &str, id: &str) {
-    let result = ContainerCgroup::new(path, None, format!("berth-shim of {id}")).and_then(|cg| cg.start_with(std::process::id() as i32));
+    let result = runtime::join_cgroup(path, std::process::id(), &format!("berth-shim of {id}"));
     if let Err(e) = result {
         log::warn!("could not move to cgroup {path}: {e}");
     }

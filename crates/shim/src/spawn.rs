@@ -1,5 +1,6 @@
-//! Starting `berth-shim init` and holding the conversation with it (the
-//! protocol is drawn in `berth_container::sync`).
+//! Starting `berth-runtime create` (a new container) or `berth-runtime
+//! init` (an exec) and holding the conversation with it (the protocol is
+//! drawn in `berth_container::sync`).
 
 use std::{
     os::unix::process::CommandExt,
@@ -7,13 +8,14 @@ use std::{
     time::Duration,
 };
 
-use berth_container::sync::{Bootstrap, Channel, InitMessage, ShimMessage, SYNC_FD_ENV};
+use berth_cgroups::Cgroup;
+use berth_container::sync::{Bootstrap, Channel, InitMessage, Prepare, Prepared, ShimMessage, SYNC_FD_ENV};
 
 use crate::{
-    container_cgroup::ContainerCgroup,
     error::{Result, ShimError},
     io::{ChildStdio, ProcessIo},
     reaper::Reaper,
+    runtime,
 };
 
 /// How long the init may take to report each step (mounts on a loaded
@@ -27,105 +29,155 @@ pub struct Spawned {
     pub channel: Channel,
 }
 
-/// Spawns the init, puts it in the cgroup, and drives it until the
-/// container process is Ready (create) or has exec'd (exec).
-pub fn spawn_init(bootstrap: Bootstrap, stdio: ChildStdio, io: &ProcessIo, cgroup: Option<&ContainerCgroup>, reaper: &Reaper) -> Result<Spawned> {
-    let is_exec = bootstrap.exec.is_some();
-    let (shim_end, init_end) = Channel::pair()?;
-    set_recv_timeout(&shim_end, STEP_TIMEOUT);
-    let init_fd = init_end.as_raw_fd();
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("init")
-        .env_clear()
-        .env(SYNC_FD_ENV, init_fd.to_string())
-        .stdin(Stdio::from(stdio.stdin))
-        .stdout(Stdio::from(stdio.stdout))
-        .stderr(Stdio::from(stdio.stderr));
-    // SAFETY: runs between fork and exec; fcntl is async-signal-safe and
-    // touches only the fd we pass on.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(init_fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+/// The first stage of a container process: `berth-runtime` with the
+/// container's stdio, before it forks the process itself.
+pub struct Stage1 {
+    pid: i32,
+    channel: Channel,
+}
+
+/// Which way stage 1 starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A new container: `create` prepares the host, then becomes `init`.
+    Create,
+    /// A process in a running container: `init` at once.
+    Exec,
+}
+
+impl Stage1 {
+    pub fn spawn(role: Role, stdio: ChildStdio) -> Result<Stage1> {
+        let (shim_end, init_end) = Channel::pair()?;
+        set_recv_timeout(&shim_end, STEP_TIMEOUT);
+        let init_fd = init_end.as_raw_fd();
+        let mut cmd = Command::new(runtime::binary()?);
+        cmd.arg(if role == Role::Create { "create" } else { "init" })
+            .env_clear()
+            .env(SYNC_FD_ENV, init_fd.to_string())
+            .stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        // SAFETY: runs between fork and exec; fcntl is async-signal-safe and
+        // touches only the fd we pass on.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(init_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(ShimError::internal("spawn berth-runtime"))?;
+        // Our copy of the init's end must go, or we would never see EOF.
+        drop(init_end);
+        let pid = child.id() as i32;
+        // The reaper owns waiting: never call child.wait().
+        drop(child);
+        Ok(Stage1 { pid, channel: shim_end })
     }
-    let child = cmd.spawn().map_err(ShimError::internal("spawn berth-shim init"))?;
-    // Our copy of the init's end must go, or we would never see EOF.
-    drop(init_end);
-    let stage1 = child.id() as i32;
-    // The reaper owns waiting: never call child.wait().
-    drop(child);
-    let kill_stage1 = || {
+
+    fn kill(&self) {
         // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe { libc::kill(stage1, libc::SIGKILL) };
-    };
-    if let Some(cg) = cgroup {
-        // The container's first process starts a systemd scope; an exec
-        // joins the cgroup that is there.
-        let joined = if is_exec { cg.join(stage1) } else { cg.start_with(stage1) };
-        if let Err(e) = joined {
-            kill_stage1();
-            return Err(e);
-        }
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
     }
-    if let Err(e) = shim_end.send(&ShimMessage::Bootstrap(bootstrap)) {
-        kill_stage1();
-        return Err(e.into());
-    }
-    let mut pid = None;
-    // Pid comes from stage 1 after its fork and Ready from the forked init:
-    // two processes on one socket, so under load Ready can come first.
-    let mut ready = false;
-    let fail = |pid: Option<i32>, err: ShimError| -> ShimError {
-        if let Some(p) = pid {
-            // SAFETY: as above.
-            unsafe { libc::kill(p, libc::SIGKILL) };
-            reaper.wait(p, Some(Duration::from_secs(5)));
-            reaper.forget(p);
+
+    /// A new container's host side: the rootfs mounted and the cgroup made
+    /// with stage 1 in it. Undoing it is the caller's from the answer on.
+    pub fn prepare(&self, prepare: Prepare) -> Result<Prepared> {
+        if let Err(e) = self.channel.send(&ShimMessage::Prepare(prepare)) {
+            self.kill();
+            return Err(e.into());
         }
-        err
-    };
-    loop {
-        let msg = shim_end.recv::<InitMessage>().map_err(|e| fail(pid, ShimError::DeadlineExceeded(format!("container init: {e}"))))?;
-        match msg {
-            Some((InitMessage::Pid(p), _)) => {
-                reaper.watch(p);
-                pid = Some(p);
-                if ready {
-                    break;
+        loop {
+            match self.channel.recv::<InitMessage>() {
+                Ok(Some((InitMessage::Prepared(prepared), _))) => return Ok(prepared),
+                Ok(Some((InitMessage::Warning(w), _))) => log::warn!("{w}"),
+                Ok(Some((InitMessage::Error { kind, message }, _))) => return Err(ShimError::from_init(kind, message)),
+                Ok(Some((other, _))) => {
+                    self.kill();
+                    return Err(ShimError::Internal(format!("berth-runtime create answered {other:?} before Prepared")));
                 }
-            }
-            Some((InitMessage::Console, Some(fd))) => {
-                io.attach_console(fd).map_err(|e| fail(pid, e))?;
-            }
-            Some((InitMessage::Console, None)) => return Err(fail(pid, ShimError::Internal("init sent Console without a pty fd".into()))),
-            Some((InitMessage::Warning(w), _)) => log::warn!("{w}"),
-            Some((InitMessage::Ready, _)) if !is_exec => {
-                ready = true;
-                if pid.is_some() {
-                    break;
+                Ok(None) => return Err(ShimError::Internal("berth-runtime create exited before the container was prepared".into())),
+                Err(e) => {
+                    self.kill();
+                    return Err(ShimError::DeadlineExceeded(format!("berth-runtime create: {e}")));
                 }
-            }
-            Some((InitMessage::Ready, _)) => {}
-            Some((InitMessage::Error { kind, message }, _)) => return Err(fail(pid, ShimError::from_init(kind, message))),
-            None => {
-                // For an exec, EOF after the pid means the execve succeeded
-                // (the socket is close-on-exec).
-                if is_exec && pid.is_some() {
-                    break;
-                }
-                let why = match pid.and_then(|p| reaper.wait(p, Some(Duration::from_secs(1)))) {
-                    Some(exit) => format!("container init exited with status {} before it was ready", exit.status),
-                    None => "container init closed the channel before it was ready".to_string(),
-                };
-                return Err(fail(pid, ShimError::Internal(why)));
             }
         }
     }
-    let pid = pid.ok_or_else(|| ShimError::Internal("init never reported the container pid".into()))?;
-    Ok(Spawned { pid, channel: shim_end })
+
+    /// Puts an exec's stage 1 in the container's cgroup (before it forks).
+    pub fn join(&self, cgroup: &Cgroup) -> Result<()> {
+        cgroup.add_process(self.pid).map_err(|e| {
+            self.kill();
+            ShimError::from(e)
+        })
+    }
+
+    /// Sends the Bootstrap and drives the init until the container process
+    /// is Ready (create) or has exec'd (exec).
+    pub fn bootstrap(self, bootstrap: Bootstrap, io: &ProcessIo, reaper: &Reaper) -> Result<Spawned> {
+        let is_exec = bootstrap.exec.is_some();
+        let shim_end = self.channel;
+        if let Err(e) = shim_end.send(&ShimMessage::Bootstrap(bootstrap)) {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            return Err(e.into());
+        }
+        let mut pid = None;
+        // Pid comes from stage 1 after its fork and Ready from the forked init:
+        // two processes on one socket, so under load Ready can come first.
+        let mut ready = false;
+        let fail = |pid: Option<i32>, err: ShimError| -> ShimError {
+            if let Some(p) = pid {
+                // SAFETY: as above.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+                reaper.wait(p, Some(Duration::from_secs(5)));
+                reaper.forget(p);
+            }
+            err
+        };
+        loop {
+            let msg = shim_end.recv::<InitMessage>().map_err(|e| fail(pid, ShimError::DeadlineExceeded(format!("container init: {e}"))))?;
+            match msg {
+                Some((InitMessage::Pid(p), _)) => {
+                    reaper.watch(p);
+                    pid = Some(p);
+                    if ready {
+                        break;
+                    }
+                }
+                Some((InitMessage::Console, Some(fd))) => {
+                    io.attach_console(fd).map_err(|e| fail(pid, e))?;
+                }
+                Some((InitMessage::Console, None)) => return Err(fail(pid, ShimError::Internal("init sent Console without a pty fd".into()))),
+                Some((InitMessage::Warning(w), _)) => log::warn!("{w}"),
+                Some((InitMessage::Ready, _)) if !is_exec => {
+                    ready = true;
+                    if pid.is_some() {
+                        break;
+                    }
+                }
+                Some((InitMessage::Ready, _)) => {}
+                Some((InitMessage::Prepared(_), _)) => return Err(fail(pid, ShimError::Internal("the init answered Prepared after Bootstrap".into()))),
+                Some((InitMessage::Error { kind, message }, _)) => return Err(fail(pid, ShimError::from_init(kind, message))),
+                None => {
+                    // For an exec, EOF after the pid means the execve succeeded
+                    // (the socket is close-on-exec).
+                    if is_exec && pid.is_some() {
+                        break;
+                    }
+                    let why = match pid.and_then(|p| reaper.wait(p, Some(Duration::from_secs(1)))) {
+                        Some(exit) => format!("container init exited with status {} before it was ready", exit.status),
+                        None => "container init closed the channel before it was ready".to_string(),
+                    };
+                    return Err(fail(pid, ShimError::Internal(why)));
+                }
+            }
+        }
+        let pid = pid.ok_or_else(|| ShimError::Internal("init never reported the container pid".into()))?;
+        Ok(Spawned { pid, channel: shim_end })
+    }
 }
 
 /// Sends Start and waits for the exec: EOF means it happened; an Error

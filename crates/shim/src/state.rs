@@ -7,8 +7,8 @@ use std::{
     sync::{atomic::AtomicBool, Arc, Mutex, MutexGuard},
 };
 
-use crate::container_cgroup::ContainerCgroup;
-use oci_spec::runtime::Process;
+use berth_cgroups::Cgroup;
+use berth_container::sync::Prepared;
 
 use crate::{
     io::{ProcessIo, StdioConfig},
@@ -68,9 +68,11 @@ impl Proc {
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
-    /// Where the shim mounted `CreateTaskRequest.rootfs`, to undo on Delete.
-    pub rootfs_mount: Option<PathBuf>,
-    pub cgroup: Option<ContainerCgroup>,
+    /// What `berth-runtime create` made on the host (the rootfs mount, the
+    /// cgroup), for `berth-runtime delete` to undo.
+    pub host: Prepared,
+    /// The container's cgroup, read for stats and pids, joined by execs.
+    pub cgroup: Option<Cgroup>,
     pub init: Arc<Proc>,
     pub execs: HashMap<String, Arc<Proc>>,
     /// Execs added but not started: nothing exists for them yet.
@@ -79,7 +81,8 @@ pub struct Container {
 
 pub struct PendingExec {
     pub stdio: StdioConfig,
-    pub process: Box<Process>,
+    /// The OCI process as JSON, parsed by `berth-runtime init`.
+    pub process: String,
     /// Its Start is spawning it: it stays here, so a Wait that came first
     /// keeps waiting, until it moves to `execs` (or Start failed).
     pub starting: bool,

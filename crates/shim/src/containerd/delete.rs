@@ -6,6 +6,7 @@
 //! warnings on stderr (containerd logs them) and the exit status stays 0.
 
 use std::{
+    ffi::OsStr,
     io::Write,
     path::Path,
     time::{Duration, Instant, SystemTime},
@@ -18,7 +19,7 @@ use nix::{
 };
 
 use super::{bundle_files, invocation::Invocation, start};
-use crate::{container_cgroup, rootfs_mount::unmount_rootfs, task::timestamp};
+use crate::{runtime, task::timestamp};
 
 /// What containerd reports for a container whose end nobody saw: SIGKILL.
 const UNKNOWN_EXIT_STATUS: u32 = 128 + libc::SIGKILL as u32;
@@ -29,17 +30,11 @@ pub fn run(inv: &Invocation) -> Result<(), String> {
     if let Err(e) = stop_lost_shim(&bundle, &inv.id) {
         warnings.push(e);
     }
-    // Without a spec there is no container to clean (start failed early).
-    match read_cgroups_path(&bundle, &inv.id) {
-        Ok(Some(path)) => {
-            if let Err(e) = container_cgroup::remove_leftover(&path) {
-                warnings.push(format!("container cgroup {path}: {e}"));
-            }
-        }
-        Ok(None) => {}
-        Err(e) => warnings.push(e),
-    }
-    if let Err(e) = unmount_rootfs(&bundle.join("rootfs")) {
+    // The cgroup path comes from the bundle's spec (without one there is
+    // no cgroup to clean: start failed early).
+    let rootfs = bundle.join("rootfs");
+    let args = [OsStr::new("--bundle"), bundle.as_os_str(), OsStr::new("--id"), OsStr::new(&inv.id), OsStr::new("--rootfs"), rootfs.as_os_str()];
+    if let Err(e) = runtime::delete(&args, None) {
         warnings.push(e.to_string());
     }
     if let Err(e) = remove_dead_socket(&bundle, inv) {
@@ -86,20 +81,6 @@ fn stop_lost_shim(bundle: &Path, id: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Err(format!("lost shim {pid} still running after SIGKILL"))
-}
-
-/// `linux.cgroupsPath` of the bundle's spec (berth's default when it
-/// names none); None without a spec. Read as plain JSON: whatever else the
-/// spec holds does not matter here.
-fn read_cgroups_path(bundle: &Path, id: &str) -> Result<Option<String>, String> {
-    let path = bundle.join("config.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("read {}: {e}", path.display())),
-    };
-    let spec: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", path.display()))?;
-    Ok(Some(container_cgroup::cgroups_path_of(spec.pointer("/linux/cgroupsPath").and_then(|v| v.as_str()), id)))
 }
 
 /// The shim's socket, unless a shim still answers on it. Only a socket in

@@ -26,7 +26,8 @@ use std::{
 
 use containerd_shim_protos::{
     api::ForwardRequest,
-    protobuf::{well_known_types::any::Any, MessageDyn, MessageField},
+    events::task::{TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart},
+    protobuf::{well_known_types::any::Any, Message, MessageField},
     shim::event::Envelope,
     shim_async::{Client, EventsClient},
     ttrpc::{self, asynchronous::transport::Socket, context::Context},
@@ -37,6 +38,24 @@ use tokio::sync::{
 };
 
 use crate::task::timestamp;
+
+/// A task event and the type URL containerd decodes it by: the message's
+/// full protobuf name. Written out here rather than read from the message's
+/// descriptor, which would link protobuf's reflection (about 300 KiB of
+/// code and tables) into every shim for seven constant strings.
+pub trait TaskEvent: Message {
+    const TYPE_URL: &'static str;
+}
+
+macro_rules! task_events {
+    ($($event:ident),*) => {
+        $(impl TaskEvent for $event {
+            const TYPE_URL: &'static str = concat!("containerd.events.", stringify!($event));
+        })*
+    };
+}
+
+task_events!(TaskCreate, TaskStart, TaskExit, TaskDelete, TaskExecAdded, TaskExecStarted, TaskOOM);
 
 /// Events waiting to be sent; a shim makes a handful per process, so this
 /// is only reached when containerd has been unreachable for long.
@@ -91,8 +110,8 @@ impl Publisher {
 
     /// Queues `event` under `topic` (e.g. `/tasks/exit`). Never blocks; any
     /// thread may call it.
-    pub fn publish(&self, topic: &str, event: &dyn MessageDyn) {
-        let value = match event.write_to_bytes_dyn() {
+    pub fn publish<E: TaskEvent>(&self, topic: &str, event: &E) {
+        let value = match event.write_to_bytes() {
             Ok(v) => v,
             Err(e) => {
                 log::error!("encode {topic} event: {e}");
@@ -100,7 +119,7 @@ impl Publisher {
             }
         };
         let mut any = Any::new();
-        any.type_url = event.descriptor_dyn().full_name().to_string();
+        any.type_url = E::TYPE_URL.to_string();
         any.value = value;
         let mut envelope = Envelope::new();
         envelope.timestamp = MessageField::some(timestamp(SystemTime::now()));
@@ -206,5 +225,27 @@ impl Sender {
             Ok(Err(e)) => Err(ttrpc::Error::Others(format!("connect {path}: {e}"))),
             Err(_) => Err(ttrpc::Error::Others(format!("connect {path}: no answer in {FORWARD_TIMEOUT:?}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    use super::*;
+
+    fn full_name<E: MessageFull>() -> String {
+        E::descriptor().full_name().to_string()
+    }
+
+    #[test]
+    fn type_urls_are_the_messages_full_names() {
+        assert_eq!(TaskCreate::TYPE_URL, full_name::<TaskCreate>());
+        assert_eq!(TaskStart::TYPE_URL, full_name::<TaskStart>());
+        assert_eq!(TaskExit::TYPE_URL, full_name::<TaskExit>());
+        assert_eq!(TaskDelete::TYPE_URL, full_name::<TaskDelete>());
+        assert_eq!(TaskExecAdded::TYPE_URL, full_name::<TaskExecAdded>());
+        assert_eq!(TaskExecStarted::TYPE_URL, full_name::<TaskExecStarted>());
+        assert_eq!(TaskOOM::TYPE_URL, full_name::<TaskOOM>());
     }
 }

@@ -13,11 +13,14 @@ use std::{
 use berth_cgroups::Cgroup;
 use containerd_shim_protos::{
     events::task::{TaskExit, TaskOOM},
-    protobuf::{MessageDyn, MessageField},
+    protobuf::MessageField,
     topics,
 };
 
-use super::{bundle_files, events::Publisher};
+use super::{
+    bundle_files,
+    events::{Publisher, TaskEvent},
+};
 use crate::{
     reaper::{Exit, Reaper},
     state::Proc,
@@ -41,7 +44,7 @@ impl ContainerdMode {
         Self { publisher: publisher.map(Arc::new), bundle }
     }
 
-    pub fn publish(&self, topic: &str, event: &dyn MessageDyn) {
+    pub fn publish<E: TaskEvent>(&self, topic: &str, event: &E) {
         if let Some(p) = &self.publisher {
             p.publish(topic, event);
         }

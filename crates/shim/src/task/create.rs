@@ -1,28 +1,27 @@
-use std::path::{Path, PathBuf};
+use std::{ffi::OsStr, path::PathBuf};
 
-use berth_container::sync::Bootstrap;
+use berth_cgroups::{Cgroup, Hierarchy};
+use berth_container::sync::{Bootstrap, Prepare, Prepared, RootfsMount};
 use containerd_shim_protos::{
     api::{CreateTaskRequest, CreateTaskResponse},
     events::task::{TaskCreate, TaskIO},
     protobuf::MessageField,
     topics,
 };
-use oci_spec::runtime::Spec;
 
 use super::TaskService;
 use crate::{
-    container_cgroup::ContainerCgroup,
     error::{Result, ShimError},
     io::{ProcessIo, StdioConfig},
-    rootfs_mount::{mount_rootfs, unmount_rootfs, RootIdmap},
-    spawn::spawn_init,
+    runtime,
+    spawn::{Role, Stage1},
     state::{Container, Proc, ProcState},
 };
 
 impl TaskService {
-    /// Create: mount the rootfs, make the cgroup, spawn the init and wait
-    /// until the container is ready to Start. Anything made on the way is
-    /// undone if a later step fails.
+    /// Create: `berth-runtime create` mounts the rootfs, makes the cgroup
+    /// and becomes the init, which waits until Start. Anything made on the
+    /// way is undone if a later step fails.
     pub(super) fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
         if req.id.is_empty() {
             return Err(ShimError::InvalidArgument("id is empty".into()));
@@ -33,18 +32,16 @@ impl TaskService {
         if !req.checkpoint.is_empty() {
             return Err(ShimError::InvalidArgument("checkpoint/restore is not supported".into()));
         }
+        let bundle = PathBuf::from(&req.bundle);
+        if !bundle.is_absolute() {
+            return Err(ShimError::InvalidArgument(format!("bundle {bundle:?} is not an absolute path")));
+        }
         let mut guard = self.lock();
         if let Some(existing) = guard.as_ref() {
             return Err(ShimError::AlreadyExists(format!("container {:?} already exists", existing.id)));
         }
-        let bundle = PathBuf::from(&req.bundle);
-        let spec = load_spec(&bundle)?;
-        let mut undo = Undo::default();
+        let mut prepared = None;
         let result = (|| -> Result<Container> {
-            let idmap = RootIdmap::from_spec(&spec)?;
-            undo.rootfs = mount_rootfs(&bundle, &req.rootfs, idmap.as_ref())?;
-            let cgroup = ContainerCgroup::for_container(&spec, &req.id)?;
-            undo.cgroup = Some(cgroup.clone());
             let stdio = StdioConfig {
                 stdin: req.stdin.clone(),
                 stdout: req.stdout.clone(),
@@ -54,8 +51,12 @@ impl TaskService {
                 log_drops: Some(bundle.join(berth_oci::log_drops::FILE_NAME)),
             };
             let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
+            let stage1 = Stage1::spawn(Role::Create, child_stdio)?;
+            let rootfs = req.rootfs.iter().map(|m| RootfsMount { kind: m.type_.clone(), source: m.source.clone(), options: m.options.clone() }).collect();
+            let host = prepared.insert(stage1.prepare(Prepare { id: req.id.clone(), bundle: bundle.clone(), rootfs })?);
+            let cgroup = Cgroup::new(Hierarchy::detect()?, &host.cgroup_dir)?;
             let bootstrap = Bootstrap { bundle: bundle.clone(), terminal: req.terminal, exec: None };
-            let spawned = spawn_init(bootstrap, child_stdio, &io, Some(&cgroup), &self.reaper)?;
+            let spawned = stage1.bootstrap(bootstrap, &io, &self.reaper)?;
             let pid = spawned.pid;
             let init = Proc::new(io, ProcState { pid, pending_start: Some(spawned), ..Default::default() });
             if let Some(path) = &self.attach_socket {
@@ -64,8 +65,8 @@ impl TaskService {
             Ok(Container {
                 id: req.id.clone(),
                 bundle: bundle.clone(),
-                rootfs_mount: undo.rootfs.take(),
-                cgroup: undo.cgroup.take(),
+                host: host.clone(),
+                cgroup: Some(cgroup),
                 init,
                 execs: Default::default(),
                 pending_execs: Default::default(),
@@ -86,34 +87,26 @@ impl TaskService {
                 Ok(resp)
             }
             Err(e) => {
-                undo.run();
+                if let Some(host) = &prepared {
+                    if let Err(undo) = remove_from_host(host, &self.reaper) {
+                        log::warn!("undo create of {}: {undo}", req.id);
+                    }
+                }
                 Err(e)
             }
         }
     }
 }
 
-/// What Create made so far, removed again when a later step fails.
-#[derive(Default)]
-struct Undo {
-    rootfs: Option<PathBuf>,
-    cgroup: Option<ContainerCgroup>,
-}
-
-impl Undo {
-    fn run(self) {
-        if let Some(cg) = self.cgroup.filter(ContainerCgroup::is_ours) {
-            let _ = cg.cgroup().kill_all();
-            if let Err(e) = cg.remove() {
-                log::warn!("cleanup cgroup {}: {e}", cg.cgroup().path().display());
-            }
-        }
-        if let Some(target) = self.rootfs {
-            if let Err(e) = unmount_rootfs(&target) {
-                log::warn!("cleanup rootfs: {e}");
-            }
-        }
+/// `berth-runtime delete` for what `berth-runtime create` made: every
+/// process left in the cgroup is killed (the init too), the cgroup removed,
+/// the rootfs unmounted.
+pub(super) fn remove_from_host(host: &Prepared, reaper: &crate::reaper::Reaper) -> Result<()> {
+    let mut args = vec![OsStr::new("--cgroups-path"), OsStr::new(&host.cgroups_path)];
+    if let Some(target) = &host.rootfs_mount {
+        args.extend([OsStr::new("--rootfs"), target.as_os_str()]);
     }
+    runtime::delete(&args, Some(reaper))
 }
 
 fn create_event(req: &CreateTaskRequest, pid: i32) -> TaskCreate {
@@ -130,13 +123,4 @@ fn create_event(req: &CreateTaskRequest, pid: i32) -> TaskCreate {
     event.checkpoint = req.checkpoint.clone();
     event.pid = pid as u32;
     event
-}
-
-fn load_spec(bundle: &Path) -> Result<Spec> {
-    if !bundle.is_absolute() {
-        return Err(ShimError::InvalidArgument(format!("bundle {bundle:?} is not an absolute path")));
-    }
-    let path = bundle.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| ShimError::InvalidArgument(format!("read {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| ShimError::InvalidArgument(format!("parse {}: {e}", path.display())))
 }

@@ -1,4 +1,4 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use containerd_shim_protos::{
     api::{DeleteRequest, DeleteResponse},
@@ -6,11 +6,11 @@ use containerd_shim_protos::{
     topics,
 };
 
-use super::{timestamp, TaskService};
+use super::{create::remove_from_host, timestamp, TaskService};
 use crate::{
     containerd,
     error::{Result, ShimError},
-    rootfs_mount::unmount_rootfs,
+    reaper::Reaper,
     state::{Container, Status},
 };
 
@@ -43,11 +43,11 @@ impl TaskService {
         if let (Some(mode), Some(exit)) = (&self.containerd, exit.filter(|_| container.init.state().started)) {
             // TaskExit (if the watcher has not sent it) goes before
             // TaskDelete, and reads the OOM count before the cgroup goes.
-            let oom_killed = containerd::oom_killed(container.cgroup.as_ref().map(|cg| cg.cgroup()));
+            let oom_killed = containerd::oom_killed(container.cgroup.as_ref());
             mode.record_init_exit(&exit);
             mode.publish_exit_once(&container.id, "", &container.init, &exit, oom_killed);
         }
-        teardown(&container)?;
+        teardown(&container, &self.reaper)?;
         self.reaper.forget(pid);
         log::info!("deleted container {}", container.id);
         let mut resp = DeleteResponse::new();
@@ -104,38 +104,13 @@ impl TaskService {
 }
 
 /// Kills whatever is left in the cgroup, removes it, unmounts the rootfs
-/// and closes stdio. Every step runs even if one before it failed; the
-/// first error is returned.
-fn teardown(c: &Container) -> Result<()> {
-    let mut first_error = None;
-    if let Some(container_cgroup) = &c.cgroup {
-        let cg = container_cgroup.cgroup();
-        if cg.exists() {
-            if let Err(e) = cg.kill_all() {
-                first_error.get_or_insert(ShimError::from(e));
-            }
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while cg.procs().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        // Also when the directory is gone already: a scope may outlive it.
-        if let Err(e) = container_cgroup.remove() {
-            first_error.get_or_insert(e);
-        }
-    }
-    if let Some(target) = &c.rootfs_mount {
-        if let Err(e) = unmount_rootfs(target) {
-            first_error.get_or_insert(e);
-        }
-    }
+/// (`berth-runtime delete`), and closes stdio, also when the first failed.
+fn teardown(c: &Container, reaper: &Reaper) -> Result<()> {
+    let removed = remove_from_host(&c.host, reaper);
     c.init.io.wait_drained(Duration::from_secs(1));
     c.init.io.close();
     for p in c.execs.values() {
         p.io.close();
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    removed
 }

@@ -1,5 +1,4 @@
 use containerd_shim_protos::{api::ExecProcessRequest, events::task::TaskExecAdded, topics};
-use oci_spec::runtime::Process;
 use protobuf::well_known_types::empty::Empty;
 
 use super::TaskService;
@@ -17,8 +16,14 @@ impl TaskService {
             return Err(ShimError::InvalidArgument("exec_id is empty".into()));
         }
         let spec = req.spec.as_ref().ok_or_else(|| ShimError::InvalidArgument("exec spec is missing".into()))?;
-        let process: Process = serde_json::from_slice(&spec.value).map_err(|e| ShimError::InvalidArgument(format!("exec spec is not an OCI process: {e}")))?;
-        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        // Checked for what the shim needs here; the init parses it whole
+        // (at Start) and refuses what is wrong in the rest.
+        let process: serde_json::Value =
+            serde_json::from_slice(&spec.value).map_err(|e| ShimError::InvalidArgument(format!("exec spec is not an OCI process: {e}")))?;
+        if !process.is_object() {
+            return Err(ShimError::InvalidArgument("exec spec is not an OCI process: not a JSON object".into()));
+        }
+        if process.get("args").and_then(|a| a.as_array()).is_none_or(|a| a.is_empty()) {
             return Err(ShimError::InvalidArgument("exec spec has no args".into()));
         }
         self.with_container(&req.id, |c| {
@@ -37,7 +42,7 @@ impl TaskService {
                 attachable: false,
                 log_drops: None,
             };
-            c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: Box::new(process), starting: false });
+            c.pending_execs.insert(req.exec_id.clone(), PendingExec { stdio, process: process.to_string(), starting: false });
             Ok(())
         })?;
         if let Some(mode) = &self.containerd {

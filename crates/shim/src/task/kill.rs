@@ -19,7 +19,7 @@ impl TaskService {
                 return Err(ShimError::FailedPrecondition(format!("exec {:?} has not been started", req.exec_id)));
             }
             let p = c.process(&req.exec_id).ok_or_else(|| ShimError::NotFound(format!("exec {:?} not found", req.exec_id)))?;
-            Ok((p, c.cgroup.as_ref().map(|cg| cg.cgroup().clone())))
+            Ok((p, c.cgroup.clone()))
         })?;
         let (status, pid, _) = p.status(&self.reaper);
         if req.all && req.exec_id.is_empty() {

@@ -6,7 +6,7 @@ use crate::error::Result;
 impl TaskService {
     /// Every process in the container's cgroup (the init alone without one).
     pub(super) fn list_pids(&self, req: &PidsRequest) -> Result<PidsResponse> {
-        let (cgroup, init_pid) = self.with_container(&req.id, |c| Ok((c.cgroup.as_ref().map(|cg| cg.cgroup().clone()), c.init.state().pid)))?;
+        let (cgroup, init_pid) = self.with_container(&req.id, |c| Ok((c.cgroup.clone(), c.init.state().pid)))?;
         let pids = match cgroup {
             Some(cg) => cg.procs()?,
             None => vec![init_pid],

@@ -9,7 +9,7 @@ use super::TaskService;
 use crate::{
     error::{Result, ShimError},
     io::ProcessIo,
-    spawn::{self, spawn_init},
+    spawn::{self, Role, Stage1},
     state::{Proc, ProcState, Status},
 };
 
@@ -38,7 +38,7 @@ impl TaskService {
             event.container_id = id.to_string();
             event.pid = spawned.pid as u32;
             mode.publish(topics::TASK_START_EVENT_TOPIC, &event);
-            let cgroup = self.with_container(id, |c| Ok(c.cgroup.as_ref().map(|cg| cg.cgroup().clone())))?;
+            let cgroup = self.with_container(id, |c| Ok(c.cgroup.clone()))?;
             mode.watch_exit(self.reaper.clone(), id.to_string(), String::new(), init, cgroup);
         }
         Ok(spawned.pid)
@@ -64,8 +64,12 @@ impl TaskService {
                 return Err(ShimError::FailedPrecondition(format!("container {id} is {init_status:?}; exec needs it Running")));
             }
             let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
+            let stage1 = Stage1::spawn(Role::Exec, child_stdio)?;
+            if let Some(cg) = &cgroup {
+                stage1.join(cg)?;
+            }
             let bootstrap = Bootstrap { bundle, terminal: stdio.terminal, exec: Some(ExecTarget { pid: init_pid, process }) };
-            let spawned = spawn_init(bootstrap, child_stdio, &io, cgroup.as_ref(), &self.reaper)?;
+            let spawned = stage1.bootstrap(bootstrap, &io, &self.reaper)?;
             Ok((io, spawned))
         })();
         let mut guard = self.lock();

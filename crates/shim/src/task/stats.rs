@@ -11,9 +11,7 @@ impl TaskService {
     /// also after the container exited: that is when a client reads
     /// `oom_kill` to tell an OOM kill from any other SIGKILL.
     pub(super) fn stats_of(&self, req: &StatsRequest) -> Result<StatsResponse> {
-        let cgroup = self.with_container(&req.id, |c| {
-            c.cgroup.as_ref().map(|cg| cg.cgroup().clone()).ok_or_else(|| ShimError::FailedPrecondition("container has no cgroup".into()))
-        })?;
+        let cgroup = self.with_container(&req.id, |c| c.cgroup.clone().ok_or_else(|| ShimError::FailedPrecondition("container has no cgroup".into())))?;
         let stats = cgroup.stats()?;
         let mut resp = StatsResponse::new();
         resp.stats = Some(metrics::to_any(cgroup.version(), &stats)?).into();

@@ -1,22 +1,22 @@
 use berth_oci::spec::{OOM_SCORE_ADJ_ANNOTATION, REOPEN_LOG_ANNOTATION};
 use containerd_shim_protos::api::UpdateTaskRequest;
-use oci_spec::runtime::LinuxResources;
 use protobuf::well_known_types::empty::Empty;
 
 use super::TaskService;
-use crate::error::{Result, ShimError};
+use crate::{
+    error::{Result, ShimError},
+    runtime,
+};
 
 impl TaskService {
     /// Applies new resource limits (OCI LinuxResources as JSON) to the
     /// container's cgroup and a new oom_score_adj to its init, and/or
     /// reopens its log.
     pub(super) fn update_task(&self, req: &UpdateTaskRequest) -> Result<Empty> {
-        let (cgroup, init) = self.with_container(&req.id, |c| Ok((c.cgroup.clone(), c.init.clone())))?;
+        let (cgroups_path, init) = self.with_container(&req.id, |c| Ok((c.host.cgroups_path.clone(), c.init.clone())))?;
         if let Some(any) = req.resources.as_ref() {
-            let resources: LinuxResources =
-                serde_json::from_slice(&any.value).map_err(|e| ShimError::InvalidArgument(format!("resources are not OCI LinuxResources: {e}")))?;
-            let cg = cgroup.ok_or_else(|| ShimError::FailedPrecondition("container has no cgroup".into()))?;
-            cg.update(&resources)?;
+            // Parsed and applied by `berth-runtime update` (both drivers).
+            runtime::update(&cgroups_path, &any.value, &self.reaper)?;
         }
         if let Some(value) = req.annotations.get(OOM_SCORE_ADJ_ANNOTATION) {
             let wanted: i32 = value.parse().map_err(|_| ShimError::InvalidArgument(format!("{OOM_SCORE_ADJ_ANNOTATION} {value:?} is not a number")))?;

@@ -12,13 +12,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use containerd_shim_protos::api::Mount;
+use berth_container::sync::RootfsMount as Mount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use berth_userns::IdmappedLayers;
 
-use crate::error::{Result, ShimError};
+use crate::error::{Error, Result};
 
 /// The user namespace a container's rootfs is shown through, and who its
 /// root is on the host.
@@ -36,13 +36,14 @@ impl RootIdmap {
         let Some(path) = linux.namespaces().iter().flatten().find(|n| n.typ() == LinuxNamespaceType::User).and_then(|n| n.path().clone()) else {
             return Ok(None);
         };
-        let root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, what: &str| {
-            maps.iter().flatten().find(|m| m.container_id() == 0).map(|m| m.host_id()).ok_or_else(|| {
-                ShimError::InvalidArgument(format!("spec linux.{what}: the user namespace {} maps no host id to container id 0", path.display()))
-            })
-        };
+        let root =
+            |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, what: &str| {
+                maps.iter().flatten().find(|m| m.container_id() == 0).map(|m| m.host_id()).ok_or_else(|| {
+                    Error::InvalidArgument(format!("spec linux.{what}: the user namespace {} maps no host id to container id 0", path.display()))
+                })
+            };
         let (root_uid, root_gid) = (root(linux.uid_mappings(), "uidMappings")?, root(linux.gid_mappings(), "gidMappings")?);
-        let userns = File::open(&path).map_err(|e| ShimError::InvalidArgument(format!("open the user namespace {}: {e}", path.display())))?;
+        let userns = File::open(&path).map_err(|e| Error::InvalidArgument(format!("open the user namespace {}: {e}", path.display())))?;
         Ok(Some(Self { userns, root_uid, root_gid }))
     }
 }
@@ -59,7 +60,7 @@ pub fn mount_rootfs(bundle: &Path, mounts: &[Mount], idmap: Option<&RootIdmap>) 
         return Ok(None);
     }
     let target = bundle.join("rootfs");
-    std::fs::create_dir_all(&target).map_err(|e| ShimError::Internal(format!("create {}: {e}", target.display())))?;
+    std::fs::create_dir_all(&target).map_err(|e| Error::Internal(format!("create {}: {e}", target.display())))?;
     for (done, m) in mounts.iter().enumerate() {
         let mounted = match idmap {
             Some(idmap) => mount_idmapped(m, &target, bundle, idmap),
@@ -90,27 +91,27 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
             other => data.push(other),
         }
     }
-    let typ = (!m.type_.is_empty() && m.type_ != "bind").then_some(m.type_.as_str());
-    if m.type_ == "bind" {
+    let typ = (!m.kind.is_empty() && m.kind != "bind").then_some(m.kind.as_str());
+    if m.kind == "bind" {
         flags |= MsFlags::MS_BIND;
     }
     let data = (!data.is_empty()).then(|| data.join(","));
     mount(Some(m.source.as_str()), target, typ, flags, data.as_deref())
-        .map_err(|e| ShimError::InvalidArgument(format!("mount rootfs {} ({}) on {}: {e}", m.source, m.type_, target.display())))?;
+        .map_err(|e| Error::InvalidArgument(format!("mount rootfs {} ({}) on {}: {e}", m.source, m.kind, target.display())))?;
     // A bind mount ignores MS_RDONLY until remounted.
     if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
         let remount = flags | MsFlags::MS_REMOUNT;
         if let Err(e) = mount(None::<&str>, target, None::<&str>, remount, None::<&str>) {
             let _ = umount2(target, MntFlags::MNT_DETACH);
-            return Err(ShimError::Internal(format!("make rootfs {} read-only: {e}", target.display())));
+            return Err(Error::Internal(format!("make rootfs {} read-only: {e}", target.display())));
         }
     }
     Ok(())
 }
 
 fn mount_idmapped(m: &Mount, target: &Path, bundle: &Path, idmap: &RootIdmap) -> Result<()> {
-    let refused = |e: berth_userns::Error| ShimError::InvalidArgument(format!("rootfs for a user namespace: {e}"));
-    match m.type_.as_str() {
+    let refused = |e: berth_userns::Error| Error::InvalidArgument(format!("rootfs for a user namespace: {e}"));
+    match m.kind.as_str() {
         "bind" => berth_userns::bind_idmapped(Path::new(&m.source), target, idmap.userns.as_fd(), m.options.iter().any(|o| o == "rbind")).map_err(refused),
         "overlay" => {
             let root = (idmap.root_uid, idmap.root_gid);
@@ -119,7 +120,7 @@ fn mount_idmapped(m: &Mount, target: &Path, bundle: &Path, idmap: &RootIdmap) ->
             drop(layers);
             mounted
         }
-        other => Err(ShimError::InvalidArgument(format!("rootfs of type {other:?} cannot be shown through a user namespace (only overlay and bind)"))),
+        other => Err(Error::InvalidArgument(format!("rootfs of type {other:?} cannot be shown through a user namespace (only overlay and bind)"))),
     }
 }
 
@@ -133,11 +134,10 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
             // Busy: something still holds it (a leaked process). Detach so the
             // path is free; the kernel frees the mount when the last user goes.
             Err(nix::Error::EBUSY) => {
-                log::warn!("rootfs {} busy; detaching", target.display());
-                umount2(target, MntFlags::MNT_DETACH).map_err(|e| ShimError::Internal(format!("unmount {}: {e}", target.display())))?;
+                umount2(target, MntFlags::MNT_DETACH).map_err(|e| Error::Internal(format!("unmount {}: {e}", target.display())))?;
             }
-            Err(e) => return Err(ShimError::Internal(format!("unmount {}: {e}", target.display()))),
+            Err(e) => return Err(Error::Internal(format!("unmount {}: {e}", target.display()))),
         }
     }
-    Err(ShimError::Internal(format!("unmount {}: still mounted after {MAX_STACKED} unmounts", target.display())))
+    Err(Error::Internal(format!("unmount {}: still mounted after {MAX_STACKED} unmounts", target.display())))
 }

@@ -25,11 +25,24 @@ impl ContainerCgroup {
     /// The container's cgroup from its spec; `berth/<id>` when the spec
     /// names none. A cgroupfs cgroup exists (with its limits) when this
     /// returns; a scope comes with the first process (`start_with`).
-    pub fn for_container(spec: &Spec, id: &str) -> Result<Self> {
+    pub fn for_container(spec: &Spec, id: &str) -> Result<(Self, String)> {
         let linux = spec.linux().as_ref();
         let path = cgroups_path_of(linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.display().to_string()).as_deref(), id);
         let resources = linux.and_then(|l| l.resources().clone()).map(allow_default_devices);
-        Self::new(&path, resources, format!("berth container {id}"))
+        Ok((Self::new(&path, resources, format!("berth container {id}"))?, path))
+    }
+
+    /// The cgroup of a container created before (by an earlier
+    /// `berth-runtime create`), to change its limits: nothing is made.
+    pub fn existing(path: &str) -> Result<Self> {
+        let hierarchy = Hierarchy::detect()?;
+        Ok(match CgroupsPath::parse(path)? {
+            CgroupsPath::Cgroupfs(path) => Self::Cgroupfs(Cgroup::new(hierarchy, path)?),
+            CgroupsPath::Systemd(path) => {
+                let cgroup = Cgroup::new(hierarchy, path.cgroupfs_path())?;
+                Self::Systemd { scope: Scope::new(path, cgroup), resources: None, description: String::new() }
+            }
+        })
     }
 
     /// `resources` are applied to a cgroupfs cgroup at once, to a scope
@@ -78,11 +91,6 @@ impl ContainerCgroup {
         }
     }
 
-    /// Puts a later process (an exec) in.
-    pub fn join(&self, pid: i32) -> Result<()> {
-        Ok(self.cgroup().add_process(pid)?)
-    }
-
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         match self {
             Self::Cgroupfs(cgroup) => Ok(cgroup.apply(resources)?),
@@ -106,8 +114,9 @@ pub fn cgroups_path_of(spec_path: Option<&str>, id: &str) -> String {
 }
 
 /// Kills every process left in a container's cgroup and removes it (stops
-/// its scope), creating nothing: what containerd's `delete` asks for after
-/// the shim that made it is gone. A cgroup that is not there is fine.
+/// its scope), creating nothing: the container's Delete, an undone Create,
+/// and containerd's `delete` after the shim that made it is gone. A cgroup
+/// that is not there is fine.
 pub fn remove_leftover(path: &str) -> Result<()> {
     let hierarchy = Hierarchy::detect()?;
     let parsed = CgroupsPath::parse(path)?;
