@@ -25,8 +25,10 @@ pub enum Error {
     #[error("systemd refused unit {unit}: {message}")]
     Systemd { unit: String, message: String },
     #[error("D-Bus: {what}: {source}")]
-    // Boxed: zbus::Error is larger than every other variant together.
-    Dbus { what: &'static str, source: Box<zbus::Error> },
+    // A trait object, not zbus::Error: code that only reads cgroups (the
+    // resident shim) then links none of zbus for this variant's drop and
+    // Display. Boxed either way: zbus::Error is larger than the rest.
+    Dbus { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
 }
 
 impl Error {

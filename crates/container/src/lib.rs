@@ -1,7 +1,8 @@
 //! Turning an OCI runtime spec into an isolated Linux process.
 //!
-//! Everything here runs in `berth-shim init`, a fresh exec of the shim that
-//! is single-threaded and never builds an async runtime, so `fork` is safe.
+//! Everything here runs in `berth-runtime init`, a fresh exec of the shim's
+//! second binary that is single-threaded and never builds an async runtime,
+//! so `fork` is safe.
 //! The shim drives it over a [`sync::Channel`]; see that module for the
 //! conversation. Synchronous and tokio-free by design.
 

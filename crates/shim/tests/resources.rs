@@ -99,6 +99,13 @@ fn update_changes_limits_of_a_running_container() {
     let (c, msg) = code(&shim.client.update(Shim::ctx(), &req).unwrap_err());
     assert_eq!(c, ttrpc::Code::INVALID_ARGUMENT, "{msg}");
     assert!(msg.contains("cpu.quota"), "{msg}");
+    // So is what is not LinuxResources at all (parsed by berth-runtime).
+    let any = containerd_shim_protos::protobuf::well_known_types::any::Any { value: b"[1, 2]".to_vec(), ..Default::default() };
+    let req = api::UpdateTaskRequest { id: shim.id.clone(), resources: Some(any).into(), ..Default::default() };
+    let (c, msg) = code(&shim.client.update(Shim::ctx(), &req).unwrap_err());
+    assert_eq!(c, ttrpc::Code::INVALID_ARGUMENT, "{msg}");
+    assert!(msg.contains("not OCI LinuxResources"), "{msg}");
+    assert_eq!(shim.cgroup().memory_limit(), 64u64 << 20);
     shim.delete_and_assert_clean(pid);
 }
 

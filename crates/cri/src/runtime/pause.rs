@@ -1,5 +1,5 @@
 //! A pod that shares one PID namespace needs a process to hold it: the
-//! pod's pause, a berth-shim init that stays as pid 1 and reaps (no image;
+//! pod's pause, a berth-runtime init that stays as pid 1 and reaps (no image;
 //! see berth-container's `pause`). It gets its own shim, keyed by the pod
 //! id, and lives until the pod stops.
 

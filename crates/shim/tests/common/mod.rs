@@ -74,10 +74,13 @@ pub fn spec(id: &str, args: &[&str]) -> Spec {
     spec
 }
 
+/// Names another build of the shim to test (see `shim_binary`).
+pub const SHIM_BIN_ENV: &str = "BERTH_SHIM_BIN";
+
 /// The shim under test: this build's, or `BERTH_SHIM_BIN` (to measure
 /// another build, e.g. a release binary, with the same harness).
 pub fn shim_binary() -> PathBuf {
-    std::env::var_os("BERTH_SHIM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
+    std::env::var_os(SHIM_BIN_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
 }
 
 pub struct Shim {
@@ -94,16 +97,19 @@ pub struct Shim {
 impl Shim {
     /// Starts a shim for container `name` (made unique per process).
     pub fn start(name: &str) -> Shim {
+        Self::start_binary(name, &shim_binary())
+    }
+
+    /// As `start`, with the shim executable at `binary`.
+    pub fn start_binary(name: &str, binary: &Path) -> Shim {
         require_root();
         let id = format!("{name}-{}", std::process::id());
         let dir = tempfile::Builder::new().prefix("berth-shim-test").tempdir().unwrap();
         let bundle = dir.path().join("bundle");
         fs::create_dir_all(&bundle).unwrap();
         let socket = dir.path().join("shim.sock");
-        let out = Command::new(shim_binary())
-            .args(["start", "--id", &id, "--socket", socket.to_str().unwrap(), "--bundle", bundle.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let out =
+            Command::new(binary).args(["start", "--id", &id, "--socket", socket.to_str().unwrap(), "--bundle", bundle.to_str().unwrap()]).output().unwrap();
         assert!(out.status.success(), "shim start: {}", String::from_utf8_lossy(&out.stderr));
         let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
         assert_eq!(address, format!("unix://{}", socket.display()));

@@ -1,0 +1,59 @@
+//! The shim's two halves: `berth-shim` stays resident beside the container,
+//! `berth-runtime` (beside it) is exec'd for each step that builds or
+//! removes the container. What must hold for the split to be worth it, and
+//! what a node without the second binary sees.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::*;
+
+/// Every symbol of the executable at `path`, demangled.
+fn symbols(path: &Path) -> String {
+    let out = Command::new("nm").args(["--demangle", "--defined-only"]).arg(path).output().expect("run nm (binutils)");
+    assert!(out.status.success(), "nm {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The code that builds a container (the OCI spec, the init, seccomp, the
+/// systemd D-Bus client, idmapped layers) is linked into `berth-runtime`
+/// only: every resident shim would map it again otherwise.
+#[test]
+fn the_resident_shim_links_none_of_the_container_building_code() {
+    let shim = shim_binary();
+    let runtime = shim.with_file_name("berth-runtime");
+    let building = ["berth_container::init::", "berth_container::seccomp::", "oci_spec::runtime::", "zbus::", "berth_userns::", "libseccomp::"];
+    let runtime_symbols = symbols(&runtime);
+    // The check below can see these names: the runtime has every one.
+    for name in building {
+        assert!(runtime_symbols.contains(name), "berth-runtime has no symbol with {name:?}: the check is blind");
+    }
+    let shim_symbols = symbols(&shim);
+    let linked: Vec<&str> = shim_symbols.lines().filter(|l| building.iter().any(|b| l.contains(b))).take(10).collect();
+    assert!(linked.is_empty(), "berth-shim links container-building code:\n{}", linked.join("\n"));
+    // Nor, as it ships (hack/build-dist.sh, which the test command's second
+    // pass gives as BERTH_SHIM_BIN), protobuf's reflection (hundreds of
+    // KiB): events name their types. A debug build keeps it for the
+    // messages' Debug impls, which the release link drops.
+    if std::env::var_os(SHIM_BIN_ENV).is_some() {
+        assert!(!shim_symbols.contains("protobuf::reflect::"), "berth-shim links protobuf reflection");
+    }
+}
+
+/// A shim installed without `berth-runtime` beside it refuses Create with
+/// the path it looked at, and leaves nothing behind.
+#[test]
+fn create_without_berth_runtime_names_the_missing_binary() {
+    let alone = tempfile::Builder::new().prefix("berth-shim-alone").tempdir().unwrap();
+    let binary = alone.path().join("berth-shim");
+    std::fs::copy(shim_binary(), &binary).unwrap();
+    let shim = Shim::start_binary("alone", &binary);
+    let (c, msg) = code(&shim.create(&spec(&shim.id, &["true"])).unwrap_err());
+    assert_eq!(c, ttrpc::Code::INTERNAL, "{msg}");
+    let expected = alone.path().join("berth-runtime");
+    assert!(msg.contains(&format!("{} not found", expected.display())), "{msg}");
+    assert!(shim.cgroup().existing_dirs().is_empty());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&shim.dir.path().display().to_string()));
+}
