@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds berth's Debian package: berthd, berth-shim and berthctl in /usr/bin,
+# Builds berth's Debian package: berthd, berth-shim, berth-runtime (which
+# berth-shim runs from its own directory) and berthctl in /usr/bin,
 # /lib/systemd/system/berthd.service (deploy/systemd) and a commented
 # default /etc/berth/config.toml (deploy/config, a conffile).
 #
@@ -36,7 +37,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
 install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/lib/systemd/system" "$stage/etc/berth" "$stage/usr/share/doc/berth"
-for b in berthd berth-shim berthctl; do
+for b in berthd berth-shim berth-runtime berthctl; do
   [ -x "$bin_dir/$b" ] || { echo "build-deb: no $bin_dir/$b" >&2; exit 1; }
   install -m 0755 "$bin_dir/$b" "$stage/usr/bin/$b"
 done

@@ -12,6 +12,6 @@ source hack/setup.sh
 [ "$(id -u)" -eq 0 ] || { echo "kill-storm: run as root (real namespaces, cgroups, mounts)" >&2; exit 1; }
 export BERTH_STORM_SECONDS="${1:-600}"
 if [ $# -ge 2 ]; then export BERTH_STORM_SEED="$2"; fi
-# berthd finds berth-shim beside itself.
+# berthd finds berth-shim beside itself (and berth-shim its berth-runtime).
 cargo build -p berth-shim -p berth-daemon
 exec cargo test -p berth-daemon --test kill_storm -- --nocapture

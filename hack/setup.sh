@@ -61,7 +61,7 @@ BERTH_SYSTEMD_ROOT=${BERTH_SYSTEMD_ROOT:-/var/cache/berth/systemd-root}
 export BERTH_SYSTEMD_ROOT
 systemd_root_packages=(
   systemd systemd-sysv dbus   # the init and the bus the driver talks to
-  libseccomp2                 # berthd and berth-shim link it (libc and libgcc are in every root)
+  libseccomp2                 # berthd and the debug berth-runtime link it (libc and libgcc are in every root)
   iproute2 iptables           # the bridge and portmap CNI plugins (bind-mounted from /usr/lib/cni)
   procps                      # ps and friends, for reading a failing test's state
 )
@@ -131,6 +131,20 @@ command -v cargo >/dev/null 2>&1 || {
   echo "setup: no Rust toolchain found (cargo). Install one with rustup, then rerun." >&2
   exit 1
 }
+
+# The resident berth-shim ships linked statically against musl
+# (hack/build-dist.sh): glibc's static archive alone is half a megabyte of
+# code in every shim. Rust's musl target brings musl and its start files;
+# nothing else is needed. Without it build-dist.sh says so and links the
+# shim against glibc instead (about 0.7 MiB more RSS per shim).
+BERTH_SHIM_TARGET=${BERTH_SHIM_TARGET:-x86_64-unknown-linux-musl}
+export BERTH_SHIM_TARGET
+if [ "$(uname -m)" = x86_64 ] && command -v rustup >/dev/null 2>&1 &&
+  ! rustup target list --installed 2>/dev/null | grep -qx "$BERTH_SHIM_TARGET"; then
+  echo "setup: adding Rust's $BERTH_SHIM_TARGET target (the shim as it ships)"
+  timeout 900 rustup target add "$BERTH_SHIM_TARGET" ||
+    echo "setup: could not add $BERTH_SHIM_TARGET; hack/build-dist.sh will link berth-shim against glibc" >&2
+fi
 
 # Tools for the deploy tests (crates/deploy-tests), kept outside the repo in
 # $BERTH_TOOLS and installed once:

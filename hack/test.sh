@@ -25,9 +25,10 @@ fi
 status=0
 cargo nextest run --workspace --no-fail-fast --failure-output final "$@" || status=$?
 
-# The shim that ships is linked statically (hack/build-dist.sh): the shim's
-# own tests, and the pod, restart, streaming, systemd-driver and
-# containerd-handler tests of a whole berthd, run again on it. Only for the
+# The shim that ships is linked statically (hack/build-dist.sh: berth-shim
+# against musl, berth-runtime against glibc): the shim's own tests, and the
+# pod, restart, streaming, systemd-driver and containerd-handler tests of a
+# whole berthd, run again on it. Only for the
 # whole suite, as the VM run below.
 STATIC_SHIM_TESTS='package(berth-shim) | (package(berth-daemon) & (binary(pods) | binary(pods_restart) | binary(streaming) | binary(systemd_driver) | binary(containerd_handler)))'
 if [ $# -eq 0 ] && [ "${BERTH_SKIP_STATIC_SHIM:-0}" != 1 ]; then

@@ -3,10 +3,11 @@
 //! handler `berth` by berth's own installer (`deploy/installer/berth-install
 //! install --mode handler`, run with `--host-root /` and every path in the
 //! temp dir): `containerd-shim-berth-v2`, a copy of the built berth-shim,
-//! and `runtime_type = "io.containerd.berth.v2"` plus `runtime_path` in
-//! containerd's config. Its own CNI bridge, the local registry as
-//! containerd's mirror (busybox and a pause image built from it), and CRI
-//! clients on containerd's socket.
+//! and beside it a copy of the built berth-runtime (which the shim runs
+//! from its own directory), and `runtime_type = "io.containerd.berth.v2"`
+//! plus `runtime_path` in containerd's config. Its own CNI bridge, the
+//! local registry as containerd's mirror (busybox and a pause image built
+//! from it), and CRI clients on containerd's socket.
 //!
 //! containerd is started with the installed shim's directory first on its
 //! PATH, as `/usr/local/bin` is on a node's: containerd 1.6.0 to 1.6.20
@@ -341,6 +342,7 @@ impl ContainerdNode {
         installer(self.dir.path(), "uninstall");
         assert_eq!(std::fs::read_to_string(self.dir.path().join("config.toml")).unwrap(), self.original_config, "uninstall restores containerd's config");
         assert!(!self.installed_shim().exists(), "uninstall removes containerd-shim-berth-v2");
+        assert!(!self.installed_shim().with_file_name("berth-runtime").exists(), "uninstall removes berth-runtime");
         berth_testkit::remove_cgroup_everywhere(&self.cgroup_parent);
         self.torn_down = true;
     }
@@ -422,8 +424,9 @@ const INSTALL_PREFIX: &str = "usr";
 /// Runs berth's installer in handler mode against this node's containerd
 /// config, as the chart's DaemonSet (install) and pre-delete hook
 /// (uninstall) do: `--host-root /` with every path inside `dir`, the
-/// built berth-shim as the image's binary, and a systemctl that does
-/// nothing (the test starts containerd itself, after the install).
+/// built berth-shim and the berth-runtime beside it as the image's
+/// binaries, and a systemctl that does nothing (the test starts containerd
+/// itself, after the install).
 fn installer(dir: &Path, action: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/installer/berth-install");
     let out = Command::new(&script)

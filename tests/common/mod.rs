@@ -96,6 +96,9 @@ pub const SHIM_BIN_ENV: &str = "BERTH_SHIM_BIN";
 pub fn shim_binary() -> PathBuf {
     let shim = std::env::var_os(SHIM_BIN_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-shim"));
     assert!(shim.is_file(), "{} missing: build the workspace (hack/test.sh does), or hack/build-dist.sh for BERTH_SHIM_BIN", shim.display());
+    // the shim runs the berth-runtime beside it (symlinks resolved)
+    let runtime = shim.canonicalize().unwrap().with_file_name("berth-runtime");
+    assert!(runtime.is_file(), "{} missing beside berth-shim: build the workspace, or hack/build-dist.sh for BERTH_SHIM_BIN", runtime.display());
     shim
 }
 

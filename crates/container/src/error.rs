@@ -33,14 +33,14 @@ pub enum Error {
     Sync(String),
 }
 
-/// Kind of failure, so the shim can pick a gRPC/ttrpc code without parsing text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ErrorKind {
-    /// The spec asks for something impossible or missing (bad path, bad uid,
-    /// command not found): the caller's fault.
-    InvalidArgument,
-    /// The host failed (syscall error not caused by the spec).
-    Internal,
+/// Kind of failure, so the shim can pick a gRPC/ttrpc code without parsing
+/// text: it travels in the init's messages.
+pub use berth_shim_protocol::ErrorKind;
+
+impl From<berth_shim_protocol::Error> for Error {
+    fn from(e: berth_shim_protocol::Error) -> Self {
+        Error::Sync(e.to_string())
+    }
 }
 
 impl Error {

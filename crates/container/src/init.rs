@@ -49,7 +49,7 @@ fn stage1(channel: &Channel) -> Result<()> {
         None => return Err(Error::Sync("shim closed the channel before Bootstrap".into())),
     };
     let spec = load_spec(&bootstrap.bundle)?;
-    let exec_process = bootstrap.exec.as_ref().map(|t| t.parse_process()).transpose()?;
+    let exec_process = bootstrap.exec.as_ref().map(|t| parse_process(&t.process)).transpose()?;
     let mut idmapped = IdmappedMounts::default();
     match &bootstrap.exec {
         None => {
@@ -71,7 +71,7 @@ fn stage1(channel: &Channel) -> Result<()> {
     // SAFETY: this process is single-threaded (a fresh exec of the shim that
     // started no threads), so the child may run arbitrary code.
     match unsafe { fork() }.map_err(Error::sys("fork"))? {
-        ForkResult::Parent { child } => channel.send(&InitMessage::Pid(child.as_raw())),
+        ForkResult::Parent { child } => Ok(channel.send(&InitMessage::Pid(child.as_raw()))?),
         ForkResult::Child => {
             let code = match stage2(channel, &spec, &bootstrap, exec_process.as_ref(), &idmapped) {
                 Ok(never) => match never {},
@@ -213,6 +213,11 @@ fn set_domainname(domain: &str) -> Result<()> {
         return Err(Error::sys(format!("setdomainname {domain:?}"))(nix::Error::last()));
     }
     Ok(())
+}
+
+/// An exec's process: the shim passes it on as the client sent it.
+fn parse_process(json: &str) -> Result<Process> {
+    serde_json::from_str(json).map_err(|e| Error::InvalidSpec(format!("exec process: {e}")))
 }
 
 pub fn load_spec(bundle: &Path) -> Result<Spec> {

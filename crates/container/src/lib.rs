@@ -23,7 +23,8 @@ pub mod pause;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
-pub mod sync;
 mod tty;
 
+/// The conversation with the shim (its own crate: the shim links only it).
+pub use berth_shim_protocol as sync;
 pub use error::{Error, ErrorKind, Result};

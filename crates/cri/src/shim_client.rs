@@ -92,6 +92,25 @@ impl ShimLauncher {
     }
 }
 
+/// The binary berth-shim runs for a container's create, init, update and
+/// delete. The shim looks for it in the directory of its own executable
+/// (symlinks resolved), so it is installed beside the shim, whatever name
+/// the shim has there (`containerd-shim-berth-v2` in handler mode).
+pub const RUNTIME_BINARY: &str = "berth-runtime";
+
+/// Why no container can start with the shim binary `shim`, if none can:
+/// `shim` is not a file, or there is no `berth-runtime` beside it (beside
+/// the file `shim` resolves to, where the shim itself looks). berthd warns
+/// with this at start and Status reports it (RuntimeReady false, reason
+/// ShimMissing).
+pub fn missing_shim_binary(shim: &Path) -> Option<String> {
+    if !shim.is_file() {
+        return Some(format!("berth-shim not found at {}", shim.display()));
+    }
+    let runtime = std::fs::canonicalize(shim).unwrap_or_else(|_| shim.to_path_buf()).with_file_name(RUNTIME_BINARY);
+    (!runtime.is_file()).then(|| format!("{RUNTIME_BINARY} not found at {} (it must be installed beside berth-shim)", runtime.display()))
+}
+
 #[async_trait]
 impl Shims for ShimLauncher {
     async fn start(&self, id: &str, bundle: &Path) -> Result<Shim, ShimError> {
@@ -237,4 +256,56 @@ pub struct ExecStdio {
     pub stdout: String,
     pub stderr: String,
     pub terminal: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_shim_binary;
+
+    #[test]
+    fn a_shim_without_berth_runtime_beside_it_is_missing_a_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let shim = bin.join("berth-shim");
+        let runtime = bin.join("berth-runtime");
+
+        let missing = missing_shim_binary(&shim).unwrap();
+        assert_eq!(missing, format!("berth-shim not found at {}", shim.display()));
+
+        std::fs::write(&shim, "").unwrap();
+        let missing = missing_shim_binary(&shim).unwrap();
+        assert_eq!(missing, format!("berth-runtime not found at {} (it must be installed beside berth-shim)", runtime.display()));
+
+        // a directory of that name is no binary either
+        std::fs::create_dir(&runtime).unwrap();
+        assert!(missing_shim_binary(&shim).is_some());
+        std::fs::remove_dir(&runtime).unwrap();
+
+        std::fs::write(&runtime, "").unwrap();
+        assert_eq!(missing_shim_binary(&shim), None);
+    }
+
+    /// A symlink to the shim (`containerd-shim-berth-v2` in the bench, or a
+    /// `shim_binary` naming a link): the shim looks beside the file it
+    /// resolves to, not beside the link, and so does the check.
+    #[test]
+    fn a_linked_shim_needs_berth_runtime_beside_the_file_it_resolves_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let (real, links) = (dir.path().join("dist"), dir.path().join("links"));
+        std::fs::create_dir(&real).unwrap();
+        std::fs::create_dir(&links).unwrap();
+        std::fs::write(real.join("berth-shim"), "").unwrap();
+        let link = links.join("containerd-shim-berth-v2");
+        std::os::unix::fs::symlink(real.join("berth-shim"), &link).unwrap();
+
+        // beside the link only: not where the shim looks
+        std::fs::write(links.join("berth-runtime"), "").unwrap();
+        let missing = missing_shim_binary(&link).unwrap();
+        assert!(missing.contains(&real.canonicalize().unwrap().join("berth-runtime").display().to_string()), "{missing}");
+
+        std::fs::write(real.join("berth-runtime"), "").unwrap();
+        std::fs::remove_file(links.join("berth-runtime")).unwrap();
+        assert_eq!(missing_shim_binary(&link), None);
+    }
 }

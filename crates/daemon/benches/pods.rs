@@ -275,6 +275,9 @@ fn start_containerd(work: &Path, registry: &str, index: u32, berth_shim: Option<
     let berth_runtime = match berth_shim {
         Some(shim) => {
             let link = dir.join("bin/containerd-shim-berth-v2");
+            // A link, not a copy: the shim finds berth-runtime beside its
+            // own executable with the link resolved (current_exe), so the
+            // one beside `shim` (target/dist) serves.
             std::os::unix::fs::symlink(shim, &link).unwrap();
             format!(
                 "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    default_runtime_name = \"berth\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.berth]\n    runtime_type = \"io.containerd.berth.v2\"\n    runtime_path = \"{}\"\n",

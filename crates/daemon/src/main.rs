@@ -80,8 +80,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     } else {
         config.shim_binary.clone()
     };
-    if !shim_binary.is_file() {
-        tracing::warn!(path = %shim_binary.display(), "berth-shim not found: containers cannot start (RuntimeReady is false)");
+    if let Some(missing) = berth_cri::shim_client::missing_shim_binary(&shim_binary) {
+        tracing::warn!("{missing}: containers cannot start (RuntimeReady is false)");
     }
     let info = berth_cri::RuntimeInfo {
         systemd_cgroup,

@@ -146,6 +146,11 @@ fn walk(root: &Path, dir: &Path, with_mtime: bool, map: &mut BTreeMap<PathBuf, S
     }
 }
 
+/// The binaries the installer image and the package ship. berth-shim runs
+/// berth-runtime from its own directory, so wherever a shim goes (also as
+/// `containerd-shim-berth-v2`), berth-runtime goes beside it.
+pub const BINARIES: [&str; 4] = ["berthd", "berth-shim", "berth-runtime", "berthctl"];
+
 /// A scratch host root for the installer, with a stub `systemctl` (the
 /// installer's BERTH_INSTALL_SYSTEMCTL) that logs its arguments, and a
 /// fake installer image layout (`image/bin`, `image/share/berth`).
@@ -183,7 +188,7 @@ impl Host {
     /// Small stand-ins for the binaries, of a given build `tag` (a new tag
     /// is an upgrade).
     pub fn set_binaries(&self, tag: &str) {
-        for b in ["berthd", "berth-shim", "berthctl"] {
+        for b in BINARIES {
             let p = self.image_bin().join(b);
             std::fs::write(&p, format!("#!/bin/sh\necho {b} build {tag}\n")).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();

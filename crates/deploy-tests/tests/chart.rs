@@ -160,6 +160,7 @@ fn the_rendered_installer_stays_inside_its_mounts_and_the_runtime_class_names_it
     assert_eq!(runtime["runtime_type"].as_str(), Some("io.containerd.berth.v2"), "{runtime}");
     assert_eq!(runtime["runtime_path"].as_str(), Some("/usr/local/bin/containerd-shim-berth-v2"));
     assert!(host.path("/usr/local/bin/containerd-shim-berth-v2").exists());
+    assert!(host.path("/usr/local/bin/berth-runtime").exists(), "berth-runtime beside the shim");
     let cleanup = installer_args(&objs, "t-berth-cleanup");
     host.install_ok(&cleanup.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(before, host.tree(false));
@@ -176,7 +177,14 @@ fn the_rendered_installer_stays_inside_its_mounts_and_the_runtime_class_names_it
     )
     .unwrap();
     let changed = run_rendered(&host, &objs, &["--config", config.to_str().unwrap()]);
-    for p in ["/usr/local/bin/berthd", "/etc/berth/config.toml", "/etc/systemd/system/berthd.service", "/var/lib/kubelet/kubeadm-flags.env"] {
+    for p in [
+        "/usr/local/bin/berthd",
+        "/usr/local/bin/berth-shim",
+        "/usr/local/bin/berth-runtime",
+        "/etc/berth/config.toml",
+        "/etc/systemd/system/berthd.service",
+        "/var/lib/kubelet/kubeadm-flags.env",
+    ] {
         assert!(changed.contains(&std::path::PathBuf::from(p)), "{p} not installed: {changed:?}");
     }
 }
@@ -277,6 +285,7 @@ fn notes_say_what_was_installed_and_how_to_check() {
     let handler = notes(&[]);
     for s in [
         "/usr/local/bin/containerd-shim-berth-v2",
+        "/usr/local/bin/berth-runtime",
         "io.containerd.berth.v2",
         "kubectl get runtimeclass berth",
         "rollout status daemonset/t-berth",
@@ -292,7 +301,14 @@ fn notes_say_what_was_installed_and_how_to_check() {
         "{elsewhere}"
     );
     let node = notes(&["--set", "mode=node", "--set", "config.socket=/run/b.sock"]);
-    for s in ["/etc/systemd/system/berthd.service", "/etc/berth/config.toml", "systemctl status berthd", "unix:///run/b.sock", "node.switchKubelet=true"] {
+    for s in [
+        "berth-runtime",
+        "/etc/systemd/system/berthd.service",
+        "/etc/berth/config.toml",
+        "systemctl status berthd",
+        "unix:///run/b.sock",
+        "node.switchKubelet=true",
+    ] {
         assert!(node.contains(s), "{s:?} not in\n{node}");
     }
     let switched = notes(&["--set", "mode=node", "--set", "node.switchKubelet=true"]);

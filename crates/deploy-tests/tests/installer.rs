@@ -46,6 +46,10 @@ fn handler_mode_registers_berth_in_a_real_containerd_config_once_and_uninstall_r
         let shim = host.path("/usr/local/bin/containerd-shim-berth-v2");
         assert_eq!(std::fs::read(&shim).unwrap(), std::fs::read(host.image_bin().join("berth-shim")).unwrap());
         assert_eq!(std::fs::metadata(&shim).unwrap().mode() & 0o777, 0o755);
+        // the shim runs berth-runtime from its own directory
+        let runtime = host.path("/usr/local/bin/berth-runtime");
+        assert_eq!(std::fs::read(&runtime).unwrap(), std::fs::read(host.image_bin().join("berth-runtime")).unwrap(), "{what}");
+        assert_eq!(std::fs::metadata(&runtime).unwrap().mode() & 0o777, 0o755);
 
         // containerd reads the edited config: the berth runtime is there and
         // nothing else changed (containerd 1.x drops its built-in runc as
@@ -75,17 +79,21 @@ fn handler_mode_registers_berth_in_a_real_containerd_config_once_and_uninstall_r
         assert_eq!(installed, host.tree(true), "{what}: a second run changes nothing");
         assert!(host.take_systemctl().is_empty(), "{what}: and restarts nothing");
 
-        // a new berth-shim: replaced by rename, containerd not restarted
-        // (its config did not change; new pods get the new shim)
-        let ino = std::fs::metadata(&shim).unwrap().ino();
+        // a new berth-shim and berth-runtime: replaced by rename,
+        // containerd not restarted (its config did not change; new pods
+        // get the new shim)
+        let inos = [&shim, &runtime].map(|p| std::fs::metadata(p).unwrap().ino());
         host.set_binaries("2");
         host.install_ok(&["install"]);
-        assert!(std::fs::read_to_string(&shim).unwrap().contains("build 2"));
-        assert_ne!(std::fs::metadata(&shim).unwrap().ino(), ino, "replaced by rename, not rewritten in place");
+        for (p, ino) in [&shim, &runtime].into_iter().zip(inos) {
+            assert!(std::fs::read_to_string(p).unwrap().contains("build 2"), "{}", p.display());
+            assert_ne!(std::fs::metadata(p).unwrap().ino(), ino, "{} replaced by rename, not rewritten in place", p.display());
+        }
         assert!(host.take_systemctl().is_empty());
 
         host.install_ok(&["uninstall"]);
         assert_eq!(host.take_systemctl(), ["restart containerd.service"]);
+        assert!(!shim.exists() && !runtime.exists(), "{what}: uninstall removes the shim and berth-runtime");
         assert_eq!(before, host.tree(false), "{what}: uninstall restores the host");
         assert_eq!(std::fs::read(&conf).unwrap(), original, "{what}: byte for byte");
         host.install_ok(&["uninstall"]);
@@ -113,6 +121,7 @@ fn handler_mode_on_version_3_uses_a_drop_in_and_an_import() {
         host.install_ok(&["install"]);
         assert_eq!(host.take_systemctl(), ["restart containerd.service"]);
 
+        assert!(host.path("/usr/local/bin/containerd-shim-berth-v2").is_file() && host.path("/usr/local/bin/berth-runtime").is_file());
         let dropin: toml::Table = std::fs::read_to_string(host.path("/etc/containerd/conf.d/berth.toml")).unwrap().parse().unwrap();
         assert_eq!(dropin["version"].as_integer(), Some(3));
         let rt = &dropin["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["berth"];
@@ -154,7 +163,7 @@ fn node_mode_installs_binaries_config_and_unit_once_upgrades_in_place_and_uninst
     let args = ["install", "--mode", "node", "--config", config.to_str().unwrap()];
 
     host.install_ok(&args);
-    for b in ["berthd", "berth-shim", "berthctl"] {
+    for b in BINARIES {
         let p = host.path(&format!("/usr/local/bin/{b}"));
         assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(host.image_bin().join(b)).unwrap());
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o755);
@@ -192,7 +201,7 @@ fn node_mode_installs_binaries_config_and_unit_once_upgrades_in_place_and_uninst
     let changed = installed.changed(&host.tree(true));
     assert_eq!(
         changed.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>(),
-        ["/usr/local/bin/berth-shim", "/usr/local/bin/berthctl", "/usr/local/bin/berthd"],
+        ["/usr/local/bin/berth-runtime", "/usr/local/bin/berth-shim", "/usr/local/bin/berthctl", "/usr/local/bin/berthd"],
         "only the binaries changed"
     );
     assert!(
@@ -202,6 +211,9 @@ fn node_mode_installs_binaries_config_and_unit_once_upgrades_in_place_and_uninst
 
     host.install_ok(&["uninstall", "--mode", "node"]);
     assert_eq!(host.take_systemctl(), ["disable --now berthd.service", "daemon-reload"]);
+    for b in BINARIES {
+        assert!(!host.path(&format!("/usr/local/bin/{b}")).exists(), "uninstall removes {b}");
+    }
     let after = host.tree(true);
     let no_ino = |t: &Tree| t.0.get(Path::new("/etc/berth/config.toml")).map(|e| e.split(" ino ").next().unwrap().to_owned());
     assert_eq!(no_ino(&before), no_ino(&after), "the old config is back, mtime and all (a new inode: restored by rename)");
@@ -334,6 +346,75 @@ fn both_modes_on_one_host_are_recorded_and_uninstalled_apart() {
     assert!(out.contains("handler mode is"), "{out}");
     host.install_ok(&["uninstall"]);
     assert_eq!(before, host.tree(false));
+}
+
+/// Both modes with one prefix share `<prefix>/bin/berth-runtime` (each
+/// shim runs the one beside itself): whichever mode is uninstalled first
+/// leaves it to the other, and the last uninstall puts back what was there
+/// before either (nothing, or a file of the host's own), and removes the
+/// directories the first install made.
+#[test]
+fn both_modes_share_berth_runtime_and_the_last_uninstall_removes_it() {
+    for (prefix, original) in [("/usr/local", None), ("/usr/local", Some("#!/bin/sh\necho the host's own\n")), ("/opt/berth", None)] {
+        for (first, second) in [("handler", "node"), ("node", "handler")] {
+            for upgrade_between in [false, true] {
+                let what = format!("prefix {prefix}, host's own berth-runtime {}, {first} then {second}, upgrade {upgrade_between}", original.is_some());
+                let host = Host::new();
+                let conf = host.path("/etc/containerd/config.toml");
+                std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+                std::fs::write(&conf, containerd_default_config()).unwrap();
+                let runtime = host.path(&format!("{prefix}/bin/berth-runtime"));
+                if let Some(text) = original {
+                    std::fs::write(&runtime, text).unwrap();
+                }
+                let before = host.tree(false);
+                let args = |action: &'static str, mode: &'static str| [action, "--prefix", prefix, "--mode", mode];
+                let shim_of = |mode: &str| host.path(&format!("{prefix}/bin/{}", if mode == "handler" { "containerd-shim-berth-v2" } else { "berth-shim" }));
+
+                host.install_ok(&args("install", first));
+                if upgrade_between {
+                    host.set_binaries("2");
+                }
+                host.install_ok(&args("install", second));
+                let tag = if upgrade_between { "build 2" } else { "build 1" };
+                assert!(std::fs::read_to_string(&runtime).unwrap().contains(tag), "{what}: the newest berth-runtime is in place");
+
+                // the first mode goes: the second one's shim still finds its berth-runtime
+                host.install_ok(&args("uninstall", first));
+                assert!(!shim_of(first).exists(), "{what}");
+                assert!(shim_of(second).is_file(), "{what}");
+                assert!(std::fs::read_to_string(&runtime).unwrap().contains(tag), "{what}: berth-runtime stays for the {second} mode");
+                // a second run of the remaining mode finds everything in place
+                let kept = host.tree(false);
+                host.install_ok(&args("install", second));
+                assert_eq!(kept, host.tree(false), "{what}");
+
+                host.install_ok(&args("uninstall", second));
+                assert_eq!(before, host.tree(false), "{what}: the last uninstall restores the host");
+                assert_eq!(runtime.exists(), original.is_some(), "{what}");
+                host.take_systemctl();
+            }
+        }
+    }
+}
+
+/// An installer image without berth-runtime is refused in either mode
+/// (a shim without it cannot start a container), changing nothing.
+#[test]
+fn an_image_without_berth_runtime_installs_nothing() {
+    let host = Host::new();
+    let conf = host.path("/etc/containerd/config.toml");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, containerd_default_config()).unwrap();
+    std::fs::remove_file(host.image_bin().join("berth-runtime")).unwrap();
+    let before = host.tree(true);
+    for mode in ["handler", "node"] {
+        let out = host.install(&["install", "--mode", mode]);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {}{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stderr).contains("no berth-runtime in"), "{mode}: {}", text(&out.stderr));
+        assert_eq!(before, host.tree(true), "{mode}: nothing changed");
+        assert!(host.take_systemctl().is_empty());
+    }
 }
 
 /// containerd 1.6.0-1.6.20 (Debian 12's) and 1.7.0 ignore `runtime_path`

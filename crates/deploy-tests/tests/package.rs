@@ -103,7 +103,7 @@ fn the_deb_builds_and_installs_the_files_the_unit_expects() {
     let out = dpkg(r, &["--force-depends", "--force-script-chrootless", "--force-not-root", "-i", &deb]);
     assert!(out.status.success(), "dpkg -i: {}{}", text(&out.stdout), text(&out.stderr));
 
-    for b in ["berthd", "berth-shim", "berthctl"] {
+    for b in BINARIES {
         let p = r.join("usr/bin").join(b);
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o755, "{b}");
         assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(bins.join(b)).unwrap(), "{b}");
@@ -112,8 +112,10 @@ fn the_deb_builds_and_installs_the_files_the_unit_expects() {
     assert_eq!(unit, unit_text());
     let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
     assert!(r.join(exec.trim_start_matches('/')).is_file(), "ExecStart {exec} is installed");
-    // berthd finds its shim beside itself (shim_binary = "")
+    // berthd finds its shim beside itself (shim_binary = ""), and the shim
+    // its berth-runtime beside itself
     assert!(Path::new(&r.join(exec.trim_start_matches('/'))).with_file_name("berth-shim").is_file());
+    assert!(Path::new(&r.join(exec.trim_start_matches('/'))).with_file_name("berth-runtime").is_file());
     verify_unit(r, "/lib/systemd/system/berthd.service").unwrap();
     let config = std::fs::read_to_string(r.join("etc/berth/config.toml")).unwrap();
     assert_eq!(config, std::fs::read_to_string(repo().join("deploy/config/config.toml")).unwrap());
@@ -140,7 +142,9 @@ fn the_deb_builds_and_installs_the_files_the_unit_expects() {
     std::fs::write(r.join("etc/berth/config.toml"), "log_level = \"debug\"\n").unwrap();
     let out = dpkg(r, &["--force-script-chrootless", "--force-not-root", "-r", "berth"]);
     assert!(out.status.success(), "dpkg -r: {}", text(&out.stderr));
-    assert!(!r.join("usr/bin/berthd").exists());
+    for b in BINARIES {
+        assert!(!r.join("usr/bin").join(b).exists(), "dpkg -r removes {b}");
+    }
     assert_eq!(std::fs::read_to_string(r.join("etc/berth/config.toml")).unwrap(), "log_level = \"debug\"\n");
     let out = dpkg(r, &["--force-script-chrootless", "--force-not-root", "-P", "berth"]);
     assert!(out.status.success(), "dpkg -P: {}", text(&out.stderr));

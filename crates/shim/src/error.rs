@@ -1,6 +1,6 @@
 //! Errors of the Task service, each with the ttrpc code the client sees.
 
-use berth_container::ErrorKind;
+use berth_shim_protocol::ErrorKind;
 use ttrpc::Code;
 
 pub type Result<T> = std::result::Result<T, ShimError>;
@@ -56,9 +56,9 @@ impl From<berth_cgroups::Error> for ShimError {
     }
 }
 
-impl From<berth_container::Error> for ShimError {
-    fn from(e: berth_container::Error) -> Self {
-        ShimError::from_init(e.kind(), e.to_string())
+impl From<berth_shim_protocol::Error> for ShimError {
+    fn from(e: berth_shim_protocol::Error) -> Self {
+        ShimError::Internal(format!("talk to berth-runtime: {e}"))
     }
 }
 

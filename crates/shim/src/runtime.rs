@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use berth_container::sync::InitMessage;
+use berth_shim_protocol::InitMessage;
 
 use crate::{
     error::{Result, ShimError},
@@ -37,9 +37,30 @@ pub fn binary() -> Result<PathBuf> {
     Ok(runtime)
 }
 
-/// `berth-runtime update`: new limits for the container's cgroup.
-pub fn update(cgroups_path: &str, resources_json: &[u8], reaper: &Reaper) -> Result<()> {
-    call("update", &[OsStr::new("--cgroups-path"), OsStr::new(cgroups_path)], Some(resources_json), Some(reaper))
+/// What an Update changes.
+pub struct Update<'a> {
+    pub cgroups_path: &'a str,
+    /// OCI LinuxResources as JSON, for the cgroup.
+    pub resources_json: Option<&'a [u8]>,
+    /// (pid, value): the container init's new oom_score_adj.
+    pub oom_score_adj: Option<(i32, i32)>,
+}
+
+/// `berth-runtime update`: new limits for the container's cgroup and a new
+/// oom_score_adj for its init. Nothing to change calls nothing.
+pub fn update(change: &Update<'_>, reaper: &Reaper) -> Result<()> {
+    let mut args: Vec<String> = Vec::new();
+    if change.resources_json.is_some() {
+        args.extend(["--cgroups-path".into(), change.cgroups_path.into()]);
+    }
+    if let Some((pid, adj)) = change.oom_score_adj {
+        args.extend(["--pid".into(), pid.to_string(), "--oom-score-adj".into(), adj.to_string()]);
+    }
+    if args.is_empty() {
+        return Ok(());
+    }
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    call("update", &args, change.resources_json, Some(reaper))
 }
 
 /// `berth-runtime delete`: kill what is left in the cgroup, remove it,
@@ -87,7 +108,13 @@ fn call(verb: &str, args: &[&OsStr], stdin: Option<&[u8]>, reaper: Option<&Reape
         None => child.wait().ok().map(|s| s.code().map_or_else(|| 128 + s.signal().unwrap_or(0) as u32, |c| c as u32)),
     };
     match status {
-        Some(0) => Ok(()),
+        Some(0) => {
+            // Warnings (a clamped oom_score_adj) go to the shim's log.
+            for line in String::from_utf8_lossy(&words).lines().filter(|l| !l.is_empty()) {
+                log::warn!("{line}");
+            }
+            Ok(())
+        }
         Some(status) => Err(match serde_json::from_slice::<InitMessage>(&answer) {
             Ok(InitMessage::Error { kind, message }) => ShimError::from_init(kind, message),
             _ => ShimError::Internal(format!("{what} exited with status {status}: {}", String::from_utf8_lossy(&words).trim())),

@@ -1,6 +1,6 @@
 //! Starting `berth-runtime create` (a new container) or `berth-runtime
 //! init` (an exec) and holding the conversation with it (the protocol is
-//! drawn in `berth_container::sync`).
+//! drawn in `berth_shim_protocol`).
 
 use std::{
     os::unix::process::CommandExt,
@@ -9,7 +9,7 @@ use std::{
 };
 
 use berth_cgroups::Cgroup;
-use berth_container::sync::{Bootstrap, Channel, InitMessage, Prepare, Prepared, ShimMessage, SYNC_FD_ENV};
+use berth_shim_protocol::{Bootstrap, Channel, InitMessage, Prepare, Prepared, ShimMessage, SYNC_FD_ENV};
 
 use crate::{
     error::{Result, ShimError},
@@ -198,15 +198,8 @@ pub fn start(spawned: &Spawned, reaper: &Reaper) -> Result<()> {
 }
 
 fn set_recv_timeout(channel: &Channel, timeout: Duration) {
-    let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: 0 };
-    // SAFETY: SO_RCVTIMEO with a valid timeval on a socket we own.
-    unsafe {
-        libc::setsockopt(
-            channel.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as _, 0);
+    if let Err(e) = nix::sys::socket::setsockopt(channel, nix::sys::socket::sockopt::ReceiveTimeout, &tv) {
+        log::warn!("set a receive timeout on the init's socket: {e}");
     }
 }

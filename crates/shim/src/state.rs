@@ -8,7 +8,7 @@ use std::{
 };
 
 use berth_cgroups::Cgroup;
-use berth_container::sync::Prepared;
+use berth_shim_protocol::Prepared;
 
 use crate::{
     io::{ProcessIo, StdioConfig},

@@ -155,8 +155,8 @@ fn boots_limits_scopes_runs_notify_services_and_cleans_up() {
     let fstype = machine.exec_ok(&["stat", "-f", "-c", "%T", "/var/lib/berth"]);
     assert_ne!(fstype.trim(), "overlayfs", "scratch dirs must not be on the overlay");
 
-    // berthd and berth-shim, when built beside this test binary, find their
-    // libraries in the root.
+    // berthd, berth-shim and berth-runtime, when built beside this test
+    // binary, find their libraries in the root.
     let target = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
     drop(machine);
     traces.assert_gone();
@@ -166,7 +166,7 @@ fn boots_limits_scopes_runs_notify_services_and_cleans_up() {
     if target.join("berthd").exists() && target.join("berth-shim").exists() {
         let machine = SystemdMachine::boot(MachineOptions::new().bind_ro(&target, "/opt/berth"));
         machine.wait_running(Duration::from_secs(60));
-        for binary in ["berthd", "berth-shim"] {
+        for binary in ["berthd", "berth-shim", "berth-runtime"] {
             let out = machine.exec(&["ldd", &format!("/opt/berth/{binary}")]);
             let libs = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success() && !libs.contains("not found"), "{binary} in the machine: {libs}{}", String::from_utf8_lossy(&out.stderr));

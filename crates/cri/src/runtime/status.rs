@@ -1,21 +1,18 @@
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path};
 
 use k8s_cri::v1::{RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse};
 
 use super::{features, Runtime};
+use crate::shim_client::missing_shim_binary;
 
 impl Runtime {
-    /// RuntimeReady when the shim binary is there to run containers;
+    /// RuntimeReady when the shim binary and the berth-runtime beside it
+    /// (which the shim runs) are there to run containers;
     /// NetworkReady when a CNI config and all its plugins are installed;
     /// ContainerLogsWritable unless a container's log drops output (a
     /// full disk). Each false condition carries the reason.
     pub(crate) fn status(&self, req: StatusRequest) -> StatusResponse {
-        let shim = &self.info.shim_binary;
-        let runtime = if shim.is_file() {
-            condition("RuntimeReady", Ok(()))
-        } else {
-            condition("RuntimeReady", Err(("ShimMissing", format!("berth-shim not found at {}", shim.display()))))
-        };
+        let runtime = runtime_ready(&self.info.shim_binary);
         let network = condition("NetworkReady", self.cni.status().map_err(|e| ("NetworkPluginNotReady", e.to_string())));
         let logs = self.log_condition();
         let mut info = HashMap::new();
@@ -40,9 +37,42 @@ impl Runtime {
     }
 }
 
+/// RuntimeReady: false, reason ShimMissing, when `shim` or the
+/// berth-runtime beside it is missing.
+fn runtime_ready(shim: &Path) -> RuntimeCondition {
+    condition("RuntimeReady", missing_shim_binary(shim).map_or(Ok(()), |missing| Err(("ShimMissing", missing))))
+}
+
 fn condition(kind: &str, state: Result<(), (&str, String)>) -> RuntimeCondition {
     match state {
         Ok(()) => RuntimeCondition { r#type: kind.into(), status: true, ..Default::default() },
         Err((reason, message)) => RuntimeCondition { r#type: kind.into(), status: false, reason: reason.into(), message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_ready;
+
+    #[test]
+    fn runtime_ready_needs_the_shim_and_berth_runtime_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let shim = bin.join("berth-shim");
+
+        let c = runtime_ready(&shim);
+        assert!(c.r#type == "RuntimeReady" && !c.status && c.reason == "ShimMissing", "{c:?}");
+        assert_eq!(c.message, format!("berth-shim not found at {}", shim.display()));
+
+        std::fs::write(&shim, "").unwrap();
+        let c = runtime_ready(&shim);
+        assert!(!c.status && c.reason == "ShimMissing", "{c:?}");
+        let runtime = bin.canonicalize().unwrap().join("berth-runtime");
+        assert_eq!(c.message, format!("berth-runtime not found at {} (it must be installed beside berth-shim)", runtime.display()));
+
+        std::fs::write(&runtime, "").unwrap();
+        let c = runtime_ready(&shim);
+        assert!(c.r#type == "RuntimeReady" && c.status && c.reason.is_empty() && c.message.is_empty(), "{c:?}");
     }
 }

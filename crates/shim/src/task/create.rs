@@ -1,7 +1,7 @@
 use std::{ffi::OsStr, path::PathBuf};
 
 use berth_cgroups::{Cgroup, Hierarchy};
-use berth_container::sync::{Bootstrap, Prepare, Prepared, RootfsMount};
+use berth_shim_protocol::{Bootstrap, Prepare, Prepared, RootfsMount};
 use containerd_shim_protos::{
     api::{CreateTaskRequest, CreateTaskResponse},
     events::task::{TaskCreate, TaskIO},

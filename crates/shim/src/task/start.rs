@@ -1,4 +1,4 @@
-use berth_container::sync::{Bootstrap, ExecTarget};
+use berth_shim_protocol::{Bootstrap, ExecTarget};
 use containerd_shim_protos::{
     api::{StartRequest, StartResponse},
     events::task::{TaskExecStarted, TaskStart},

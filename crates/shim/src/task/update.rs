@@ -14,20 +14,18 @@ impl TaskService {
     /// reopens its log.
     pub(super) fn update_task(&self, req: &UpdateTaskRequest) -> Result<Empty> {
         let (cgroups_path, init) = self.with_container(&req.id, |c| Ok((c.host.cgroups_path.clone(), c.init.clone())))?;
-        if let Some(any) = req.resources.as_ref() {
-            // Parsed and applied by `berth-runtime update` (both drivers).
-            runtime::update(&cgroups_path, &any.value, &self.reaper)?;
-        }
-        if let Some(value) = req.annotations.get(OOM_SCORE_ADJ_ANNOTATION) {
-            let wanted: i32 = value.parse().map_err(|_| ShimError::InvalidArgument(format!("{OOM_SCORE_ADJ_ANNOTATION} {value:?} is not a number")))?;
-            let pid = init.state().pid;
-            let path = format!("/proc/{pid}/oom_score_adj");
-            match berth_container::process::set_oom_score_adj_at(std::path::Path::new(&path), wanted) {
-                Ok(Some(warning)) => log::warn!("{warning}"),
-                Ok(None) => {}
-                Err(e) => return Err(ShimError::Internal(format!("set oom_score_adj of pid {pid}: {e}"))),
-            }
-        }
+        let oom_score_adj = match req.annotations.get(OOM_SCORE_ADJ_ANNOTATION) {
+            Some(value) => Some(value.parse::<i32>().map_err(|_| ShimError::InvalidArgument(format!("{OOM_SCORE_ADJ_ANNOTATION} {value:?} is not a number")))?),
+            None => None,
+        };
+        // Parsed and applied by `berth-runtime update` (both cgroup drivers;
+        // the init's oom_score_adj with the init's clamp rule).
+        let change = runtime::Update {
+            cgroups_path: &cgroups_path,
+            resources_json: req.resources.as_ref().map(|any| any.value.as_slice()),
+            oom_score_adj: oom_score_adj.map(|adj| (init.state().pid, adj)),
+        };
+        runtime::update(&change, &self.reaper)?;
         if req.annotations.contains_key(REOPEN_LOG_ANNOTATION) {
             init.io.reopen_log()?;
         }

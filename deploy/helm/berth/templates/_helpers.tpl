@@ -34,8 +34,9 @@ Values that cannot work together. The schema checks each value alone.
 The host directories the installer writes in, one per line: nothing else
 of the host is mounted.
   handler: containerd's config directory (the config, and conf.d/ for
-           version 3), <prefix>/bin (containerd-shim-berth-v2), /var/lib
-           (the installer's record, /var/lib/berth-install).
+           version 3), <prefix>/bin (containerd-shim-berth-v2 and
+           berth-runtime), /var/lib (the installer's record,
+           /var/lib/berth-install).
   node:    /etc (/etc/berth/config.toml, which may not exist yet, and
            /etc/systemd/system/berthd.service), <prefix>/bin, /var/lib (the
            record; /var/lib/kubelet for switchKubelet; /var/lib/dpkg to see

@@ -39,6 +39,12 @@ impl From<berth_cgroups::Error> for Error {
     }
 }
 
+impl From<berth_shim_protocol::Error> for Error {
+    fn from(e: berth_shim_protocol::Error) -> Self {
+        Error::Internal(format!("talk to berth-shim: {e}"))
+    }
+}
+
 impl From<berth_container::Error> for Error {
     fn from(e: berth_container::Error) -> Self {
         match e.kind() {

@@ -7,7 +7,7 @@
 //! ```text
 //! berth-runtime create     stage 1 of a new container: rootfs, cgroup, then `init`
 //! berth-runtime init       the container's init (berth_container::init)
-//! berth-runtime update --cgroups-path PATH < resources.json
+//! berth-runtime update [--cgroups-path PATH < resources.json] [--pid PID --oom-score-adj N]
 //! berth-runtime delete --cgroups-path PATH [--rootfs DIR]
 //! berth-runtime join-cgroup --cgroups-path PATH --pid PID --description TEXT
 //! ```

@@ -1,5 +1,7 @@
-//! The conversation between the shim and the container init it spawned, over
-//! a `SOCK_SEQPACKET` socketpair (message boundaries kept, fds passable).
+//! The conversation between berth-shim and the `berth-runtime` it spawned
+//! for a container process, over a `SOCK_SEQPACKET` socketpair (message
+//! boundaries kept, fds passable). Its own crate so that the resident shim
+//! links only this, not the code that builds containers.
 //!
 //! ```text
 //! shim                               init (stage 1)        init (stage 2 = container pid 1)
@@ -26,17 +28,40 @@
 //!  Bootstrap ─────────────────────────▶ (as above)
 //! ```
 
+// Fds cross the socket (SCM_RIGHTS) and the init's end is adopted from a
+// number in the environment: raw fd handling, each block with its SAFETY.
+#![allow(unsafe_code)]
+
 use std::{
     io::{IoSlice, IoSliceMut},
-    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
     path::PathBuf,
 };
 
 use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
-use oci_spec::runtime::Process;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result};
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A failure of the conversation itself (not of what it was about).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op}: {source}")]
+    Socket { op: &'static str, source: nix::Error },
+    #[error("bad message: {0}")]
+    Message(#[from] serde_json::Error),
+}
+
+/// Kind of failure a message reports, so the shim can pick a ttrpc code
+/// without parsing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The spec or request asks for something impossible or missing (bad
+    /// path, bad uid, command not found): the caller's fault.
+    InvalidArgument,
+    /// The host failed (a syscall error not caused by the spec).
+    Internal,
+}
 
 /// Name of the environment variable that carries the init's end of the socket.
 pub const SYNC_FD_ENV: &str = "_BERTH_SYNC_FD";
@@ -88,12 +113,6 @@ pub struct ExecTarget {
     pub process: String,
 }
 
-impl ExecTarget {
-    pub fn parse_process(&self) -> Result<Process> {
-        serde_json::from_str(&self.process).map_err(|e| Error::InvalidSpec(format!("exec process: {e}")))
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 pub enum InitMessage {
     /// `berth-runtime create` is done with the host: the rootfs is mounted
@@ -129,11 +148,18 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl Channel {
     /// Returns (shim end, init end). Both are close-on-exec; the shim clears
     /// the flag on the init end in the child just before exec.
     pub fn pair() -> Result<(Channel, Channel)> {
-        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(Error::sys("socketpair"))?;
+        let (a, b) =
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(|source| Error::Socket { op: "socketpair", source })?;
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
@@ -156,7 +182,7 @@ impl Channel {
     }
 
     pub fn send_with_fd<T: Serialize>(&self, msg: &T, fd: Option<BorrowedFd<'_>>) -> Result<()> {
-        let bytes = serde_json::to_vec(msg).map_err(|e| Error::Sync(e.to_string()))?;
+        let bytes = serde_json::to_vec(msg)?;
         let iov = [IoSlice::new(&bytes)];
         let fds;
         let cmsgs: Vec<ControlMessage> = match fd {
@@ -166,7 +192,7 @@ impl Channel {
             }
             None => Vec::new(),
         };
-        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None).map_err(Error::sys("send to peer"))?;
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None).map_err(|source| Error::Socket { op: "send to peer", source })?;
         Ok(())
     }
 
@@ -179,7 +205,7 @@ impl Channel {
             match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Ok(msg) => {
                     let mut fd = None;
-                    for c in msg.cmsgs().map_err(Error::sys("read control message"))? {
+                    for c in msg.cmsgs().map_err(|source| Error::Socket { op: "read control message", source })? {
                         if let ControlMessageOwned::ScmRights(fds) = c {
                             // SAFETY: the kernel just installed these fds in our table.
                             fd = fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
@@ -188,13 +214,13 @@ impl Channel {
                     break (msg.bytes, fd);
                 }
                 Err(nix::Error::EINTR) => continue,
-                Err(e) => return Err(Error::Sync(format!("receive from peer: {e}"))),
+                Err(source) => return Err(Error::Socket { op: "receive from peer", source }),
             }
         };
         if len == 0 {
             return Ok(None);
         }
-        let msg = serde_json::from_slice(&buf[..len]).map_err(|e| Error::Sync(format!("bad message: {e}")))?;
+        let msg = serde_json::from_slice(&buf[..len])?;
         Ok(Some((msg, fd)))
     }
 }
