@@ -45,7 +45,7 @@ case "$host" in
   *) echo "build-dist: a static berth-shim is built for glibc hosts; this is $host" >&2; exit 1 ;;
 esac
 
-shim_target=${BERTH_SHIM_TARGET:-x86_64-unknown-linux-musl}
+shim_target=${BERTH_SHIM_TARGET:-${host%-gnu}-musl}
 if ! rustup target list --installed 2>/dev/null | grep -qx "$shim_target"; then
   echo "build-dist: WARNING: Rust target $shim_target is not installed (hack/setup.sh adds it);" >&2
   echo "build-dist: WARNING: berth-shim is linked against glibc, about 0.7 MiB more RSS per shim" >&2

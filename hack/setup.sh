@@ -137,9 +137,10 @@ command -v cargo >/dev/null 2>&1 || {
 # code in every shim. Rust's musl target brings musl and its start files;
 # nothing else is needed. Without it build-dist.sh says so and links the
 # shim against glibc instead (about 0.7 MiB more RSS per shim).
-BERTH_SHIM_TARGET=${BERTH_SHIM_TARGET:-x86_64-unknown-linux-musl}
+rust_host=$(rustc -vV | sed -n 's/^host: //p')
+BERTH_SHIM_TARGET=${BERTH_SHIM_TARGET:-${rust_host%-gnu}-musl}
 export BERTH_SHIM_TARGET
-if [ "$(uname -m)" = x86_64 ] && command -v rustup >/dev/null 2>&1 &&
+if [ "$BERTH_SHIM_TARGET" != "$rust_host" ] && command -v rustup >/dev/null 2>&1 &&
   ! rustup target list --installed 2>/dev/null | grep -qx "$BERTH_SHIM_TARGET"; then
   echo "setup: adding Rust's $BERTH_SHIM_TARGET target (the shim as it ships)"
   timeout 900 rustup target add "$BERTH_SHIM_TARGET" ||

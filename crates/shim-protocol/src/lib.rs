@@ -24,6 +24,7 @@
 //! ```text
 //!  spawn `berth-runtime create`
 //!  Prepare ───────────────────────────▶ mount rootfs, make the cgroup, join it
+//!          ◀──────────────────────────── CgroupJoined
 //!          ◀──────────────────────────── Prepared, exec `berth-runtime init`
 //!  Bootstrap ─────────────────────────▶ (as above)
 //! ```
@@ -50,6 +51,13 @@ pub enum Error {
     Socket { op: &'static str, source: nix::Error },
     #[error("bad message: {0}")]
     Message(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// The peer did not answer within the socket's receive timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Socket { source: nix::Error::EAGAIN, .. })
+    }
 }
 
 /// Kind of failure a message reports, so the shim can pick a ttrpc code
@@ -115,6 +123,12 @@ pub struct ExecTarget {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum InitMessage {
+    /// `berth-runtime create` has this process in the container's cgroup
+    /// (for systemd: the scope it started, so it is ours to stop): sent
+    /// before the rest, so that a create that dies half way can be undone.
+    CgroupJoined {
+        cgroups_path: String,
+    },
     /// `berth-runtime create` is done with the host: the rootfs is mounted
     /// (where, if it mounted one) and the cgroup made, with this process in
     /// it. From here the shim owns undoing both (`berth-runtime delete`).

@@ -94,6 +94,16 @@ impl Reaper {
         }
     }
 
+    /// Runs `spawn` with reaping held off. std's `Command::spawn` with a
+    /// `pre_exec` waits itself for a child whose exec failed (and panics,
+    /// aborting the shim, if someone else reaped it first): while `spawn`
+    /// runs, no `waitpid(-1)` of ours may take it. `spawn` must not call
+    /// the reaper.
+    pub fn without_reaping<T>(&self, spawn: impl FnOnce() -> T) -> T {
+        let _held = self.inner.table.lock().unwrap_or_else(|e| e.into_inner());
+        spawn()
+    }
+
     /// Marks a pid as one whose exit will be asked for: it is kept until
     /// [`Reaper::forget`].
     pub fn watch(&self, pid: i32) {

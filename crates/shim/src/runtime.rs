@@ -1,13 +1,18 @@
 //! `berth-runtime`, the short-lived half of the shim (see its main.rs): where
-//! it is, and running its `update`, `delete` and `join-cgroup`. `create` and `init` are
-//! spawned by `spawn`, which talks to them over their channel.
+//! it is, and running its `update`, `delete` and `join-cgroup`. `create`
+//! and `init` are spawned by `spawn`, which talks to them over their channel.
 
 use std::{
     ffi::OsStr,
+    fs::File,
     io::{Read, Write},
-    os::unix::process::ExitStatusExt,
-    path::PathBuf,
+    os::{
+        fd::AsRawFd,
+        unix::{fs::OpenOptionsExt, process::ExitStatusExt},
+    },
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -20,21 +25,67 @@ use crate::{
 
 const BINARY: &str = "berth-runtime";
 
-/// How long an update or delete may take after it closed its output. The
-/// helper bounds its own waits (a systemd job 30 s, leftover processes to
-/// die 2 s), and its output is read to the end first: this only keeps a
-/// helper stuck on its way out from holding the call.
+/// How long an update or delete may take after it closed its output. Its
+/// output is read to the end first (a helper stuck in a D-Bus call holds
+/// the call; systemd's jobs have a 30 s deadline, leftover processes 2 s):
+/// this only keeps a helper stuck on its way out from holding it longer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `berth-runtime` beside this executable (the real file, so a link named
-/// `containerd-shim-berth-v2` finds the one beside `berth-shim`).
-pub fn binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(ShimError::internal("locate berth-shim"))?;
-    let runtime = exe.with_file_name(BINARY);
-    if !runtime.is_file() {
-        return Err(ShimError::Internal(format!("{} not found: it is installed beside berth-shim", runtime.display())));
+/// What the helpers keep of the shim's environment: the rest is cleared
+/// (the container's init must not inherit the shim's).
+const PASSED_ENV: &[&str] = &["DBUS_SYSTEM_BUS_ADDRESS"];
+
+/// The berth-runtime this shim runs, opened once and from then on run
+/// through its fd (`/proc/self/fd/N`): an upgrade replaces the file beside
+/// shims that keep running, and each must go on running the runtime of its
+/// own build (what they say to each other is private to one build).
+struct Pinned {
+    path: PathBuf,
+    file: File,
+}
+
+static PINNED: Mutex<Option<Arc<Pinned>>> = Mutex::new(None);
+
+/// Opens the berth-runtime beside this executable, if not yet: `serve`
+/// calls it at its start. A failure is kept for nothing: a later call tries
+/// again (it may have been installed since).
+pub fn pin() -> Result<()> {
+    let mut pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner());
+    if pinned.is_none() {
+        *pinned = Some(Arc::new(open_beside_exe()?));
     }
-    Ok(runtime)
+    Ok(())
+}
+
+/// `berth-runtime` beside this executable (the real file, so a link named
+/// `containerd-shim-berth-v2` finds the one beside `berth-shim`), opened
+/// without reading it (O_PATH).
+fn open_beside_exe() -> Result<Pinned> {
+    let exe = std::env::current_exe().map_err(ShimError::internal("locate berth-shim"))?;
+    let path = exe.with_file_name(BINARY);
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ShimError::Internal(format!("{} not found: it is installed beside berth-shim", path.display())),
+        _ => ShimError::Internal(format!("open {}: {e}", path.display())),
+    })?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) || nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(ShimError::Internal(format!("{} is not an executable file", path.display())));
+    }
+    Ok(Pinned { path, file })
+}
+
+/// A command for `berth-runtime` (the pinned one) with a cleared
+/// environment, and the path it was found at, for messages.
+pub fn command() -> Result<(Command, PathBuf)> {
+    pin()?;
+    let pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| ShimError::Internal("berth-runtime is not open".into()))?;
+    let mut cmd = Command::new(format!("/proc/self/fd/{}", pinned.file.as_raw_fd()));
+    cmd.env_clear();
+    for name in PASSED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    Ok((cmd, pinned.path.clone()))
 }
 
 /// What an Update changes.
@@ -63,11 +114,29 @@ pub fn update(change: &Update<'_>, reaper: &Reaper) -> Result<()> {
     call("update", &args, change.resources_json, Some(reaper))
 }
 
-/// `berth-runtime delete`: kill what is left in the cgroup, remove it,
-/// unmount the rootfs. `reaper` is None in a shim that serves nothing
-/// (containerd's `delete`), where the child is waited for directly.
-pub fn delete(args: &[&OsStr], reaper: Option<&Reaper>) -> Result<()> {
-    call("delete", args, None, reaper)
+/// `berth-runtime delete`: kill what is left in the container's cgroup,
+/// remove it (stop its scope), unmount its rootfs; either may be missing.
+/// `reaper` is None in a shim that serves nothing (containerd's `delete`),
+/// where the child is waited for directly.
+pub fn delete(cgroups_path: Option<&str>, rootfs: Option<&Path>, reaper: Option<&Reaper>) -> Result<()> {
+    let mut args = Vec::new();
+    if let Some(path) = cgroups_path {
+        args.extend([OsStr::new("--cgroups-path"), OsStr::new(path)]);
+    }
+    if let Some(target) = rootfs {
+        args.extend([OsStr::new("--rootfs"), target.as_os_str()]);
+    }
+    if args.is_empty() {
+        return Ok(());
+    }
+    call("delete", &args, None, reaper)
+}
+
+/// containerd's `delete` after a lost shim: the cgroup path comes from the
+/// bundle's spec (berth-runtime reads it).
+pub fn delete_by_bundle(bundle: &Path, id: &str, rootfs: &Path) -> Result<()> {
+    let args = [OsStr::new("--bundle"), bundle.as_os_str(), OsStr::new("--id"), OsStr::new(id), OsStr::new("--rootfs"), rootfs.as_os_str()];
+    call("delete", &args, None, None)
 }
 
 /// `berth-runtime join-cgroup`: `pid` into a cgroup (scope) of its own.
@@ -79,16 +148,15 @@ pub fn join_cgroup(cgroups_path: &str, pid: u32, description: &str) -> Result<()
 }
 
 fn call(verb: &str, args: &[&OsStr], stdin: Option<&[u8]>, reaper: Option<&Reaper>) -> Result<()> {
-    let what = format!("berth-runtime {verb}");
-    let mut child = Command::new(binary()?)
-        .arg(verb)
-        .args(args)
-        .env_clear()
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(ShimError::internal(&what))?;
+    let (mut cmd, path) = command()?;
+    let what = format!("{} {verb}", path.display());
+    cmd.arg(verb).args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // A failed exec is waited for by std itself: no reaping meanwhile.
+    let spawned = match reaper {
+        Some(reaper) => reaper.without_reaping(|| cmd.spawn()),
+        None => cmd.spawn(),
+    };
+    let mut child = spawned.map_err(ShimError::internal(&what))?;
     let pid = child.id() as i32;
     if let Some(reaper) = reaper {
         reaper.watch(pid);
@@ -101,7 +169,14 @@ fn call(verb: &str, args: &[&OsStr], stdin: Option<&[u8]>, reaper: Option<&Reape
     let status = match reaper {
         // The reaper owns waiting in a serving shim: never child.wait() there.
         Some(reaper) => {
-            let exit = reaper.wait(pid, Some(CALL_TIMEOUT));
+            let exit = reaper.wait(pid, Some(CALL_TIMEOUT)).or_else(|| {
+                // Killed (it was not reaped a moment ago, so the pid is
+                // still its own), then reaped.
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                reaper.wait(pid, Some(Duration::from_secs(5)));
+                None
+            });
             reaper.forget(pid);
             exit.map(|e| e.status)
         }
@@ -109,7 +184,8 @@ fn call(verb: &str, args: &[&OsStr], stdin: Option<&[u8]>, reaper: Option<&Reape
     };
     match status {
         Some(0) => {
-            // Warnings (a clamped oom_score_adj) go to the shim's log.
+            // Warnings (a clamped oom_score_adj, a slow freeze) go to the
+            // shim's log.
             for line in String::from_utf8_lossy(&words).lines().filter(|l| !l.is_empty()) {
                 log::warn!("{line}");
             }
@@ -119,11 +195,7 @@ fn call(verb: &str, args: &[&OsStr], stdin: Option<&[u8]>, reaper: Option<&Reape
             Ok(InitMessage::Error { kind, message }) => ShimError::from_init(kind, message),
             _ => ShimError::Internal(format!("{what} exited with status {status}: {}", String::from_utf8_lossy(&words).trim())),
         }),
-        None => {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            Err(ShimError::DeadlineExceeded(format!("{what} did not finish in {}s", CALL_TIMEOUT.as_secs())))
-        }
+        None => Err(ShimError::DeadlineExceeded(format!("{what} did not finish in {}s", CALL_TIMEOUT.as_secs()))),
     }
 }
 

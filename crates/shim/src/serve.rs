@@ -31,6 +31,10 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     one_malloc_arena();
     // Orphans of the container are reparented to us, not to the host init.
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+    // The berth-runtime of this shim's build, whatever replaces it later.
+    if let Err(e) = runtime::pin() {
+        log::warn!("{e}: containers cannot be created");
+    }
     if !a.cgroup.is_empty() {
         leave_parent_cgroup(&a.cgroup, &a.id);
     }

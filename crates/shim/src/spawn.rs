@@ -2,11 +2,7 @@
 //! init` (an exec) and holding the conversation with it (the protocol is
 //! drawn in `berth_shim_protocol`).
 
-use std::{
-    os::unix::process::CommandExt,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{os::unix::process::CommandExt, process::Stdio, time::Duration};
 
 use berth_cgroups::Cgroup;
 use berth_shim_protocol::{Bootstrap, Channel, InitMessage, Prepare, Prepared, ShimMessage, SYNC_FD_ENV};
@@ -46,13 +42,12 @@ pub enum Role {
 }
 
 impl Stage1 {
-    pub fn spawn(role: Role, stdio: ChildStdio) -> Result<Stage1> {
+    pub fn spawn(role: Role, stdio: ChildStdio, reaper: &Reaper) -> Result<Stage1> {
         let (shim_end, init_end) = Channel::pair()?;
         set_recv_timeout(&shim_end, STEP_TIMEOUT);
         let init_fd = init_end.as_raw_fd();
-        let mut cmd = Command::new(runtime::binary()?);
+        let (mut cmd, path) = runtime::command()?;
         cmd.arg(if role == Role::Create { "create" } else { "init" })
-            .env_clear()
             .env(SYNC_FD_ENV, init_fd.to_string())
             .stdin(Stdio::from(stdio.stdin))
             .stdout(Stdio::from(stdio.stdout))
@@ -67,7 +62,7 @@ impl Stage1 {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(ShimError::internal("spawn berth-runtime"))?;
+        let child = reaper.without_reaping(|| cmd.spawn()).map_err(|e| ShimError::Internal(format!("spawn {}: {e}", path.display())))?;
         // Our copy of the init's end must go, or we would never see EOF.
         drop(init_end);
         let pid = child.id() as i32;
@@ -82,28 +77,35 @@ impl Stage1 {
     }
 
     /// A new container's host side: the rootfs mounted and the cgroup made
-    /// with stage 1 in it. Undoing it is the caller's from the answer on.
-    pub fn prepare(&self, prepare: Prepare) -> Result<Prepared> {
+    /// with stage 1 in it. Undoing it is the caller's from the answer on;
+    /// before it, a create that answered its error undid its work itself,
+    /// and one that died or hung is killed and its work undone here: the
+    /// rootfs mount it was asked for and the cgroup it said it joined.
+    pub fn prepare(&self, prepare: Prepare, reaper: &Reaper) -> Result<Prepared> {
+        let rootfs = (!prepare.rootfs.is_empty()).then(|| prepare.bundle.join("rootfs"));
         if let Err(e) = self.channel.send(&ShimMessage::Prepare(prepare)) {
             self.kill();
             return Err(e.into());
         }
-        loop {
+        let mut cgroups_path = None;
+        let failed = loop {
             match self.channel.recv::<InitMessage>() {
                 Ok(Some((InitMessage::Prepared(prepared), _))) => return Ok(prepared),
+                Ok(Some((InitMessage::CgroupJoined { cgroups_path: path }, _))) => cgroups_path = Some(path),
                 Ok(Some((InitMessage::Warning(w), _))) => log::warn!("{w}"),
                 Ok(Some((InitMessage::Error { kind, message }, _))) => return Err(ShimError::from_init(kind, message)),
-                Ok(Some((other, _))) => {
-                    self.kill();
-                    return Err(ShimError::Internal(format!("berth-runtime create answered {other:?} before Prepared")));
-                }
-                Ok(None) => return Err(ShimError::Internal("berth-runtime create exited before the container was prepared".into())),
-                Err(e) => {
-                    self.kill();
-                    return Err(ShimError::DeadlineExceeded(format!("berth-runtime create: {e}")));
-                }
+                Ok(Some((other, _))) => break ShimError::Internal(format!("berth-runtime create answered {other:?} before Prepared")),
+                Ok(None) => break ShimError::Internal("berth-runtime create exited before the container was prepared".into()),
+                Err(e) if e.is_timeout() => break ShimError::DeadlineExceeded(format!("berth-runtime create: {e}")),
+                Err(e) => break ShimError::Internal(format!("berth-runtime create: {e}")),
             }
+        };
+        self.kill();
+        reaper.wait(self.pid, Some(Duration::from_secs(5)));
+        if let Err(e) = runtime::delete(cgroups_path.as_deref(), rootfs.as_deref(), Some(reaper)) {
+            log::warn!("undo a create that did not finish: {e}");
         }
+        Err(failed)
     }
 
     /// Puts an exec's stage 1 in the container's cgroup (before it forks).
@@ -138,7 +140,10 @@ impl Stage1 {
             err
         };
         loop {
-            let msg = shim_end.recv::<InitMessage>().map_err(|e| fail(pid, ShimError::DeadlineExceeded(format!("container init: {e}"))))?;
+            let msg = shim_end.recv::<InitMessage>().map_err(|e| {
+                let what = format!("container init: {e}");
+                fail(pid, if e.is_timeout() { ShimError::DeadlineExceeded(what) } else { ShimError::Internal(what) })
+            })?;
             match msg {
                 Some((InitMessage::Pid(p), _)) => {
                     reaper.watch(p);
@@ -159,7 +164,9 @@ impl Stage1 {
                     }
                 }
                 Some((InitMessage::Ready, _)) => {}
-                Some((InitMessage::Prepared(_), _)) => return Err(fail(pid, ShimError::Internal("the init answered Prepared after Bootstrap".into()))),
+                Some((InitMessage::Prepared(_) | InitMessage::CgroupJoined { .. }, _)) => {
+                    return Err(fail(pid, ShimError::Internal("the init answered as berth-runtime create after Bootstrap".into())))
+                }
                 Some((InitMessage::Error { kind, message }, _)) => return Err(fail(pid, ShimError::from_init(kind, message))),
                 None => {
                     // For an exec, EOF after the pid means the execve succeeded

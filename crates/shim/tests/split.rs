@@ -57,3 +57,57 @@ fn create_without_berth_runtime_names_the_missing_binary() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&shim.dir.path().display().to_string()));
 }
+
+/// A shim beside a copy of itself and `runtime` (the bytes of a
+/// berth-runtime, real or not), in a directory of its own.
+fn shim_beside(name: &str, runtime: &[u8], mode: u32) -> (tempfile::TempDir, Shim) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("berth-shim-beside").tempdir().unwrap();
+    let binary = dir.path().join("berth-shim");
+    std::fs::copy(shim_binary(), &binary).unwrap();
+    let path = dir.path().join("berth-runtime");
+    std::fs::write(&path, runtime).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let shim = Shim::start_binary(name, &binary);
+    (dir, shim)
+}
+
+/// A berth-runtime that cannot be run is refused with its path; one whose
+/// exec fails (its interpreter is missing) fails the Create and leaves the
+/// shim serving. (std waits itself for a child whose exec failed and aborts
+/// if another `waitpid` took it first, so the shim holds its reaper off
+/// meanwhile; that race is too narrow for this test to provoke at will.)
+#[test]
+fn a_berth_runtime_that_cannot_run_fails_create_and_the_shim_lives() {
+    let (dir, shim) = shim_beside("noexec", b"#!/bin/sh\n", 0o644);
+    let (c, msg) = code(&shim.create(&spec(&shim.id, &["true"])).unwrap_err());
+    assert_eq!(c, ttrpc::Code::INTERNAL, "{msg}");
+    assert!(msg.contains(&format!("{} is not an executable file", dir.path().join("berth-runtime").display())), "{msg}");
+    drop(shim);
+
+    let (_dir, shim) = shim_beside("badexec", b"#!/nonexistent/interpreter\n", 0o755);
+    for _ in 0..20 {
+        let (c, msg) = code(&shim.create(&spec(&shim.id, &["true"])).unwrap_err());
+        assert_eq!(c, ttrpc::Code::INTERNAL, "{msg}");
+        assert!(msg.contains("spawn"), "{msg}");
+        shim.connect();
+    }
+    assert!(shim.cgroup().existing_dirs().is_empty());
+}
+
+/// A shim goes on running the berth-runtime it started with when the file
+/// beside it is replaced (an upgrade renames a new one over it): the two
+/// halves of one build talk a protocol private to that build.
+#[test]
+fn a_shim_keeps_its_own_berth_runtime_when_the_file_is_replaced() {
+    let runtime = std::fs::read(shim_binary().with_file_name("berth-runtime")).unwrap();
+    let (dir, shim) = shim_beside("pinned", &runtime, 0o755);
+    let replacement = dir.path().join("berth-runtime.new");
+    std::fs::write(&replacement, b"#!/bin/sh\nexit 42\n").unwrap();
+    std::fs::set_permissions(&replacement, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&replacement, dir.path().join("berth-runtime")).unwrap();
+    let pid = shim.run(&spec(&shim.id, &["echo", "still the old one"]));
+    assert_eq!(shim.wait(""), 0);
+    assert_eq!(shim.log_text(), "still the old one");
+    shim.delete_and_assert_clean(pid);
+}

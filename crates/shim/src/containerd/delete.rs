@@ -6,7 +6,6 @@
 //! warnings on stderr (containerd logs them) and the exit status stays 0.
 
 use std::{
-    ffi::OsStr,
     io::Write,
     path::Path,
     time::{Duration, Instant, SystemTime},
@@ -32,9 +31,7 @@ pub fn run(inv: &Invocation) -> Result<(), String> {
     }
     // The cgroup path comes from the bundle's spec (without one there is
     // no cgroup to clean: start failed early).
-    let rootfs = bundle.join("rootfs");
-    let args = [OsStr::new("--bundle"), bundle.as_os_str(), OsStr::new("--id"), OsStr::new(&inv.id), OsStr::new("--rootfs"), rootfs.as_os_str()];
-    if let Err(e) = runtime::delete(&args, None) {
+    if let Err(e) = runtime::delete_by_bundle(&bundle, &inv.id, &bundle.join("rootfs")) {
         warnings.push(e.to_string());
     }
     if let Err(e) = remove_dead_socket(&bundle, inv) {

@@ -1,4 +1,4 @@
-use std::{ffi::OsStr, path::PathBuf};
+use std::path::PathBuf;
 
 use berth_cgroups::{Cgroup, Hierarchy};
 use berth_shim_protocol::{Bootstrap, Prepare, Prepared, RootfsMount};
@@ -13,6 +13,7 @@ use super::TaskService;
 use crate::{
     error::{Result, ShimError},
     io::{ProcessIo, StdioConfig},
+    reaper::Reaper,
     runtime,
     spawn::{Role, Stage1},
     state::{Container, Proc, ProcState},
@@ -51,9 +52,9 @@ impl TaskService {
                 log_drops: Some(bundle.join(berth_oci::log_drops::FILE_NAME)),
             };
             let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
-            let stage1 = Stage1::spawn(Role::Create, child_stdio)?;
+            let stage1 = Stage1::spawn(Role::Create, child_stdio, &self.reaper)?;
             let rootfs = req.rootfs.iter().map(|m| RootfsMount { kind: m.type_.clone(), source: m.source.clone(), options: m.options.clone() }).collect();
-            let host = prepared.insert(stage1.prepare(Prepare { id: req.id.clone(), bundle: bundle.clone(), rootfs })?);
+            let host = prepared.insert(stage1.prepare(Prepare { id: req.id.clone(), bundle: bundle.clone(), rootfs }, &self.reaper)?);
             let cgroup = Cgroup::new(Hierarchy::detect()?, &host.cgroup_dir)?;
             let bootstrap = Bootstrap { bundle: bundle.clone(), terminal: req.terminal, exec: None };
             let spawned = stage1.bootstrap(bootstrap, &io, &self.reaper)?;
@@ -101,12 +102,8 @@ impl TaskService {
 /// `berth-runtime delete` for what `berth-runtime create` made: every
 /// process left in the cgroup is killed (the init too), the cgroup removed,
 /// the rootfs unmounted.
-pub(super) fn remove_from_host(host: &Prepared, reaper: &crate::reaper::Reaper) -> Result<()> {
-    let mut args = vec![OsStr::new("--cgroups-path"), OsStr::new(&host.cgroups_path)];
-    if let Some(target) = &host.rootfs_mount {
-        args.extend([OsStr::new("--rootfs"), target.as_os_str()]);
-    }
-    runtime::delete(&args, Some(reaper))
+pub(super) fn remove_from_host(host: &Prepared, reaper: &Reaper) -> Result<()> {
+    runtime::delete(Some(&host.cgroups_path), host.rootfs_mount.as_deref(), Some(reaper))
 }
 
 fn create_event(req: &CreateTaskRequest, pid: i32) -> TaskCreate {

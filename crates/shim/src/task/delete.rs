@@ -47,7 +47,12 @@ impl TaskService {
             mode.record_init_exit(&exit);
             mode.publish_exit_once(&container.id, "", &container.init, &exit, oom_killed);
         }
-        teardown(&container, &self.reaper)?;
+        if let Err(e) = teardown(&container, &self.reaper) {
+            // Kept, so that Delete can be asked again (the cgroup, a mount
+            // may be left); the exit is the reaper's still.
+            self.lock().get_or_insert(container);
+            return Err(e);
+        }
         self.reaper.forget(pid);
         log::info!("deleted container {}", container.id);
         let mut resp = DeleteResponse::new();

@@ -26,6 +26,10 @@ impl TaskService {
         if process.get("args").and_then(|a| a.as_array()).is_none_or(|a| a.is_empty()) {
             return Err(ShimError::InvalidArgument("exec spec has no args".into()));
         }
+        // What the OCI process requires beside args.
+        if !process.get("cwd").is_some_and(|c| c.is_string()) || !process.get("user").is_some_and(|u| u.is_object()) {
+            return Err(ShimError::InvalidArgument("exec spec is not an OCI process: it needs cwd and user".into()));
+        }
         self.with_container(&req.id, |c| {
             if c.execs.contains_key(&req.exec_id) || c.pending_execs.contains_key(&req.exec_id) {
                 return Err(ShimError::AlreadyExists(format!("exec {:?} already exists", req.exec_id)));

@@ -64,7 +64,7 @@ impl TaskService {
                 return Err(ShimError::FailedPrecondition(format!("container {id} is {init_status:?}; exec needs it Running")));
             }
             let (io, child_stdio) = ProcessIo::prepare(&stdio)?;
-            let stage1 = Stage1::spawn(Role::Exec, child_stdio)?;
+            let stage1 = Stage1::spawn(Role::Exec, child_stdio, &self.reaper)?;
             if let Some(cg) = &cgroup {
                 stage1.join(cg)?;
             }

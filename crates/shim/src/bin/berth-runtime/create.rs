@@ -18,7 +18,7 @@ use crate::{
 
 pub fn run(channel: Channel) -> ! {
     let prepared = match channel.recv::<ShimMessage>() {
-        Ok(Some((ShimMessage::Prepare(p), _))) => prepare(&p),
+        Ok(Some((ShimMessage::Prepare(p), _))) => prepare(&p, &channel),
         Ok(Some((other, _))) => Err(Error::Internal(format!("expected Prepare, got {other:?}"))),
         Ok(None) => Err(Error::Internal("the shim closed the channel before Prepare".into())),
         Err(e) => Err(Error::Internal(e.to_string())),
@@ -38,7 +38,7 @@ fn become_init(channel: &Channel) -> std::io::Error {
     Command::new("/proc/self/exe").arg("init").env_clear().env(SYNC_FD_ENV, channel.as_raw_fd().to_string()).exec()
 }
 
-fn prepare(p: &Prepare) -> Result<Prepared> {
+fn prepare(p: &Prepare, channel: &Channel) -> Result<Prepared> {
     if !p.bundle.is_absolute() {
         return Err(Error::InvalidArgument(format!("bundle {:?} is not an absolute path", p.bundle)));
     }
@@ -61,5 +61,7 @@ fn prepare(p: &Prepare) -> Result<Prepared> {
         }
         return Err(undo_mount(e));
     }
+    // Ours now, whatever happens to this process: the shim undoes it.
+    channel.send(&InitMessage::CgroupJoined { cgroups_path: cgroups_path.clone() })?;
     Ok(Prepared { rootfs_mount, cgroups_path, cgroup_dir: cgroup.cgroup().path().to_path_buf() })
 }

@@ -5,7 +5,7 @@
 //! already gone is fine, and every step runs even if one before failed.
 //!
 //! ```text
-//! berth-runtime delete (--cgroups-path PATH | --bundle DIR --id ID) [--rootfs DIR]
+//! berth-runtime delete [--cgroups-path PATH | --bundle DIR --id ID] [--rootfs DIR]
 //! ```
 //! With `--bundle`, the path comes from the bundle's spec (none without a
 //! spec: nothing was created then).
@@ -20,12 +20,17 @@ use crate::{
 };
 
 pub fn run(args: &[String]) -> Result<()> {
+    let mut first_error = None;
     let cgroups_path = match (flag(args, "--cgroups-path"), flag(args, "--bundle"), flag(args, "--id")) {
         (Some(path), _, _) => Some(path.to_string()),
-        (None, Some(bundle), Some(id)) => spec_cgroups_path(Path::new(bundle), id)?,
+        // A spec that cannot be read still leaves the rootfs to unmount.
+        (None, Some(bundle), Some(id)) => spec_cgroups_path(Path::new(bundle), id).unwrap_or_else(|e| {
+            first_error = Some(e);
+            None
+        }),
+        (None, None, None) if flag(args, "--rootfs").is_some() => None,
         _ => return Err(Error::InvalidArgument("delete needs --cgroups-path, or --bundle and --id".into())),
     };
-    let mut first_error = None;
     if let Some(path) = cgroups_path {
         if let Err(e) = remove_leftover(&path) {
             first_error.get_or_insert(Error::Internal(format!("container cgroup {path}: {e}")));

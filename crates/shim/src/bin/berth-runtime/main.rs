@@ -41,9 +41,18 @@ fn main() -> ExitCode {
             Some(channel) => create::run(channel),
             None => missing_channel("create"),
         },
-        Some("update") => answer(update::run(&argv[2..])),
-        Some("delete") => answer(delete::run(&argv[2..])),
-        Some("join-cgroup") => answer(join_cgroup::run(&argv[2..])),
+        Some("update") => {
+            warnings_to_stderr();
+            answer(update::run(&argv[2..]))
+        }
+        Some("delete") => {
+            warnings_to_stderr();
+            answer(delete::run(&argv[2..]))
+        }
+        Some("join-cgroup") => {
+            warnings_to_stderr();
+            answer(join_cgroup::run(&argv[2..]))
+        }
         Some("--version") | Some("version") => {
             println!("berth-runtime {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -79,6 +88,31 @@ fn answer(result: error::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Warnings of the libraries (a cgroup that did not freeze in time) on
+/// stderr, which the shim copies to its log. Only for the steps whose
+/// stderr is the shim's: `create` and `init` have the container's.
+fn warnings_to_stderr() {
+    if log::set_logger(&StderrWarnings).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
+struct StderrWarnings;
+
+impl log::Log for StderrWarnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// The value of `--name VALUE` in `args`.
