@@ -234,7 +234,7 @@ async fn containers_of_a_pod_can_share_one_pid_namespace_held_by_a_pause() {
     let text = String::from_utf8_lossy(&ps.stdout).to_string();
     assert!(text.contains("sleep 3601") && text.contains("sleep 3602"), "each container sees the other's processes:\n{text}");
     let pid1 = node.exec(&ids[0], &["cat", "/proc/1/cmdline"], 5).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&pid1.stdout), "/proc/self/exe\0init\0", "pid 1 is the pod pause: berth-shim init, which never exec.d");
+    assert_eq!(String::from_utf8_lossy(&pid1.stdout), "berth-runtime\0init\0", "pid 1 is the pod pause: berth-runtime init, which never exec.d");
     // A container that wants the pod's PID namespace in a pod without one.
     let plain = node.run_pod("plain").await;
     let mut c = node.container_config("lost", &["true"]);

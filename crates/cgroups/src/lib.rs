@@ -82,14 +82,20 @@ impl Cgroup {
 
     /// Creates the cgroup (and missing parents) and applies `resources`.
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
-        match self.hierarchy.version() {
-            Version::V1 => v1::create(&self.hierarchy, &self.path)?,
-            Version::V2 => v2::create(&self.hierarchy, &self.path)?,
-        }
+        self.make()?;
         if let Some(resources) = resources {
             self.apply(resources)?;
         }
         Ok(())
+    }
+
+    /// Makes the cgroup's directories (in every hierarchy), no limits: for
+    /// a caller that sets none, without linking the code that would.
+    pub fn make(&self) -> Result<()> {
+        match self.hierarchy.version() {
+            Version::V1 => v1::create(&self.hierarchy, &self.path),
+            Version::V2 => v2::create(&self.hierarchy, &self.path),
+        }
     }
 
     /// Writes the limits in `resources`; fields that are `None` are left alone,

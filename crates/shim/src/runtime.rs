@@ -8,7 +8,10 @@ use std::{
     io::{Read, Write},
     os::{
         fd::AsRawFd,
-        unix::{fs::OpenOptionsExt, process::ExitStatusExt},
+        unix::{
+            fs::OpenOptionsExt,
+            process::{CommandExt, ExitStatusExt},
+        },
     },
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -79,7 +82,8 @@ pub fn command() -> Result<(Command, PathBuf)> {
     pin()?;
     let pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| ShimError::Internal("berth-runtime is not open".into()))?;
     let mut cmd = Command::new(format!("/proc/self/fd/{}", pinned.file.as_raw_fd()));
-    cmd.env_clear();
+    // What `ps` shows (the path is the fd's).
+    cmd.arg0(BINARY).env_clear();
     for name in PASSED_ENV {
         if let Some(value) = std::env::var_os(name) {
             cmd.env(name, value);

@@ -127,13 +127,24 @@ fn publisher(link: &ContainerdLink) -> Option<Publisher> {
 ///
 /// `path` has either driver's form: under systemd the shim gets a scope of
 /// its own (`slice:berth-shim:<id>`), which systemd removes when the shim
-/// exits. `berth-runtime` does it: the D-Bus client stays out of the shim.
-/// Called before the reaper starts, so the helper is waited for directly.
+/// exits; `berth-runtime` asks for it (the D-Bus client stays out of the
+/// shim; called before the reaper starts, so it is waited for directly).
+/// A cgroupfs path the shim joins itself: a directory and a write, on the
+/// path of every container's start.
 fn leave_parent_cgroup(path: &str, id: &str) {
-    let result = runtime::join_cgroup(path, std::process::id(), &format!("berth-shim of {id}"));
+    let result = match berth_cgroups::CgroupsPath::parse(path) {
+        Ok(berth_cgroups::CgroupsPath::Cgroupfs(dir)) => join_cgroupfs(&dir),
+        _ => runtime::join_cgroup(path, std::process::id(), &format!("berth-shim of {id}")),
+    };
     if let Err(e) = result {
         log::warn!("could not move to cgroup {path}: {e}");
     }
+}
+
+fn join_cgroupfs(dir: &std::path::Path) -> crate::error::Result<()> {
+    let cgroup = berth_cgroups::Cgroup::new(berth_cgroups::Hierarchy::detect()?, dir)?;
+    cgroup.make()?;
+    Ok(cgroup.add_process(0)?)
 }
 
 /// One point above containerd's oom_score_adj (which we inherited), as

@@ -35,7 +35,7 @@ pub fn run(channel: Channel) -> ! {
 /// Execs this binary as the init, handing on the channel (whose fd the shim
 /// made inheritable); returns only the error of a failed exec.
 fn become_init(channel: &Channel) -> std::io::Error {
-    Command::new("/proc/self/exe").arg("init").env_clear().env(SYNC_FD_ENV, channel.as_raw_fd().to_string()).exec()
+    Command::new("/proc/self/exe").arg0("berth-runtime").arg("init").env_clear().env(SYNC_FD_ENV, channel.as_raw_fd().to_string()).exec()
 }
 
 fn prepare(p: &Prepare, channel: &Channel) -> Result<Prepared> {
