@@ -39,6 +39,9 @@ mod timestamp;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `serve` is exec'd as /proc/self/exe: without this every shim is "exe"
+    // in top and ps -o comm.
+    let _ = nix::sys::prctl::set_name(c"berth-shim");
     let argv: Vec<String> = std::env::args().collect();
     match argv.get(1).map(String::as_str) {
         Some("start") => report(start::run(&argv[2..])),

@@ -50,7 +50,7 @@ struct Pinned {
 static PINNED: Mutex<Option<Arc<Pinned>>> = Mutex::new(None);
 
 /// Opens the berth-runtime beside this executable, if not yet: `serve`
-/// calls it at its start. A failure is kept for nothing: a later call tries
+/// calls it at its start. A failure is not remembered: a later call tries
 /// again (it may have been installed since).
 pub fn pin() -> Result<()> {
     let mut pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner());

@@ -111,3 +111,19 @@ fn a_shim_keeps_its_own_berth_runtime_when_the_file_is_replaced() {
     assert_eq!(shim.log_text(), "still the old one");
     shim.delete_and_assert_clean(pid);
 }
+
+/// `top` and `ps -o comm` name the shim and the runtime (a container's
+/// init before it execs, a pod's pause), not the "exe" or "4" of the
+/// /proc paths they are exec'd by.
+#[test]
+fn the_shim_and_the_runtime_have_their_names_in_ps() {
+    let shim = Shim::start("names");
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim().to_string();
+    assert_eq!(comm(shim.shim_pid as u32), "berth-shim");
+    // Created, not started: the container's process is still the init.
+    let pid = shim.create(&spec(&shim.id, &["true"])).unwrap();
+    assert_eq!(comm(pid), "berth-runtime");
+    shim.start_task("").unwrap();
+    assert_eq!(shim.wait(""), 0);
+    shim.delete_and_assert_clean(pid);
+}

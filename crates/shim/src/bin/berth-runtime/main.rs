@@ -31,6 +31,10 @@ use std::{io::Write, process::ExitCode};
 use berth_container::sync::{Channel, SYNC_FD_ENV};
 
 fn main() -> ExitCode {
+    // The kernel names a process after the file it exec'd: the shim execs
+    // this one as /proc/self/fd/N (or /proc/self/exe), so top and ps -o comm
+    // would show "4" or "exe" for every step and for a pod's pause.
+    let _ = nix::sys::prctl::set_name(c"berth-runtime");
     let argv: Vec<String> = std::env::args().collect();
     match argv.get(1).map(String::as_str) {
         Some("init") => match channel_from_env() {
