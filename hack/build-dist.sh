@@ -57,17 +57,13 @@ fi
 export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static -C relocation-model=static"
 seccomp_a=$(gcc -print-file-name=libseccomp.a)
 [ -f "$seccomp_a" ] || { echo "build-dist: libseccomp.a not found (libseccomp-dev)" >&2; exit 1; }
-LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(dirname "$seccomp_a") \
-  cargo build --release -p berth-shim --bin berth-runtime --target "$host"
+seccomp_env=(LIBSECCOMP_LINK_TYPE=static "LIBSECCOMP_LIB_PATH=$(dirname "$seccomp_a")")
+env "${seccomp_env[@]}" cargo build --release -p berth-shim --bin berth-runtime --target "$host"
 # berth-shim links nothing of libseccomp (crates/shim/tests/split.rs), and
-# must not see glibc's library directory: its `-lc` would find glibc's.
-# For the glibc fallback the same settings as above (no rebuild between).
-if [ "$shim_target" = "$host" ]; then
-  LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(dirname "$seccomp_a") \
-    cargo build --release -p berth-shim --bin berth-shim --target "$shim_target"
-else
-  cargo build --release -p berth-shim --bin berth-shim --target "$shim_target"
-fi
+# a musl link must not see glibc's library directory: its `-lc` would find
+# glibc's. The glibc fallback keeps the settings above (no rebuild between).
+[ "$shim_target" = "$host" ] || seccomp_env=()
+env "${seccomp_env[@]}" cargo build --release -p berth-shim --bin berth-shim --target "$shim_target"
 mkdir -p "$out"
 for built in "$shim_target/release/berth-shim" "$host/release/berth-runtime"; do
   bin=$target_dir/$built

@@ -53,11 +53,15 @@ static PINNED: Mutex<Option<Arc<Pinned>>> = Mutex::new(None);
 /// calls it at its start. A failure is not remembered: a later call tries
 /// again (it may have been installed since).
 pub fn pin() -> Result<()> {
+    pinned().map(drop)
+}
+
+fn pinned() -> Result<Arc<Pinned>> {
     let mut pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner());
-    if pinned.is_none() {
-        *pinned = Some(Arc::new(open_beside_exe()?));
+    match &*pinned {
+        Some(p) => Ok(p.clone()),
+        None => Ok(pinned.insert(Arc::new(open_beside_exe()?)).clone()),
     }
-    Ok(())
 }
 
 /// `berth-runtime` beside this executable (the real file, so a link named
@@ -79,8 +83,7 @@ fn open_beside_exe() -> Result<Pinned> {
 /// A command for `berth-runtime` (the pinned one) with a cleared
 /// environment, and the path it was found at, for messages.
 pub fn command() -> Result<(Command, PathBuf)> {
-    pin()?;
-    let pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| ShimError::Internal("berth-runtime is not open".into()))?;
+    let pinned = pinned()?;
     let mut cmd = Command::new(format!("/proc/self/fd/{}", pinned.file.as_raw_fd()));
     // What `ps` shows (the path is the fd's).
     cmd.arg0(BINARY).env_clear();

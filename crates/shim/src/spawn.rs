@@ -120,19 +120,18 @@ impl Stage1 {
     /// is Ready (create) or has exec'd (exec).
     pub fn bootstrap(self, bootstrap: Bootstrap, io: &ProcessIo, reaper: &Reaper) -> Result<Spawned> {
         let is_exec = bootstrap.exec.is_some();
-        let shim_end = self.channel;
-        if let Err(e) = shim_end.send(&ShimMessage::Bootstrap(bootstrap)) {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        if let Err(e) = self.channel.send(&ShimMessage::Bootstrap(bootstrap)) {
+            self.kill();
             return Err(e.into());
         }
+        let shim_end = self.channel;
         let mut pid = None;
         // Pid comes from stage 1 after its fork and Ready from the forked init:
         // two processes on one socket, so under load Ready can come first.
         let mut ready = false;
         let fail = |pid: Option<i32>, err: ShimError| -> ShimError {
             if let Some(p) = pid {
-                // SAFETY: as above.
+                // SAFETY: kill(2) has no memory-safety preconditions.
                 unsafe { libc::kill(p, libc::SIGKILL) };
                 reaper.wait(p, Some(Duration::from_secs(5)));
                 reaper.forget(p);
