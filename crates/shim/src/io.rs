@@ -381,14 +381,41 @@ fn open_sink(target: &str, log_drops: &Option<PathBuf>) -> Result<Sink> {
         return Err(ShimError::InvalidArgument(format!("stdio target {target:?} is neither an absolute path nor {CRI_LOG_SCHEME}")));
     }
     let is_fifo = std::fs::metadata(path).map(|m| m.file_type().is_fifo()).unwrap_or(false);
-    // A fifo is opened read-write so the open does not block on a reader
-    // that has not come yet.
-    let file = if is_fifo {
-        OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(path)
-    } else {
-        OpenOptions::new().create(true).append(true).custom_flags(libc::O_CLOEXEC).open(path)
-    };
+    if is_fifo {
+        return open_fifo_writer(path).map(Sink::Fd);
+    }
+    let file = OpenOptions::new().create(true).append(true).custom_flags(libc::O_CLOEXEC).open(path);
     file.map(Sink::Fd).map_err(|e| ShimError::InvalidArgument(format!("open {path}: {e}")))
+}
+
+/// How long an output fifo may wait for its reader (containerd opens it
+/// before it asks for the process, so it is there at once).
+const FIFO_READER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens an output fifo for writing only, once its reader is there, as
+/// containerd's own shims do. Opened read-write (as it was), a process that
+/// wrote and exited before the reader came took its output with it, and
+/// the reader's open then waited for a writer that never came: containerd
+/// hung in ExecSync of a fast command.
+fn open_fifo_writer(path: &str) -> Result<File> {
+    let deadline = Instant::now() + FIFO_READER_TIMEOUT;
+    loop {
+        // Non-blocking: ENXIO while nobody has it open for reading.
+        match OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(path) {
+            Ok(file) => {
+                // The process writes to it as to any stdout: blocking.
+                let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).map_err(|e| ShimError::Internal(format!("fcntl {path}: {e}")))?;
+                let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+                nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(blocking)).map_err(|e| ShimError::Internal(format!("fcntl {path}: {e}")))?;
+                return Ok(file);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(ShimError::DeadlineExceeded(format!("open {path}: no reader within {}s", FIFO_READER_TIMEOUT.as_secs())))
+            }
+            Err(e) => return Err(ShimError::InvalidArgument(format!("open {path}: {e}"))),
+        }
+    }
 }
 
 /// Feeds the child's input from `path` (a fifo, usually) until it ends.

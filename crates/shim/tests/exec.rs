@@ -88,3 +88,30 @@ fn wait_before_start_waits_for_the_exec() {
     assert_eq!(c, ttrpc::Code::NOT_FOUND, "{msg}");
     shim.delete_and_assert_clean(pid);
 }
+
+/// containerd reads an exec's output from fifos it opens in the background:
+/// a command that finishes before that reader is there must still deliver
+/// its output, and the reader must see the end of it (it hung in ExecSync
+/// when the shim opened the fifo read-write and the process took it along).
+#[test]
+fn output_to_a_fifo_whose_reader_comes_late_arrives_whole() {
+    let shim = Shim::start("latefifo");
+    let pid = shim.run(&spec(&shim.id, &["sleep", "1000"]));
+    let fifo = shim.dir.path().join("exec-out");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::fs::read_to_string(path).unwrap()
+    });
+    shim.exec("late", &["echo", "late reader"], &fifo).unwrap();
+    shim.start_task("late").unwrap();
+    assert_eq!(shim.wait("late"), 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(reader.join().unwrap()));
+    let out = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the fifo's reader never saw the end of the output");
+    assert_eq!(out, "late reader\n");
+    shim.kill("", 9, false).unwrap();
+    shim.wait("");
+    shim.delete_and_assert_clean(pid);
+}
