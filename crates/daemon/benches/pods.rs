@@ -45,6 +45,8 @@ struct Daemon {
     marker: String,
     cgroup_parent: String,
     logs: PathBuf,
+    /// The runtime's state directory, a tmpfs of its own (see `state_tmpfs`).
+    state: Option<PathBuf>,
 }
 
 impl Drop for Daemon {
@@ -55,9 +57,17 @@ impl Drop for Daemon {
         let leftovers = runtime_processes(self);
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            self.end_leftovers(leftovers);
         }
+        if let Some(state) = &self.state {
+            let _ = nix::mount::umount2(state, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+impl Daemon {
+    fn end_leftovers(&self, leftovers: Vec<i32>) {
         let mut doomed = leftovers;
         let mut dirs = berth_testkit::cgroups::HostCgroup::new(&self.cgroup_parent).dirs();
         while let Some(dir) = dirs.pop() {
@@ -250,6 +260,7 @@ fn start_berthd(work: &Path, registry: &str, index: u32) -> Daemon {
         ),
     )
     .unwrap();
+    let state = state_tmpfs(&dir);
     let child = Command::new(&berthd).arg("--config").arg(&config).stdout(Stdio::null()).spawn().unwrap();
     Daemon {
         name: "berthd",
@@ -258,7 +269,21 @@ fn start_berthd(work: &Path, registry: &str, index: u32) -> Daemon {
         marker: dir.display().to_string(),
         cgroup_parent: "/berth-bench".into(),
         logs: dir.join("logs"),
+        state: Some(state),
     }
+}
+
+/// `dir/state` on a tmpfs of its own: as installed, both runtimes keep
+/// their volatile state (bundles, shim sockets, pinned namespaces) under
+/// /run, a tmpfs, and their records and layers on disk (`dir/root`). On
+/// this machine's disk (ext4 without a journal) every file made there
+/// costs a scan of recently deleted inodes, which would bill both
+/// runtimes for a layout no node has.
+fn state_tmpfs(dir: &Path) -> PathBuf {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    nix::mount::mount(Some("tmpfs"), &state, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0711")).expect("mount a tmpfs for the runtime's state");
+    state
 }
 
 /// containerd 1.6 on directories of its own under `work`, running pods
@@ -313,14 +338,27 @@ state = "{0}/state"
         ),
     )
     .unwrap();
+    let state = state_tmpfs(&dir);
     let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
     let path = format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let child = Command::new("containerd").arg("--config").arg(&config).env("PATH", path).stdout(log.try_clone().unwrap()).stderr(log).spawn().ok()?;
+    let child = Command::new("containerd").arg("--config").arg(&config).env("PATH", path).stdout(log.try_clone().unwrap()).stderr(log).spawn();
+    let Ok(child) = child else {
+        let _ = nix::mount::umount2(&state, nix::mount::MntFlags::MNT_DETACH);
+        return None;
+    };
     let (name, cgroup_parent) = match berth_shim {
         Some(_) => ("containerd + berth-shim", "/berth-bench-containerd-berth"),
         None => ("containerd", "/berth-bench-containerd"),
     };
-    Some(Daemon { name, child, socket: dir.join("c.sock"), marker: dir.display().to_string(), cgroup_parent: cgroup_parent.into(), logs: dir.join("logs") })
+    Some(Daemon {
+        name,
+        child,
+        socket: dir.join("c.sock"),
+        marker: dir.display().to_string(),
+        cgroup_parent: cgroup_parent.into(),
+        logs: dir.join("logs"),
+        state: Some(state),
+    })
 }
 
 /// A pod as the kubelet sends it: logs under `logs`, cgroup parent
@@ -441,6 +479,7 @@ async fn measure(d: &Daemon, image: &str, pods: usize) -> Figures {
                 marker: String::new(),
                 cgroup_parent: d_parent,
                 logs: d_logs,
+                state: None,
             };
             let mut out = Vec::new();
             loop {
