@@ -95,20 +95,10 @@ impl Cni {
         Ok(())
     }
 
-    /// Brings up `lo` and, at the same time (the two touch different
-    /// interfaces), runs ADD of every plugin of the network in order.
+    /// Runs ADD of every plugin of the network in order. (The pod's `lo`
+    /// is already up: [`crate::PodNamespaces::create`] did it.)
     pub async fn setup(&self, pod: &PodNetwork<'_>) -> Result<SetupResult> {
-        let (lo, net) = tokio::join!(self.loopback("ADD", pod), self.add_network(pod));
-        match (lo, net) {
-            (Ok(()), Ok(result)) => Ok(result),
-            (Err(e), Ok(_)) => {
-                if let Err(del) = self.teardown(pod, None).await {
-                    tracing::warn!(pod_id = pod.id, error = %del, "CNI DEL after a failed loopback ADD");
-                }
-                Err(e)
-            }
-            (_, Err(e)) => Err(e),
-        }
+        self.add_network(pod).await
     }
 
     async fn add_network(&self, pod: &PodNetwork<'_>) -> Result<SetupResult> {
@@ -149,15 +139,7 @@ impl Cni {
                 first_error.get_or_insert(e);
             }
         }
-        if let Err(e) = self.loopback("DEL", pod).await {
-            first_error.get_or_insert(e);
-        }
         first_error.map_or(Ok(()), Err)
-    }
-
-    async fn loopback(&self, command: &'static str, pod: &PodNetwork<'_>) -> Result<()> {
-        let conf = json!({ "cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback" });
-        self.exec("loopback", command, &conf, pod, "lo").await.map(drop)
     }
 
     /// The first config file in lexical order, as the kubelet's

@@ -6,6 +6,8 @@ pub enum Error {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("create pod namespaces: {0}")]
     Namespace(String),
+    #[error("bring up lo in the pod's network namespace: {step}: {source}")]
+    Loopback { step: &'static str, source: std::io::Error },
     #[error("no CNI network config in {dir}")]
     NoConfig { dir: PathBuf },
     #[error("CNI config {path}: {reason}")]
@@ -32,7 +34,7 @@ impl berth_error_kind::HasKind for Error {
             // The node's CNI setup: an operator must act.
             Error::NoConfig { .. } | Error::BadConfig { .. } | Error::PluginMissing { .. } => K::FailedPrecondition,
             Error::Io { source, .. } => berth_error_kind::io_kind(source),
-            Error::Namespace(_) | Error::Plugin { .. } => K::Internal,
+            Error::Namespace(_) | Error::Loopback { .. } | Error::Plugin { .. } => K::Internal,
         }
     }
 }

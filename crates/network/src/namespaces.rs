@@ -8,6 +8,8 @@
 //! namespaces made by a child process instead ([`NamespaceHolder`]): the
 //! user namespace must own the others (so that the pod's root may mount
 //! sysfs and set net sysctls), and a threaded process cannot unshare one.
+//! The pod's `lo` is brought up on the same thread, inside the new network
+//! namespace.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,10 @@ use nix::{
     sched::{setns, unshare, CloneFlags},
 };
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    loopback,
+};
 
 /// Which namespaces the pod gets of its own (the others are the host's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +50,8 @@ const PINS: [&str; 4] = ["net", "ipc", "uts", "user"];
 
 impl PodNamespaces {
     /// Creates the wanted namespaces and pins them as `dir/{net,ipc,uts}`.
-    /// `hostname` is set in the new UTS namespace. On error nothing stays
-    /// pinned.
+    /// `hostname` is set in the new UTS namespace, `lo` is up in the new
+    /// network namespace. On error nothing stays pinned.
     pub fn create(dir: &Path, want: NamespaceSet, hostname: Option<&str>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
         let (dir_owned, hostname) = (dir.to_path_buf(), hostname.map(str::to_string));
@@ -131,6 +136,11 @@ fn pin_with_user_namespace(dir: &Path, want: &NamespaceSet, map: &IdMap, hostnam
         setns(&file, CloneFlags::CLONE_NEWUTS).map_err(|e| Error::Namespace(format!("join the pod's UTS namespace: {e}")))?;
         nix::unistd::sethostname(name).map_err(|e| Error::Namespace(format!("sethostname {name:?}: {e}")))?;
     }
+    if let Some(net) = &pins.net {
+        let file = std::fs::File::open(net).map_err(Error::io("open", net))?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Namespace(format!("join the pod's network namespace: {e}")))?;
+        loopback::bring_up_lo()?;
+    }
     Ok(pins)
 }
 
@@ -153,6 +163,9 @@ fn pin_on_this_thread(dir: &Path, want: &NamespaceSet, hostname: Option<&str>) -
         return Ok(PodNamespaces::default());
     }
     unshare(flags).map_err(|e| Error::Namespace(format!("unshare: {e}")))?;
+    if want.net {
+        loopback::bring_up_lo()?;
+    }
     if let (true, Some(name)) = (want.uts, hostname) {
         nix::unistd::sethostname(name).map_err(|e| Error::Namespace(format!("sethostname {name:?}: {e}")))?;
     }
