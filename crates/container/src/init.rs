@@ -10,7 +10,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use libseccomp::ScmpFilterContext;
 use nix::unistd::{chdir, fork, setsid, ForkResult};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
@@ -50,6 +49,12 @@ fn stage1(channel: &Channel) -> Result<()> {
     };
     let spec = load_spec(&bootstrap.bundle)?;
     let exec_process = bootstrap.exec.as_ref().map(|t| parse_process(&t.process)).transpose()?;
+    // Here, as the host's root in the host's namespaces, where the node's
+    // cache of compiled programs is reachable and writable.
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(seccomp::prepare(profile, &seccomp::Cache::node())?),
+        None => None,
+    };
     let mut idmapped = IdmappedMounts::default();
     match &bootstrap.exec {
         None => {
@@ -73,7 +78,7 @@ fn stage1(channel: &Channel) -> Result<()> {
     match unsafe { fork() }.map_err(Error::sys("fork"))? {
         ForkResult::Parent { child } => Ok(channel.send(&InitMessage::Pid(child.as_raw()))?),
         ForkResult::Child => {
-            let code = match stage2(channel, &spec, &bootstrap, exec_process.as_ref(), &idmapped) {
+            let code = match stage2(channel, &spec, &bootstrap, exec_process.as_ref(), filter.as_ref(), &idmapped) {
                 Ok(never) => match never {},
                 Err(e) => {
                     report(channel, &e);
@@ -88,7 +93,14 @@ fn stage1(channel: &Channel) -> Result<()> {
 
 enum Never {}
 
-fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, exec_process: Option<&Process>, idmapped: &IdmappedMounts) -> Result<Never> {
+fn stage2(
+    channel: &Channel,
+    spec: &Spec,
+    b: &Bootstrap,
+    exec_process: Option<&Process>,
+    filter: Option<&seccomp::Filter>,
+    idmapped: &IdmappedMounts,
+) -> Result<Never> {
     setsid().map_err(Error::sys("setsid"))?;
     let (process, is_exec) = match exec_process {
         Some(p) => (p, true),
@@ -96,10 +108,6 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, exec_process: Option<&P
     };
     process::validate_user(process)?;
     let caps = CapSets::from_spec(process.capabilities().as_ref())?;
-    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(seccomp::compile(profile)?),
-        None => None,
-    };
     if !is_exec {
         let rootfs = rootfs_path(spec, &b.bundle)?;
         rootfs::prepare(spec, &rootfs, idmapped)?;
@@ -149,13 +157,13 @@ fn stage2(channel: &Channel, spec: &Spec, b: &Bootstrap, exec_process: Option<&P
             None => unsafe { libc::_exit(1) },
         }
     }
-    Err(finish(process, &caps, filter.as_ref(), if pause { None } else { Some(&exe) }, args, env))
+    Err(finish(process, &caps, filter, if pause { None } else { Some(&exe) }, args, env))
 }
 
 /// Drops privileges and execs `exe` (or, without one, becomes the pod's
 /// pause process). Every step after this point fails the Start; on success
 /// the channel closes (close-on-exec) and the shim knows.
-fn finish(p: &Process, caps: &CapSets, filter: Option<&ScmpFilterContext>, exe: Option<&Path>, args: &[String], env: &[String]) -> Error {
+fn finish(p: &Process, caps: &CapSets, filter: Option<&seccomp::Filter>, exe: Option<&Path>, args: &[String], env: &[String]) -> Error {
     let result = (|| -> Result<()> {
         process::reset_signals();
         // Before seccomp is loaded, so a strict localhost seccomp profile
