@@ -46,29 +46,28 @@ fn a_bare_network_namespace_has_lo_down() {
     assert!(!answered, "the probe cannot tell lo up from down");
 }
 
+/// Makes a pod's namespaces (with `user`, a user namespace owning them),
+/// probes its `lo` and removes them.
+fn lo_answers_in_a_pod(user: Option<IdMap>) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("ns");
+    let pins = PodNamespaces::create(&ns, NamespaceSet { net: true, ipc: true, uts: true, user }, Some("pod")).unwrap();
+    let answered = loopback_answers_in(pins.net.as_deref().unwrap());
+    PodNamespaces::remove(&ns).unwrap();
+    answered
+}
+
 #[test]
 fn a_pod_network_namespace_has_lo_up() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ns = dir.path().join("ns");
-    let want = NamespaceSet { net: true, ipc: true, uts: true, user: None };
-    let pins = PodNamespaces::create(&ns, want, Some("pod")).unwrap();
-    let answered = loopback_answers_in(pins.net.as_deref().unwrap());
-    PodNamespaces::remove(&ns).unwrap();
-    assert!(answered, "lo is not up in the pod's network namespace");
+    assert!(lo_answers_in_a_pod(None), "lo is not up in the pod's network namespace");
 }
 
 #[test]
 fn a_pod_with_a_user_namespace_has_lo_up() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ns = dir.path().join("ns");
     let ids = vec![IdMapping { container_id: 0, host_id: 600_000, size: 65_536 }];
-    let want = NamespaceSet { net: true, ipc: true, uts: true, user: Some(IdMap { uids: ids.clone(), gids: ids }) };
-    let pins = PodNamespaces::create(&ns, want, Some("pod")).unwrap();
-    let answered = loopback_answers_in(pins.net.as_deref().unwrap());
-    PodNamespaces::remove(&ns).unwrap();
-    assert!(answered, "lo is not up in the network namespace of a pod with a user namespace");
+    assert!(lo_answers_in_a_pod(Some(IdMap { uids: ids.clone(), gids: ids })), "lo is not up in the network namespace of a pod with a user namespace");
 }
 
 /// A pod on the host's network gets no namespace, and berth touches no
