@@ -2,6 +2,7 @@
 //! container's exit monitor waits on its shim as a future, not on a thread
 //! (issue 15). And with fifty containers running, SIGTERM stops berthd
 //! cleanly and promptly: no thread of it is stuck in a shim's Wait.
+//! berthd runs with one malloc arena (see crates/daemon/src/malloc_arenas.rs).
 
 mod common;
 
@@ -63,4 +64,21 @@ async fn fifty_running_containers_take_no_more_threads_than_one() {
         assert_eq!(status.state, v1::ContainerState::ContainerRunning as i32, "container {id} still running after berthd's restart");
     }
     node.teardown().await;
+}
+
+/// berthd started without MALLOC_ARENA_MAX runs with it at 1, under its
+/// own name and arguments; an operator's own value is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn berthd_runs_with_one_malloc_arena_unless_told_otherwise() {
+    let environ = |pid: u32| std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let has = |env: &[u8], entry: &str| env.split(|b| *b == 0).any(|e| e == entry.as_bytes());
+    for (given, expected) in [(None, "MALLOC_ARENA_MAX=1"), (Some("3"), "MALLOC_ARENA_MAX=3")] {
+        let berthd = common::Berthd::start_with_env("", &[("MALLOC_ARENA_MAX", given)]);
+        let _ = common::channel(&berthd.socket).await;
+        let pid = berthd.child.id();
+        assert!(has(&environ(pid), expected), "{expected} not in berthd's environment (given {given:?})");
+        assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "berthd");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(cmdline.split(|b| *b == 0).any(|a| a == b"--config"), "berthd lost its arguments: {cmdline:?}");
+    }
 }

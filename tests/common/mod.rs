@@ -27,9 +27,22 @@ impl Berthd {
         Self::start_with_root(dir, &root, extra)
     }
 
+    /// [`Self::start`] with these environment variables set (`Some`) or
+    /// removed (`None`).
+    #[allow(dead_code)]
+    pub fn start_with_env(extra: &str, env: &[(&str, Option<&str>)]) -> Berthd {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        Self::start_in(dir, &root, extra, env)
+    }
+
     /// [`Self::start`] with the image and snapshot stores under `root`
     /// (e.g. a small filesystem), the rest in `dir`.
     pub fn start_with_root(dir: tempfile::TempDir, root: &Path, extra: &str) -> Berthd {
+        Self::start_in(dir, root, extra, &[])
+    }
+
+    fn start_in(dir: tempfile::TempDir, root: &Path, extra: &str, env: &[(&str, Option<&str>)]) -> Berthd {
         let config = dir.path().join("config.toml");
         // Only when the suite is pointed at another shim: otherwise berthd's
         // own default (the shim beside it) is what is tested.
@@ -40,7 +53,15 @@ impl Berthd {
         )
         .unwrap();
         let socket = dir.path().join("b.sock");
-        let child = spawn(&config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berthd"));
+        command.arg("--config").arg(&config);
+        for (name, value) in env {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command.spawn().unwrap();
         Berthd { child, dir, socket, config }
     }
 

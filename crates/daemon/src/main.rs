@@ -3,6 +3,7 @@
 
 mod config;
 mod grpc_metrics;
+mod malloc_arenas;
 mod manual;
 mod metrics_server;
 mod notify;
@@ -45,6 +46,8 @@ const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(3);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> anyhow::Result<()> {
+    // First, while berthd is one thread that allocated next to nothing.
+    malloc_arenas::exec_with_one_arena_unless_set();
     let cli = Cli::parse();
     if cli.man {
         return manual::print::<Cli>().context("print the manual");
