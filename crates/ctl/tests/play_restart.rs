@@ -105,8 +105,10 @@ fn play_kube_restart_policies() {
     // attempt, each with a log of its own; ps and inspect show the count.
     let file = manifest(work.path(), "always", "Always", &format!("  containers:\n{}", container("once", &image, "echo run; exit 0")));
     let (pod, _) = play(&file);
-    assert_eq!(supervisors(&socket).len(), 1, "play kube left a supervisor for pod {pod}");
-    let recorded = std::fs::read_to_string(daemon.dir.path().join("root/berthctl/kube").join(&pod).join("supervisor.pid")).unwrap();
+    let state = daemon.dir.path().join("root/berthctl/kube").join(&pod);
+    let supervisor_log = || std::fs::read_to_string(state.join("supervisor.log")).unwrap_or_else(|e| format!("(no supervisor.log: {e})"));
+    assert_eq!(supervisors(&socket).len(), 1, "play kube left a supervisor for pod {pod}; its log:\n{}", supervisor_log());
+    let recorded = std::fs::read_to_string(state.join("supervisor.pid")).unwrap();
     assert_eq!(recorded.trim().parse::<i32>().unwrap(), supervisors(&socket)[0], "its pid is recorded for down");
     wait_for("two restarts under Always", Duration::from_secs(20), || restarts(&socket, "once").is_some_and(|n| n >= 2));
     // Attempt 2 exists, so attempts 0 and 1 have finished their logs.
