@@ -120,6 +120,25 @@ pub fn spawn(
     // can), so this pid stays its own.
     let pid = child.id();
     std::fs::write(dir.join("supervisor.pid"), format!("{pid}\n"))?;
+    wait_until_running(child, pod, &dir.join("supervisor.log"))
+}
+
+/// Returns once the supervisor shows as one (`down` right after `play`
+/// finds it). spawn returns as soon as the exec is past its point of no
+/// return, before the kernel has set up the new program's arguments:
+/// until then /proc/<pid>/cmdline is empty (seen under load in CI).
+fn wait_until_running(mut child: std::process::Child, pod: &str, log: &Path) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !is_supervisor(child.id() as i32, pod) {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the pod's supervisor exited at once ({status}); see {}", log.display());
+        }
+        if std::time::Instant::now() > deadline {
+            // Slow, not failed: it is running, and `down` finds it later.
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     Ok(())
 }
 
