@@ -27,12 +27,12 @@ impl Runtime {
             pod_sandbox_status: pod,
             containers_statuses: statuses,
         };
-        let _ = self.events.send(event);
+        let _ = self.events.send(std::sync::Arc::new(event));
     }
 
     pub(crate) fn subscribe_events(&self) -> EventStream {
         let stream = BroadcastStream::new(self.events.subscribe()).filter_map(|item| match item {
-            Ok(event) => Some(Ok(event)),
+            Ok(event) => Some(Ok(std::sync::Arc::unwrap_or_clone(event))),
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "an event subscriber fell behind; events were dropped");
                 None

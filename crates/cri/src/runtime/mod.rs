@@ -103,7 +103,10 @@ pub struct Runtime {
     pub(crate) shims: Arc<dyn Shims>,
     pub(crate) host: Arc<dyn PodHost>,
     pub(crate) snapshots: Arc<dyn berth_snapshot::Snapshotter>,
-    pub(crate) events: tokio::sync::broadcast::Sender<v1::ContainerEventResponse>,
+    /// Shared, not copied, into the channel's slots: the channel keeps
+    /// all of its 1024 slots from the start, and a ContainerEventResponse
+    /// held by value made them 472 KiB of every berthd, idle or not.
+    pub(crate) events: tokio::sync::broadcast::Sender<Arc<v1::ContainerEventResponse>>,
     pub(crate) pod_cidr: Mutex<String>,
     /// This host's cgroup layout, read once: stats and exits need it often.
     pub(crate) hierarchy: berth_cgroups::Hierarchy,
