@@ -62,42 +62,45 @@ impl Cache {
     }
 
     /// The directory, made if missing, if only this user can write it.
+    /// Looked at once per profile prepared.
     fn usable_dir(&self) -> Option<&Path> {
         let dir = self.dir.as_deref()?;
-        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
-        let meta = std::fs::symlink_metadata(dir).ok()?;
-        let trusted = meta.is_dir() && meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0;
+        let meta = std::fs::symlink_metadata(dir).or_else(|_| {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            std::fs::symlink_metadata(dir)
+        });
+        let trusted = meta.is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0);
         if !trusted {
             log::warn!("seccomp cache {} is not a directory only this user can write; compiling every profile", dir.display());
         }
         trusted.then_some(dir)
     }
+}
 
-    fn get(&self, key: &str) -> Option<Vec<libc::sock_filter>> {
-        let bytes = std::fs::read(self.usable_dir()?.join(key)).ok()?;
-        let program = program_from_bytes(&bytes);
-        if program.is_none() {
-            log::warn!("seccomp cache entry {key} is not a BPF program; compiling again");
-        }
-        program
+/// The program kept in `dir` under `key`, if it is one.
+fn kept(dir: &Path, key: &str) -> Option<Vec<libc::sock_filter>> {
+    let bytes = std::fs::read(dir.join(key)).ok()?;
+    let program = program_from_bytes(&bytes);
+    if program.is_none() {
+        log::warn!("seccomp cache entry {key} is not a BPF program; compiling again");
     }
+    program
+}
 
-    /// Best effort: a node that cannot keep the program compiles it again.
-    fn put(&self, key: &str, bytes: &[u8]) {
-        let Some(dir) = self.usable_dir() else { return };
-        let (path, tmp) = (dir.join(key), dir.join(format!(".{key}.{}", std::process::id())));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            log::warn!("keep seccomp program in {}: {e}", dir.display());
-        }
+/// Best effort: a node that cannot keep the program compiles it again.
+fn keep(dir: &Path, key: &str, bytes: &[u8]) {
+    let (path, tmp) = (dir.join(key), dir.join(format!(".{key}.{}", std::process::id())));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        log::warn!("keep seccomp program in {}: {e}", dir.display());
     }
 }
 
@@ -106,12 +109,15 @@ impl Cache {
 pub fn prepare(profile: &LinuxSeccomp, cache: &Cache) -> Result<Filter> {
     let flags = load_flags(profile);
     let key = cache_key(profile)?;
-    if let Some(program) = cache.get(&key) {
+    let dir = cache.usable_dir();
+    if let Some(program) = dir.and_then(|d| kept(d, &key)) {
         return Ok(Filter { program, flags });
     }
     let bytes = generate(&compile(profile)?)?;
     let program = program_from_bytes(&bytes).ok_or_else(|| Error::Seccomp(format!("libseccomp generated {} bytes, not a BPF program", bytes.len())))?;
-    cache.put(&key, &bytes);
+    if let Some(d) = dir {
+        keep(d, &key, &bytes);
+    }
     Ok(Filter { program, flags })
 }
 

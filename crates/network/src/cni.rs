@@ -98,10 +98,6 @@ impl Cni {
     /// Runs ADD of every plugin of the network in order. (The pod's `lo`
     /// is already up: [`crate::PodNamespaces::create`] did it.)
     pub async fn setup(&self, pod: &PodNetwork<'_>) -> Result<SetupResult> {
-        self.add_network(pod).await
-    }
-
-    async fn add_network(&self, pod: &PodNetwork<'_>) -> Result<SetupResult> {
         let net = self.load()?;
         let mut prev: Option<Value> = None;
         for plugin in &net.plugins {

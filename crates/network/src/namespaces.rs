@@ -132,16 +132,20 @@ fn pin_with_user_namespace(dir: &Path, want: &NamespaceSet, map: &IdMap, hostnam
     }
     drop(holder);
     if let (Some(uts), Some(name)) = (&pins.uts, hostname) {
-        let file = std::fs::File::open(uts).map_err(Error::io("open", uts))?;
-        setns(&file, CloneFlags::CLONE_NEWUTS).map_err(|e| Error::Namespace(format!("join the pod's UTS namespace: {e}")))?;
+        join(uts, CloneFlags::CLONE_NEWUTS, "UTS")?;
         nix::unistd::sethostname(name).map_err(|e| Error::Namespace(format!("sethostname {name:?}: {e}")))?;
     }
     if let Some(net) = &pins.net {
-        let file = std::fs::File::open(net).map_err(Error::io("open", net))?;
-        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Namespace(format!("join the pod's network namespace: {e}")))?;
+        join(net, CloneFlags::CLONE_NEWNET, "network")?;
         loopback::bring_up_lo()?;
     }
     Ok(pins)
+}
+
+/// Moves this (throw-away) thread into the namespace pinned at `pin`.
+fn join(pin: &Path, kind: CloneFlags, name: &str) -> Result<()> {
+    let file = std::fs::File::open(pin).map_err(Error::io("open", pin))?;
+    setns(&file, kind).map_err(|e| Error::Namespace(format!("join the pod's {name} namespace: {e}")))
 }
 
 /// Bind-mounts the namespace file `source` on `dir/name`.
